@@ -1,0 +1,175 @@
+//! `.npy` arrays (NumPy format 1.0–3.0), memory-mapped; the header is parsed as hostile input.
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NpyDtype {
+    F32,
+    F16,
+    I64,
+    I32,
+}
+
+impl NpyDtype {
+    pub fn width(self) -> usize {
+        match self {
+            NpyDtype::F32 | NpyDtype::I32 => 4,
+            NpyDtype::F16 => 2,
+            NpyDtype::I64 => 8,
+        }
+    }
+    fn descr(self) -> &'static str {
+        match self {
+            NpyDtype::F32 => "<f4",
+            NpyDtype::F16 => "<f2",
+            NpyDtype::I64 => "<i8",
+            NpyDtype::I32 => "<i4",
+        }
+    }
+}
+
+/// A mapped `.npy` file: C-order, little-endian, one of [`NpyDtype`].
+pub struct Npy {
+    pub path: PathBuf,
+    pub dtype: NpyDtype,
+    pub shape: Vec<usize>,
+    map: memmap2::Mmap,
+    offset: usize,
+}
+
+const MAX_HEADER: usize = 1 << 20;
+
+impl Npy {
+    pub fn open(path: &Path) -> Result<Self> {
+        let f = std::fs::File::open(path).ctx(path)?;
+        let len = f.metadata().ctx(path)?.len() as usize;
+        let bad = |w: String| Error::corrupt(path, None, format!("not a usable .npy file: {w}"));
+        if len < 10 {
+            return Err(bad(format!("only {len} bytes")));
+        }
+        // SAFETY: input files are only read; see KdsShard::open.
+        let map = unsafe { memmap2::Mmap::map(&f) }.ctx(path)?;
+        if &map[0..6] != b"\x93NUMPY" {
+            return Err(bad("bad magic".into()));
+        }
+        let (hlen, start) = match map[6] {
+            1 => (u16::from_le_bytes([map[8], map[9]]) as usize, 10),
+            2 | 3 if len >= 12 => (u32::from_le_bytes(map[8..12].try_into().expect("4")) as usize, 12),
+            v => return Err(bad(format!("unsupported version {v}"))),
+        };
+        if hlen > MAX_HEADER || start + hlen > len {
+            return Err(bad(format!("header length {hlen} does not fit")));
+        }
+        let header = std::str::from_utf8(&map[start..start + hlen]).map_err(|_| bad("header is not text".into()))?;
+        let descr = dict_value(header, "descr").ok_or_else(|| bad("no 'descr'".into()))?;
+        let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+        let dtype = match descr {
+            "<f4" => NpyDtype::F32,
+            "<f2" => NpyDtype::F16,
+            "<i8" => NpyDtype::I64,
+            "<i4" => NpyDtype::I32,
+            d => return Err(Error::invalid(format!("{}: dtype {d:?} is not supported (want float32, float16, int64 or int32, little-endian)", path.display()))),
+        };
+        let fortran = dict_value(header, "fortran_order").ok_or_else(|| bad("no 'fortran_order'".into()))?;
+        if fortran.trim() != "False" {
+            return Err(Error::invalid(format!("{}: Fortran-order arrays are not supported; save with np.ascontiguousarray", path.display())));
+        }
+        let shape_s = dict_value(header, "shape").ok_or_else(|| bad("no 'shape'".into()))?;
+        let inner = shape_s.trim().strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or_else(|| bad(format!("shape {shape_s:?}")))?;
+        let shape: Vec<usize> = inner
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<usize>().map_err(|_| bad(format!("shape {shape_s:?}"))))
+            .collect::<Result<_>>()?;
+        let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows".into()))?;
+        let offset = start + hlen;
+        let need = count.checked_mul(dtype.width()).ok_or_else(|| bad("shape overflows".into()))?;
+        if len - offset != need {
+            return Err(bad(format!("data holds {} bytes, shape {shape:?} needs {need} (truncated or trailing bytes)", len - offset)));
+        }
+        if offset % dtype.width() != 0 {
+            return Err(bad("data is not aligned".into()));
+        }
+        Ok(Npy { path: path.into(), dtype, shape, map, offset })
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.map[self.offset..]
+    }
+
+    /// Rows of a rank-≥1 array as f32 values (f16 converted).
+    pub fn f32_rows(&self, rows: std::ops::Range<usize>, out: &mut Vec<f32>) {
+        let per: usize = self.shape[1..].iter().product();
+        let d = self.data();
+        out.clear();
+        match self.dtype {
+            NpyDtype::F32 => out.extend_from_slice(bytemuck::cast_slice(&d[rows.start * per * 4..rows.end * per * 4])),
+            NpyDtype::F16 => {
+                let h: &[half::f16] = bytemuck::cast_slice(&d[rows.start * per * 2..rows.end * per * 2]);
+                out.resize(h.len(), 0.0);
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(h, out);
+            }
+            NpyDtype::I64 | NpyDtype::I32 => unreachable!("f32_rows on an integer array"),
+        }
+    }
+
+    /// All values of an integer array as i64.
+    pub fn i64_values(&self) -> Vec<i64> {
+        match self.dtype {
+            NpyDtype::I64 => bytemuck::cast_slice::<u8, i64>(self.data()).to_vec(),
+            NpyDtype::I32 => bytemuck::cast_slice::<u8, i32>(self.data()).iter().map(|&v| v as i64).collect(),
+            _ => unreachable!("i64_values on a float array"),
+        }
+    }
+}
+
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let k1 = format!("'{key}'");
+    let at = header.find(&k1)? + k1.len();
+    let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+    let end = if rest.starts_with('(') { rest.find(')')? + 1 } else { rest.find([',', '}'])? };
+    Some(&rest[..end])
+}
+
+/// Writes a C-order little-endian `.npy` (version 1.0) atomically.
+pub fn write(path: &Path, dtype: NpyDtype, shape: &[usize], data: &[u8]) -> Result<()> {
+    let shape_s = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut h = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape_s}, }}", dtype.descr());
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut bytes = Vec::with_capacity(10 + h.len() + data.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    bytes.write_all(data).ctx(path)?;
+    crate::format::manifest::write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn roundtrip_and_rejects() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        let v: Vec<f32> = (0..12).map(|x| x as f32).collect();
+        write(&p, NpyDtype::F32, &[3, 4], bytemuck::cast_slice(&v)).unwrap();
+        let a = Npy::open(&p).unwrap();
+        assert_eq!(a.shape, vec![3, 4]);
+        let mut out = vec![];
+        a.f32_rows(1..3, &mut out);
+        assert_eq!(out, v[4..].to_vec());
+        // truncated
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(Npy::open(&p).is_err());
+    }
+}

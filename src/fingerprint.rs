@@ -1,0 +1,9 @@
+//! Content fingerprints for cache signatures.
+use std::path::Path;
+
+use crate::error::Result;
+
+/// `xxh3:<16 hex>` of a file's bytes (memory-mapped).
+pub fn file(path: &Path) -> Result<String> {
+    Ok(format!("xxh3:{:016x}", crate::format::writer::file_xxh3(path)?))
+}

@@ -1,0 +1,220 @@
+//! `manifest.json`: what a cache holds, where, its checksums, signature and statistics
+//! (schema: `schemas/manifest.schema.json`).
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::rows::{LogitDtype, RowSpec};
+
+pub const FORMAT_VERSION: u64 = 1;
+pub const MANIFEST: &str = "manifest.json";
+pub const PARTIAL: &str = "manifest.partial.json";
+/// A manifest larger than this is refused before parsing (a class prior of 2^24 classes fits).
+const MAX_MANIFEST_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Kds,
+    Parquet,
+}
+
+impl Encoding {
+    pub fn ext(self) -> &'static str {
+        match self {
+            Encoding::Kds => "kds",
+            Encoding::Parquet => "parquet",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub file: String,
+    pub first_row: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub xxh3: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Signature {
+    pub teacher: String,
+    pub dataset: String,
+    pub classes: String,
+    pub augmentation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Stats {
+    pub class_prior: Vec<f64>,
+    pub top1_agreement: Option<f64>,
+    #[serde(default)]
+    pub labeled_rows: u64,
+    pub mean_topk_mass: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u64,
+    pub kdcache_version: String,
+    pub encoding: Encoding,
+    pub classes: u64,
+    pub top_k: usize,
+    pub logit_dtype: LogitDtype,
+    pub temperatures: Vec<f32>,
+    pub tail_samples: usize,
+    pub aug_dim: usize,
+    pub rows: u64,
+    #[serde(default)]
+    pub examples: u64,
+    #[serde(default = "one")]
+    pub views: u32,
+    pub block_rows: usize,
+    pub shards: Vec<ShardInfo>,
+    pub signature: Signature,
+    pub stats: Stats,
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub part: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Manifest {
+    pub fn new(spec: &RowSpec, encoding: Encoding, block_rows: usize, signature: Signature) -> Self {
+        Manifest {
+            format: "kdcache".into(),
+            format_version: FORMAT_VERSION,
+            kdcache_version: env!("CARGO_PKG_VERSION").into(),
+            encoding,
+            classes: spec.classes,
+            top_k: spec.k,
+            logit_dtype: spec.logit_dtype,
+            temperatures: spec.temperatures.clone(),
+            tail_samples: spec.tail_samples,
+            aug_dim: spec.aug_dim,
+            rows: 0,
+            examples: 0,
+            views: 1,
+            block_rows,
+            shards: vec![],
+            signature,
+            stats: Stats::default(),
+            created_by: String::new(),
+            part: None,
+        }
+    }
+
+    pub fn spec(&self) -> RowSpec {
+        RowSpec {
+            classes: self.classes,
+            k: self.top_k,
+            temperatures: self.temperatures.clone(),
+            tail_samples: self.tail_samples,
+            aug_dim: self.aug_dim,
+            logit_dtype: self.logit_dtype,
+        }
+    }
+
+    /// Reads and validates `DIR/manifest.json` (or another manifest file).
+    pub fn load(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).ctx(path)?;
+        if meta.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::corrupt(path, None, format!("manifest of {} bytes is implausibly large", meta.len())));
+        }
+        let bytes = std::fs::read(path).ctx(path)?;
+        // look at the version before the full parse, so a newer format gets the right message
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(path, None, format!("not valid JSON: {e}")))?;
+        if v.get("format").and_then(|f| f.as_str()) != Some("kdcache") {
+            return Err(Error::corrupt(path, None, "not a kdcache manifest (\"format\" is not \"kdcache\")"));
+        }
+        match v.get("format_version").and_then(|f| f.as_u64()) {
+            Some(found) if found > FORMAT_VERSION => {
+                return Err(Error::Version { path: path.into(), found, supported: FORMAT_VERSION });
+            }
+            Some(0) | None => return Err(Error::corrupt(path, None, "missing or invalid format_version")),
+            _ => {}
+        }
+        let m: Manifest = serde_json::from_value(v).map_err(|e| Error::corrupt(path, None, format!("{e}")))?;
+        m.validate().map_err(|e| Error::corrupt(path, None, e))?;
+        Ok(m)
+    }
+
+    /// Internal consistency: spec limits, shards tiling 0..rows, file names, prior length.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        self.spec().validate().map_err(|e| e.to_string())?;
+        if self.block_rows == 0 || self.block_rows > 1 << 24 {
+            return Err(format!("block_rows = {} is out of range", self.block_rows));
+        }
+        let mut next = 0u64;
+        for (i, s) in self.shards.iter().enumerate() {
+            if s.file.is_empty()
+                || s.file.starts_with('.')
+                || !s.file.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(format!("shard {i}: bad file name {:?}", s.file));
+            }
+            if s.first_row != next {
+                return Err(format!("shard {i} ({}) starts at row {}, expected {next}", s.file, s.first_row));
+            }
+            if s.rows == 0 {
+                return Err(format!("shard {i} ({}) is empty", s.file));
+            }
+            if s.xxh3.len() != 16 || !s.xxh3.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(format!("shard {i} ({}): bad checksum {:?}", s.file, s.xxh3));
+            }
+            next = s.first_row.checked_add(s.rows).ok_or("row count overflows")?;
+        }
+        if next != self.rows {
+            return Err(format!("shards hold {next} rows, manifest says {}", self.rows));
+        }
+        if !self.stats.class_prior.is_empty() && self.stats.class_prior.len() as u64 != self.classes {
+            return Err(format!("class_prior has {} entries, C = {}", self.stats.class_prior.len(), self.classes));
+        }
+        Ok(())
+    }
+
+    /// Writes atomically: temp file, fsync, rename, fsync of the directory.
+    pub fn store(&self, path: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(path, &bytes)
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    {
+        let mut f = std::fs::File::create(&tmp).ctx(&tmp)?;
+        f.write_all(bytes).ctx(&tmp)?;
+        f.sync_all().ctx(&tmp)?;
+    }
+    std::fs::rename(&tmp, path).ctx(path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")));
+    Ok(())
+}
+
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
+        let _ = d.sync_all();
+    }
+}
+
+pub fn xxh3_hex(h: u64) -> String {
+    format!("{h:016x}")
+}

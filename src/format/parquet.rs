@@ -1,0 +1,258 @@
+//! The Parquet shard: the same rows as kds, as Arrow `FixedSizeList` columns (schema:
+//! `schemas/cache.arrow.json`), zstd, one row group per block. Readable by pyarrow, polars, DuckDB.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, FixedSizeListArray, Float16Array, Float32Array, Int64Array, PrimitiveArray, RecordBatch,
+    UInt16Array, UInt32Array, UInt64Array,
+};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::basic::{Compression, Encoding as PqEncoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::{Error, IoContext, Result};
+use crate::format::columns::{Col, columns};
+use crate::format::rows::{LogitDtype, Logits, RowBatch, RowSpec};
+
+fn list_field(name: &str, item: DataType, size: usize, meta: Option<(&str, &str)>) -> Field {
+    let f = Field::new(name, DataType::FixedSizeList(Arc::new(Field::new("item", item, false)), size as i32), false);
+    match meta {
+        Some((k, v)) => f.with_metadata(HashMap::from([(k.to_string(), v.to_string())])),
+        None => f,
+    }
+}
+
+/// The Arrow schema of a cache row for `spec`.
+pub fn arrow_schema(spec: &RowSpec) -> SchemaRef {
+    let logit_item = match spec.logit_dtype {
+        LogitDtype::F16 => DataType::Float16,
+        LogitDtype::Bf16 => DataType::UInt16,
+        LogitDtype::F32 => DataType::Float32,
+    };
+    let logit_meta = (spec.logit_dtype == LogitDtype::Bf16).then_some(("kdcache.dtype", "bf16"));
+    let fields: Vec<Field> = columns(spec)
+        .into_iter()
+        .map(|c| match c {
+            Col::Row => Field::new("row", DataType::UInt64, false),
+            Col::View => Field::new("view", DataType::UInt32, false),
+            Col::Label => Field::new("label", DataType::Int64, false),
+            Col::TopkIdx => list_field("topk_idx", DataType::UInt32, spec.k, None),
+            Col::TopkLogit => list_field("topk_logit", logit_item.clone(), spec.k, logit_meta),
+            Col::Lse => list_field("lse", DataType::Float32, spec.t(), None),
+            Col::LogTail => list_field("log_tail", DataType::Float32, spec.t(), None),
+            Col::TailIdx => list_field("tail_idx", DataType::UInt32, spec.tail_samples, None),
+            Col::TailCnt => list_field("tail_cnt", DataType::UInt32, spec.tail_samples, None),
+            Col::Aug => list_field("aug", DataType::Float32, spec.aug_dim, None),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn fsl(schema: &Schema, name: &str, values: ArrayRef) -> Result<ArrayRef> {
+    let f = schema.field_with_name(name)?;
+    let DataType::FixedSizeList(item, size) = f.data_type() else {
+        return Err(Error::Internal(format!("{name} is not a list")));
+    };
+    Ok(Arc::new(FixedSizeListArray::try_new(item.clone(), *size, values, None)?))
+}
+
+/// Converts rows to an Arrow record batch.
+pub fn to_record_batch(spec: &RowSpec, b: &RowBatch) -> Result<RecordBatch> {
+    let schema = arrow_schema(spec);
+    let mut arrays: Vec<ArrayRef> = vec![];
+    for c in columns(spec) {
+        let a: ArrayRef = match c {
+            Col::Row => Arc::new(UInt64Array::from(b.row.clone())),
+            Col::View => Arc::new(UInt32Array::from(b.view.clone())),
+            Col::Label => Arc::new(Int64Array::from(b.label.clone())),
+            Col::TopkIdx => fsl(&schema, "topk_idx", Arc::new(UInt32Array::from(b.topk_idx.clone())))?,
+            Col::TopkLogit => {
+                let v: ArrayRef = match &b.topk_logit {
+                    Logits::F16(v) => Arc::new(Float16Array::from(v.clone())),
+                    Logits::Bf16(v) => Arc::new(UInt16Array::from(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())),
+                    Logits::F32(v) => Arc::new(Float32Array::from(v.clone())),
+                };
+                fsl(&schema, "topk_logit", v)?
+            }
+            Col::Lse => fsl(&schema, "lse", Arc::new(Float32Array::from(b.lse.clone())))?,
+            Col::LogTail => fsl(&schema, "log_tail", Arc::new(Float32Array::from(b.log_tail.clone())))?,
+            Col::TailIdx => fsl(&schema, "tail_idx", Arc::new(UInt32Array::from(b.tail_idx.clone())))?,
+            Col::TailCnt => fsl(&schema, "tail_cnt", Arc::new(UInt32Array::from(b.tail_cnt.clone())))?,
+            Col::Aug => fsl(&schema, "aug", Arc::new(Float32Array::from(b.aug.clone())))?,
+        };
+        arrays.push(a);
+    }
+    Ok(RecordBatch::try_new(schema, arrays)?)
+}
+
+struct HashWrite<W> {
+    w: W,
+    h: Xxh3,
+    n: u64,
+}
+impl<W: std::io::Write> std::io::Write for HashWrite<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.w.write(b)?;
+        self.h.update(&b[..n]);
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
+/// Writes rows as one Parquet shard; returns the file's size and XXH3-64.
+pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -> Result<(u64, u64)> {
+    batch.check_lengths()?;
+    let schema = arrow_schema(spec);
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_max_row_group_row_count(Some(block_rows))
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_dictionary_enabled(false);
+    // byte-stream-split lets zstd see the slowly varying high bytes of sorted logits and class ids
+    for name in ["topk_idx", "topk_logit"] {
+        props = props.set_column_encoding(ColumnPath::from(vec![name.into(), "list".into(), "item".into()]), PqEncoding::BYTE_STREAM_SPLIT);
+    }
+    let file = std::fs::File::create(path).ctx(path)?;
+    let out = HashWrite { w: std::io::BufWriter::with_capacity(1 << 20, file), h: Xxh3::new(), n: 0 };
+    let mut w = ArrowWriter::try_new(out, schema, Some(props.build()))?;
+    for start in (0..batch.len()).step_by(block_rows.max(1)) {
+        let part = batch.slice(start..(start + block_rows).min(batch.len()));
+        w.write(&to_record_batch(spec, &part)?)?;
+        w.flush()?; // closes the row group at the block boundary
+    }
+    let out = w.into_inner()?;
+    let (size, hash) = (out.n, out.h.digest());
+    let file = out.w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    file.sync_all().ctx(path)?;
+    Ok((size, hash))
+}
+
+/// An open Parquet shard with validated metadata.
+pub struct ParquetShard {
+    path: PathBuf,
+    file: std::fs::File,
+    meta: ArrowReaderMetadata,
+    spec: RowSpec,
+    block_rows: usize,
+}
+
+impl ParquetShard {
+    pub fn open(path: &Path, spec: &RowSpec, rows: u64, block_rows: usize) -> Result<Self> {
+        let file = std::fs::File::open(path).ctx(path)?;
+        let bad = |what: String| Error::corrupt(path, None, what);
+        let want = arrow_schema(spec);
+        // read with our own schema: the file's embedded Arrow schema is not trusted
+        let opts = ArrowReaderOptions::new().with_skip_arrow_metadata(true).with_schema(want.clone());
+        let meta = ArrowReaderMetadata::load(&file, opts)
+            .map_err(|e| bad(format!("not a readable Parquet shard of this cache: {e}")))?;
+        let got = meta.schema();
+        if got.fields().len() != want.fields().len()
+            || got.fields().iter().zip(want.fields()).any(|(a, b)| a.name() != b.name() || !types_match(a.data_type(), b.data_type()))
+        {
+            return Err(bad(format!("schema {:?} does not match the manifest's", got.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>())));
+        }
+        let md = meta.metadata();
+        let total: i64 = md.row_groups().iter().map(|g| g.num_rows()).sum();
+        if total < 0 || total as u64 != rows {
+            return Err(bad(format!("holds {total} rows, manifest says {rows}")));
+        }
+        for (i, g) in md.row_groups().iter().enumerate() {
+            if g.num_rows() <= 0 || g.num_rows() as usize > block_rows {
+                return Err(Error::corrupt(path, Some(format!("row group {i}")), format!("{} rows (block_rows {block_rows})", g.num_rows())));
+            }
+        }
+        Ok(ParquetShard { path: path.into(), file, meta, spec: spec.clone(), block_rows })
+    }
+
+    pub fn num_blocks(&self) -> usize {
+        self.meta.metadata().num_row_groups()
+    }
+    pub fn block_len(&self, b: usize) -> usize {
+        self.meta.metadata().row_group(b).num_rows() as usize
+    }
+    pub fn block_rows(&self) -> usize {
+        self.block_rows
+    }
+
+    pub fn read_block(&self, b: usize) -> Result<RowBatch> {
+        let at = || Some(format!("row group {b}"));
+        let corrupt = |e: String| Error::corrupt(&self.path, at(), e);
+        let file = self.file.try_clone().ctx(&self.path)?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+            .with_row_groups(vec![b])
+            .with_batch_size(self.block_len(b))
+            .build()
+            .map_err(|e| corrupt(e.to_string()))?;
+        let mut out = RowBatch::new(&self.spec);
+        for rb in reader {
+            let rb = rb.map_err(|e| corrupt(e.to_string()))?;
+            append(&mut out, &rb, &self.spec).map_err(corrupt)?;
+        }
+        if out.len() != self.block_len(b) {
+            return Err(corrupt(format!("decoded {} rows, expected {}", out.len(), self.block_len(b))));
+        }
+        Ok(out)
+    }
+}
+
+fn types_match(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::FixedSizeList(fa, sa), DataType::FixedSizeList(fb, sb)) => sa == sb && fa.data_type() == fb.data_type(),
+        _ => a == b,
+    }
+}
+
+fn prim<T: ArrowPrimitiveType>(a: &dyn Array, name: &str) -> std::result::Result<Vec<T::Native>, String> {
+    if a.null_count() > 0 {
+        return Err(format!("column {name} has nulls"));
+    }
+    let p = a.as_any().downcast_ref::<PrimitiveArray<T>>().ok_or(format!("column {name} has the wrong type"))?;
+    Ok(p.values().to_vec())
+}
+
+fn list<T: ArrowPrimitiveType>(a: &dyn Array, name: &str, size: usize) -> std::result::Result<Vec<T::Native>, String> {
+    if a.null_count() > 0 {
+        return Err(format!("column {name} has nulls"));
+    }
+    let l = a.as_any().downcast_ref::<FixedSizeListArray>().ok_or(format!("column {name} is not a fixed-size list"))?;
+    if l.value_length() as usize != size {
+        return Err(format!("column {name} has lists of {}, expected {size}", l.value_length()));
+    }
+    let start = l.value_offset_at(0);
+    let vals = l.values().slice(start, l.len() * size);
+    prim::<T>(vals.as_ref(), name)
+}
+
+fn append(out: &mut RowBatch, rb: &RecordBatch, spec: &RowSpec) -> std::result::Result<(), String> {
+    use arrow::datatypes::*;
+    let col = |name: &str| rb.column_by_name(name).cloned().ok_or(format!("column {name} is missing"));
+    out.row.extend(prim::<UInt64Type>(col("row")?.as_ref(), "row")?);
+    out.view.extend(prim::<UInt32Type>(col("view")?.as_ref(), "view")?);
+    out.label.extend(prim::<Int64Type>(col("label")?.as_ref(), "label")?);
+    out.topk_idx.extend(list::<UInt32Type>(col("topk_idx")?.as_ref(), "topk_idx", spec.k)?);
+    let lg = col("topk_logit")?;
+    match &mut out.topk_logit {
+        Logits::F16(v) => v.extend(list::<Float16Type>(lg.as_ref(), "topk_logit", spec.k)?),
+        Logits::Bf16(v) => v.extend(list::<UInt16Type>(lg.as_ref(), "topk_logit", spec.k)?.into_iter().map(half::bf16::from_bits)),
+        Logits::F32(v) => v.extend(list::<Float32Type>(lg.as_ref(), "topk_logit", spec.k)?),
+    }
+    out.lse.extend(list::<Float32Type>(col("lse")?.as_ref(), "lse", spec.t())?);
+    out.log_tail.extend(list::<Float32Type>(col("log_tail")?.as_ref(), "log_tail", spec.t())?);
+    if spec.tail_samples > 0 {
+        out.tail_idx.extend(list::<UInt32Type>(col("tail_idx")?.as_ref(), "tail_idx", spec.tail_samples)?);
+        out.tail_cnt.extend(list::<UInt32Type>(col("tail_cnt")?.as_ref(), "tail_cnt", spec.tail_samples)?);
+    }
+    if spec.aug_dim > 0 {
+        out.aug.extend(list::<Float32Type>(col("aug")?.as_ref(), "aug", spec.aug_dim)?);
+    }
+    out.check_lengths().map_err(|e| e.to_string())
+}

@@ -1,0 +1,399 @@
+//! The columnar in-memory form of cache rows, shared by every encoding.
+use half::{bf16, f16};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How the top-K logits are stored on disk (and held in a [`RowBatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogitDtype {
+    #[default]
+    F16,
+    Bf16,
+    F32,
+}
+
+impl LogitDtype {
+    pub fn width(self) -> usize {
+        match self {
+            LogitDtype::F16 | LogitDtype::Bf16 => 2,
+            LogitDtype::F32 => 4,
+        }
+    }
+    /// Relative rounding error of one stored value (half an ulp).
+    pub fn eps(self) -> f64 {
+        match self {
+            LogitDtype::F16 => 2f64.powi(-11),
+            LogitDtype::Bf16 => 2f64.powi(-8),
+            LogitDtype::F32 => 2f64.powi(-24),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            LogitDtype::F16 => "f16",
+            LogitDtype::Bf16 => "bf16",
+            LogitDtype::F32 => "f32",
+        }
+    }
+}
+
+/// The shape of every row of a cache: what the manifest and each shard header declare.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowSpec {
+    pub classes: u64,
+    pub k: usize,
+    pub temperatures: Vec<f32>,
+    pub tail_samples: usize,
+    pub aug_dim: usize,
+    pub logit_dtype: LogitDtype,
+}
+
+/// Limits that keep a hostile file from asking for absurd allocations.
+pub const MAX_K: usize = 1 << 16;
+pub const MAX_T: usize = 64;
+pub const MAX_M: usize = 1 << 16;
+pub const MAX_AUG: usize = 1 << 12;
+pub const MAX_CLASSES: u64 = u32::MAX as u64;
+
+impl RowSpec {
+    pub fn t(&self) -> usize {
+        self.temperatures.len()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(m));
+        if self.classes == 0 || self.classes > MAX_CLASSES {
+            return bad(format!("class count C = {} is out of range 1..={MAX_CLASSES}", self.classes));
+        }
+        if self.k == 0 || self.k > MAX_K {
+            return bad(format!("top-K = {} is out of range 1..={MAX_K}", self.k));
+        }
+        if self.k as u64 > self.classes {
+            return bad(format!("top-K = {} exceeds the class count C = {}", self.k, self.classes));
+        }
+        if self.temperatures.is_empty() || self.temperatures.len() > MAX_T {
+            return bad(format!("need 1..={MAX_T} temperatures, got {}", self.temperatures.len()));
+        }
+        if let Some(t) = self.temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+            return bad(format!("temperature {t} must be a finite number > 0"));
+        }
+        if self.tail_samples > MAX_M {
+            return bad(format!("tail samples M = {} exceeds {MAX_M}", self.tail_samples));
+        }
+        if self.aug_dim > MAX_AUG {
+            return bad(format!("aug_dim = {} exceeds {MAX_AUG}", self.aug_dim));
+        }
+        Ok(())
+    }
+}
+
+/// Top-K logits in their storage dtype (converting on read would cost more than the decode).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Logits {
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+    F32(Vec<f32>),
+}
+
+impl Logits {
+    pub fn new(dtype: LogitDtype) -> Self {
+        match dtype {
+            LogitDtype::F16 => Logits::F16(Vec::new()),
+            LogitDtype::Bf16 => Logits::Bf16(Vec::new()),
+            LogitDtype::F32 => Logits::F32(Vec::new()),
+        }
+    }
+    pub fn dtype(&self) -> LogitDtype {
+        match self {
+            Logits::F16(_) => LogitDtype::F16,
+            Logits::Bf16(_) => LogitDtype::Bf16,
+            Logits::F32(_) => LogitDtype::F32,
+        }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Logits::F16(v) => v.len(),
+            Logits::Bf16(v) => v.len(),
+            Logits::F32(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    #[inline]
+    pub fn get(&self, i: usize) -> f32 {
+        match self {
+            Logits::F16(v) => v[i].to_f32(),
+            Logits::Bf16(v) => v[i].to_f32(),
+            Logits::F32(v) => v[i],
+        }
+    }
+    pub fn push(&mut self, x: f32) {
+        match self {
+            Logits::F16(v) => v.push(f16::from_f32(x)),
+            Logits::Bf16(v) => v.push(bf16::from_f32(x)),
+            Logits::F32(v) => v.push(x),
+        }
+    }
+    /// All values as f32 (allocates).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            Logits::F16(v) => {
+                let mut out = vec![0f32; v.len()];
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[..], &mut out);
+                out
+            }
+            Logits::Bf16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            Logits::F32(v) => v.clone(),
+        }
+    }
+    /// Raw little-endian bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Logits::F16(v) => bytemuck::cast_slice(v),
+            Logits::Bf16(v) => bytemuck::cast_slice(v),
+            Logits::F32(v) => bytemuck::cast_slice(v),
+        }
+    }
+    fn extend_from(&mut self, other: &Logits, range: std::ops::Range<usize>) {
+        match (self, other) {
+            (Logits::F16(a), Logits::F16(b)) => a.extend_from_slice(&b[range]),
+            (Logits::Bf16(a), Logits::Bf16(b)) => a.extend_from_slice(&b[range]),
+            (Logits::F32(a), Logits::F32(b)) => a.extend_from_slice(&b[range]),
+            (a, b) => {
+                for i in range {
+                    a.push(b.get(i))
+                }
+            }
+        }
+    }
+}
+
+/// Cache rows, column by column. Row i's top-K ids are `topk_idx[i*k .. (i+1)*k]`, and so on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowBatch {
+    pub k: usize,
+    pub t: usize,
+    pub m: usize,
+    pub aug_dim: usize,
+    pub row: Vec<u64>,
+    pub view: Vec<u32>,
+    pub label: Vec<i64>,
+    pub topk_idx: Vec<u32>,
+    pub topk_logit: Logits,
+    pub lse: Vec<f32>,
+    pub log_tail: Vec<f32>,
+    pub tail_idx: Vec<u32>,
+    pub tail_cnt: Vec<u32>,
+    pub aug: Vec<f32>,
+}
+
+/// One row, borrowed from a [`RowBatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    pub batch: &'a RowBatch,
+    pub i: usize,
+}
+
+impl<'a> RowRef<'a> {
+    pub fn row(&self) -> u64 {
+        self.batch.row[self.i]
+    }
+    pub fn view(&self) -> u32 {
+        self.batch.view[self.i]
+    }
+    pub fn label(&self) -> i64 {
+        self.batch.label[self.i]
+    }
+    pub fn topk_idx(&self) -> &'a [u32] {
+        let k = self.batch.k;
+        &self.batch.topk_idx[self.i * k..(self.i + 1) * k]
+    }
+    pub fn logit(&self, r: usize) -> f32 {
+        self.batch.topk_logit.get(self.i * self.batch.k + r)
+    }
+    pub fn lse(&self) -> &'a [f32] {
+        let t = self.batch.t;
+        &self.batch.lse[self.i * t..(self.i + 1) * t]
+    }
+    pub fn log_tail(&self) -> &'a [f32] {
+        let t = self.batch.t;
+        &self.batch.log_tail[self.i * t..(self.i + 1) * t]
+    }
+    pub fn tail_idx(&self) -> &'a [u32] {
+        let m = self.batch.m;
+        &self.batch.tail_idx[self.i * m..(self.i + 1) * m]
+    }
+    pub fn tail_cnt(&self) -> &'a [u32] {
+        let m = self.batch.m;
+        &self.batch.tail_cnt[self.i * m..(self.i + 1) * m]
+    }
+    pub fn aug(&self) -> &'a [f32] {
+        let a = self.batch.aug_dim;
+        &self.batch.aug[self.i * a..(self.i + 1) * a]
+    }
+}
+
+impl RowBatch {
+    pub fn new(spec: &RowSpec) -> Self {
+        RowBatch {
+            k: spec.k,
+            t: spec.t(),
+            m: spec.tail_samples,
+            aug_dim: spec.aug_dim,
+            row: vec![],
+            view: vec![],
+            label: vec![],
+            topk_idx: vec![],
+            topk_logit: Logits::new(spec.logit_dtype),
+            lse: vec![],
+            log_tail: vec![],
+            tail_idx: vec![],
+            tail_cnt: vec![],
+            aug: vec![],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.row.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.row.is_empty()
+    }
+    pub fn get(&self, i: usize) -> RowRef<'_> {
+        RowRef { batch: self, i }
+    }
+
+    /// Checks that every column has the length the row count implies.
+    pub fn check_lengths(&self) -> Result<()> {
+        let n = self.len();
+        let ok = self.view.len() == n
+            && self.label.len() == n
+            && self.topk_idx.len() == n * self.k
+            && self.topk_logit.len() == n * self.k
+            && self.lse.len() == n * self.t
+            && self.log_tail.len() == n * self.t
+            && self.tail_idx.len() == n * self.m
+            && self.tail_cnt.len() == n * self.m
+            && self.aug.len() == n * self.aug_dim;
+        if ok { Ok(()) } else { Err(Error::Internal("RowBatch columns have inconsistent lengths".into())) }
+    }
+
+    /// Appends rows `range` of `other` (same spec) to this batch.
+    pub fn extend_rows(&mut self, other: &RowBatch, range: std::ops::Range<usize>) {
+        let (a, b) = (range.start, range.end);
+        self.row.extend_from_slice(&other.row[a..b]);
+        self.view.extend_from_slice(&other.view[a..b]);
+        self.label.extend_from_slice(&other.label[a..b]);
+        self.topk_idx.extend_from_slice(&other.topk_idx[a * self.k..b * self.k]);
+        self.topk_logit.extend_from(&other.topk_logit, a * self.k..b * self.k);
+        self.lse.extend_from_slice(&other.lse[a * self.t..b * self.t]);
+        self.log_tail.extend_from_slice(&other.log_tail[a * self.t..b * self.t]);
+        self.tail_idx.extend_from_slice(&other.tail_idx[a * self.m..b * self.m]);
+        self.tail_cnt.extend_from_slice(&other.tail_cnt[a * self.m..b * self.m]);
+        self.aug.extend_from_slice(&other.aug[a * self.aug_dim..b * self.aug_dim]);
+    }
+
+    pub fn slice(&self, range: std::ops::Range<usize>) -> RowBatch {
+        let mut out = self.empty_like();
+        out.extend_rows(self, range);
+        out
+    }
+
+    pub fn empty_like(&self) -> RowBatch {
+        RowBatch {
+            k: self.k,
+            t: self.t,
+            m: self.m,
+            aug_dim: self.aug_dim,
+            row: vec![],
+            view: vec![],
+            label: vec![],
+            topk_idx: vec![],
+            topk_logit: Logits::new(self.topk_logit.dtype()),
+            lse: vec![],
+            log_tail: vec![],
+            tail_idx: vec![],
+            tail_cnt: vec![],
+            aug: vec![],
+        }
+    }
+
+    /// Rows reordered by `perm` (a permutation of 0..len).
+    pub fn permuted(&self, perm: &[usize]) -> RowBatch {
+        let mut out = self.empty_like();
+        for &i in perm {
+            out.extend_rows(self, i..i + 1);
+        }
+        out
+    }
+}
+
+/// The checks `verify` makes on one row; returns a description of the first violation.
+pub fn check_row(r: RowRef<'_>, spec: &RowSpec) -> std::result::Result<(), String> {
+    let k = spec.k;
+    let ids = r.topk_idx();
+    let mut prev = f32::INFINITY;
+    let mut max_abs = 0f64;
+    for j in 0..k {
+        let z = r.logit(j);
+        if !z.is_finite() {
+            return Err(format!("topk_logit[{j}] = {z} is not finite"));
+        }
+        if z > prev {
+            return Err(format!("ranks not sorted: topk_logit[{j}] = {z} > topk_logit[{}] = {prev}", j - 1));
+        }
+        prev = z;
+        max_abs = max_abs.max(z.abs() as f64);
+        if ids[j] as u64 >= spec.classes {
+            return Err(format!("topk_idx[{j}] = {} is not < C = {}", ids[j], spec.classes));
+        }
+    }
+    let mut sorted: Vec<u32> = ids.to_vec();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("class {} appears twice in topk_idx", w[0]));
+    }
+    for (ti, &temp) in spec.temperatures.iter().enumerate() {
+        let lse = r.lse()[ti] as f64;
+        let lt = r.log_tail()[ti] as f64;
+        if !lse.is_finite() {
+            return Err(format!("lse[{ti}] = {lse} is not finite"));
+        }
+        if lt.is_nan() || lt > 1e-6 || lt == f64::INFINITY {
+            return Err(format!("log_tail[{ti}] = {lt} is not a log-probability"));
+        }
+        let temp = temp as f64;
+        // log of (top-K mass + tail mass) must be 0 within the rounding of the stored logits
+        let mut terms: Vec<f64> = (0..k).map(|j| r.logit(j) as f64 / temp - lse).collect();
+        terms.push(lt);
+        let total = log_sum_exp(&terms);
+        let tol = 2.0 * spec.logit_dtype.eps() * max_abs / temp + 1e-5 * (1.0 + lse.abs());
+        if total.abs() > tol {
+            return Err(format!(
+                "top-K mass and log_tail disagree at T = {temp}: log(Σp) = {total:.3e}, tolerance {tol:.1e}"
+            ));
+        }
+    }
+    let ti = r.tail_idx();
+    let tc = r.tail_cnt();
+    for j in 0..spec.tail_samples {
+        if tc[j] > 0 && ti[j] as u64 >= spec.classes {
+            return Err(format!("tail_idx[{j}] = {} is not < C", ti[j]));
+        }
+    }
+    if let Some(a) = r.aug().iter().find(|a| !a.is_finite()) {
+        return Err(format!("aug value {a} is not finite"));
+    }
+    Ok(())
+}
+
+/// log Σ exp(x), stable; −inf for an empty or all −inf input.
+pub fn log_sum_exp(x: &[f64]) -> f64 {
+    let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY {
+        return m;
+    }
+    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}

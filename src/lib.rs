@@ -1,0 +1,12 @@
+//! kdcache: cache a teacher's ranked logits once, then distill students from the cache with
+//! dynamically importance-sampled classes. See `schemas/FORMAT.md` for the cache format.
+pub mod data;
+pub mod error;
+pub mod fingerprint;
+pub mod format;
+pub mod import;
+pub mod progress;
+pub mod rank;
+pub mod report;
+
+pub use error::{Error, ErrorKind, Result};

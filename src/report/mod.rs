@@ -1,0 +1,2 @@
+//! Looking inside a cache: `dump` (rows), `verify` lives on the reader, reports and plots.
+pub mod dump;
