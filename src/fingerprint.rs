@@ -7,3 +7,8 @@ use crate::error::Result;
 pub fn file(path: &Path) -> Result<String> {
     Ok(format!("xxh3:{:016x}", crate::format::writer::file_xxh3(path)?))
 }
+
+/// `xxh3:<16 hex>` of bytes.
+pub fn bytes(b: &[u8]) -> String {
+    format!("xxh3:{:016x}", xxhash_rust::xxh3::xxh3_64(b))
+}

@@ -5,8 +5,12 @@ pub mod error;
 pub mod fingerprint;
 pub mod format;
 pub mod import;
+#[cfg(feature = "torch")]
+pub mod nn;
 pub mod progress;
 pub mod rank;
 pub mod report;
+#[cfg(feature = "torch")]
+pub mod teacher;
 
 pub use error::{Error, ErrorKind, Result};

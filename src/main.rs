@@ -28,6 +28,130 @@ enum Cmd {
     Dump(DumpArgs),
     /// Check every checksum, count and row invariant of a cache; exit 0 only when all hold.
     Verify(VerifyArgs),
+    /// Join the caches built with `cache --part i/N` into one cache.
+    Merge(MergeArgs),
+    /// Generate a deterministic many-class dataset (classes grouped into superclasses).
+    Synth(SynthArgs),
+    /// Train the built-in MLP teacher with full softmax cross-entropy; saves safetensors.
+    #[cfg(feature = "torch")]
+    Teach(TeachArgs),
+    /// Run a teacher once over a dataset and write its ranked logits into a cache.
+    #[cfg(feature = "torch")]
+    Cache(CacheArgs),
+}
+
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// Output cache directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace a cache already in the output directory.
+    #[arg(long)]
+    overwrite: bool,
+    /// The part caches (all N of them, any order).
+    #[arg(required = true)]
+    parts: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// Output directory: {train,test}_x.npy (float32 [N, dim]), {train,test}_y.npy (int64 [N]), synth.json.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    classes: usize,
+    /// Feature dimension.
+    #[arg(long, default_value_t = 64)]
+    dim: usize,
+    /// Training rows.
+    #[arg(long, default_value_t = 100_000)]
+    train: usize,
+    /// Held-out rows.
+    #[arg(long, default_value_t = 10_000)]
+    test: usize,
+    /// Classes per superclass.
+    #[arg(long, default_value_t = 10)]
+    group: usize,
+    /// Spread of class centres around their superclass centre.
+    #[arg(long, default_value_t = 0.5)]
+    class_spread: f32,
+    /// Instance noise around the class centre.
+    #[arg(long, default_value_t = 1.5)]
+    noise: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[cfg(feature = "torch")]
+#[derive(clap::Args)]
+struct TeachArgs {
+    /// A synth directory (train_x.npy, train_y.npy; test_* for held-out accuracy).
+    #[arg(long)]
+    data: PathBuf,
+    /// Hidden layer sizes.
+    #[arg(long, value_delimiter = ',', default_value = "512,512")]
+    hidden: Vec<i64>,
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Output weights (.safetensors).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[cfg(feature = "torch")]
+#[derive(clap::Args)]
+struct CacheArgs {
+    /// The teacher: a TorchScript module (.pt), a built-in MLP (.safetensors from `teach`), or `identity`
+    /// (the data rows are already logits).
+    #[arg(long)]
+    teacher: String,
+    /// Inputs: a synth directory, a features .npy (with --labels), or a .safetensors with tensors x, y.
+    #[arg(long)]
+    data: PathBuf,
+    /// Labels .npy [N] for a features .npy.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Split of a synth directory.
+    #[arg(long, default_value = "train")]
+    split: String,
+    #[arg(long, default_value_t = 64)]
+    top_k: usize,
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    temperatures: Vec<f32>,
+    /// Classes drawn per row from the teacher's tail (outside the top-K), with counts.
+    #[arg(long, default_value_t = 0)]
+    tail_samples: usize,
+    /// auto, cpu, cuda or cuda:N (cuda fails when no GPU is visible; it never falls back).
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    /// Build slice i of N (0-based) of the rows, for `kdcache merge`.
+    #[arg(long, value_parser = parse_part)]
+    part: Option<(usize, usize)>,
+    /// What to do with rows whose logits are NaN or infinite.
+    #[arg(long, value_enum, default_value = "fail")]
+    nan: kdcache::teacher::pipeline::NanPolicy,
+    /// Seed of the tail samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    out: OutArgs,
+}
+
+fn parse_part(s: &str) -> Result<(usize, usize), String> {
+    let (a, b) = s.split_once('/').ok_or("use i/N, e.g. 0/4")?;
+    let (i, n) = (a.parse::<usize>().map_err(|e| e.to_string())?, b.parse::<usize>().map_err(|e| e.to_string())?);
+    if n == 0 || i >= n { Err(format!("part {s}: need 0 <= i < N")) } else { Ok((i, n)) }
 }
 
 #[derive(clap::Args)]
@@ -139,11 +263,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bar.finish_and_clear();
             println!("ok: {} rows in {} shards, {} blocks, {} bytes; all checksums and row invariants hold", r.rows, r.shards, r.blocks, r.bytes);
         }
+        Cmd::Merge(a) => {
+            let m = kdcache::format::merge::merge(&a.parts, &a.out, a.overwrite)?;
+            eprintln!("merged {} parts: {} rows in {} shards at {}", a.parts.len(), m.rows, m.shards.len(), a.out.display());
+        }
+        Cmd::Synth(a) => {
+            let cfg = kdcache::data::synth::SynthConfig {
+                classes: a.classes, dim: a.dim, train: a.train, test: a.test, seed: a.seed, group: a.group, class_spread: a.class_spread, noise: a.noise,
+            };
+            kdcache::data::synth::generate(&cfg, &a.out)?;
+            eprintln!("synth: {} train + {} test rows, {} classes, dim {} in {}", a.train, a.test, a.classes, a.dim, a.out.display());
+        }
+        #[cfg(feature = "torch")]
+        Cmd::Teach(a) => {
+            let r = kdcache::teacher::teach::teach(&kdcache::teacher::teach::TeachOptions {
+                data: a.data, hidden: a.hidden, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, seed: a.seed,
+                device: kdcache::nn::parse_device(&a.device)?, out: a.out.clone(), progress,
+            })?;
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        #[cfg(feature = "torch")]
+        Cmd::Cache(a) => {
+            let (m, r) = kdcache::teacher::pipeline::run(&kdcache::teacher::pipeline::CacheOptions {
+                teacher: a.teacher, data: a.data, labels: a.labels, split: a.split, out: a.out.out.clone(), k: a.top_k,
+                temperatures: a.temperatures, tail_samples: a.tail_samples, dtype: a.out.dtype, writer: a.out.writer(),
+                device: kdcache::nn::parse_device(&a.device)?, batch_size: a.batch_size, part: a.part, nan: a.nan, seed: a.seed, progress,
+            })?;
+            eprintln!(
+                "cache: {} rows (C = {}, K = {}) at {}; {:.0} rows/s, {:.1}% of wall time outside the teacher's forward",
+                m.rows, m.classes, m.top_k, a.out.out.display(), r.rows_per_s, 100.0 * r.overhead_share
+            );
+            println!("{}", serde_json::to_string(&r)?);
+        }
     }
     Ok(())
 }
 
+/// libgomp (libtorch's OpenMP) busy-waits by default, which on a small machine starves the writer and
+/// decoder threads (measured: 5x slower caching on 2 cores). It reads OMP_WAIT_POLICY when it is loaded,
+/// before `main`, so the process re-executes itself once with the variable set.
+#[cfg(feature = "torch")]
+fn passive_openmp() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("OMP_WAIT_POLICY").is_none()
+        && let Ok(exe) = std::env::current_exe()
+    {
+        let _ = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OMP_WAIT_POLICY", "PASSIVE").exec();
+        // exec returns only on failure: carry on with the default policy
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(feature = "torch")]
+    passive_openmp();
     let cli = Cli::parse();
     let _ = ctrlc::set_handler(|| {
         if kdcache::progress::interrupted() {

@@ -2,7 +2,6 @@
 //! log tail masses. This is the CPU reference (used by `import` and by tests); the teacher pipeline
 //! computes the same quantities on the device.
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 /// Ranked summary of one row of logits.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,19 +12,29 @@ pub struct Ranked {
     pub log_tail: Vec<f32>,
 }
 
-#[derive(PartialEq)]
-struct Entry(f32, u32);
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
+/// The `k` largest logits of `z`, best first, as (logit, class); ties go to the lower class id.
+/// Quickselect finds the K-th value θ; one scan collects what beats it (and ties at θ, by id).
+pub fn topk(z: &[f32], k: usize) -> Vec<(f32, u32)> {
+    let k = k.min(z.len());
+    if k == 0 {
+        return vec![];
     }
-}
-impl Ord for Entry {
-    // A max-heap on this order pops the *worst* kept entry: the lowest logit, then the highest id.
-    fn cmp(&self, o: &Self) -> Ordering {
-        o.0.partial_cmp(&self.0).unwrap_or(Ordering::Equal).then(self.1.cmp(&o.1))
+    let desc = |a: &f32, b: &f32| b.total_cmp(a);
+    let mut scratch = z.to_vec();
+    let (_, &mut theta, _) = scratch.select_nth_unstable_by(k - 1, desc);
+    let mut top: Vec<(f32, u32)> = Vec::with_capacity(k);
+    let mut ties = vec![];
+    for (j, &v) in z.iter().enumerate() {
+        match v.total_cmp(&theta) {
+            Ordering::Greater => top.push((v, j as u32)),
+            Ordering::Equal => ties.push((v, j as u32)),
+            Ordering::Less => {}
+        }
     }
+    let need = k - top.len();
+    top.extend(ties.into_iter().take(need));
+    top.sort_unstable_by(|a, b| desc(&a.0, &b.0).then(a.1.cmp(&b.1)));
+    top
 }
 
 /// Ranks `z` (all C logits of one row). Ties are broken by the lower class id.
@@ -40,21 +49,7 @@ pub fn rank_row(z: &[f32], k: usize, temps: &[f32], prior: Option<&mut [f64]>) -
         }
         m = m.max(v);
     }
-    // Top-K with a bounded heap: most elements fail one comparison against the current K-th value.
-    let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(k + 1);
-    for (j, &v) in z.iter().enumerate().take(k) {
-        heap.push(Entry(v, j as u32));
-    }
-    let mut worst = heap.peek().map(|e| e.0).unwrap_or(f32::NEG_INFINITY);
-    for (j, &v) in z.iter().enumerate().skip(k) {
-        if v > worst {
-            heap.pop();
-            heap.push(Entry(v, j as u32));
-            worst = heap.peek().map(|e| e.0).unwrap_or(f32::NEG_INFINITY);
-        }
-    }
-    let mut top = heap.into_sorted_vec(); // ascending in Entry's order = best first
-    top.truncate(k);
+    let top = topk(z, k);
     let theta = top[k - 1].0;
     let ties_in_top = top.iter().filter(|e| e.0 == theta).count();
 

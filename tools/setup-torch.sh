@@ -36,5 +36,7 @@ else
   $PIP install "torch==$TORCH_VERSION"
 fi
 $PIP install numpy pyarrow safetensors
+# a stable path to libtorch for cargo (.cargo/config.toml sets LIBTORCH=.venv/torch)
+ln -sfn "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torch" "$VENV/torch"
 touch "$STAMP"
 echo "setup-torch: done ($VENV)"

@@ -37,6 +37,7 @@ pub struct Npy {
     pub shape: Vec<usize>,
     map: memmap2::Mmap,
     offset: usize,
+    end: usize,
 }
 
 const MAX_HEADER: usize = 1 << 20;
@@ -93,11 +94,12 @@ impl Npy {
         if offset % dtype.width() != 0 {
             return Err(bad("data is not aligned".into()));
         }
-        Ok(Npy { path: path.into(), dtype, shape, map, offset })
+        let end = map.len();
+        Ok(Npy { path: path.into(), dtype, shape, map, offset, end })
     }
 
     pub fn data(&self) -> &[u8] {
-        &self.map[self.offset..]
+        &self.map[self.offset..self.end]
     }
 
     /// Rows of a rank-≥1 array as f32 values (f16 converted).
@@ -171,5 +173,32 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
         assert!(Npy::open(&p).is_err());
+    }
+}
+
+impl Npy {
+    /// One tensor of a `.safetensors` file, viewed like an `.npy` array (F32, F16, I64 or I32).
+    pub fn open_safetensors(path: &Path, key: &str) -> Result<Self> {
+        let f = std::fs::File::open(path).ctx(path)?;
+        // SAFETY: input files are only read; see KdsShard::open.
+        let map = unsafe { memmap2::Mmap::map(&f) }.ctx(path)?;
+        let (hlen, meta) = safetensors::SafeTensors::read_metadata(&map[..])
+            .map_err(|e| Error::corrupt(path, None, format!("not a usable .safetensors file: {e}")))?;
+        let info = meta.info(key).ok_or_else(|| Error::invalid(format!("{}: no tensor named {key:?}", path.display())))?;
+        let dtype = match info.dtype {
+            safetensors::Dtype::F32 => NpyDtype::F32,
+            safetensors::Dtype::F16 => NpyDtype::F16,
+            safetensors::Dtype::I64 => NpyDtype::I64,
+            safetensors::Dtype::I32 => NpyDtype::I32,
+            d => return Err(Error::invalid(format!("{}: tensor {key:?} has dtype {d:?}; want F32, F16, I64 or I32", path.display()))),
+        };
+        let (a, b) = info.data_offsets;
+        let offset = 8 + hlen + a;
+        let count = info.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        if b < a || 8 + hlen + b > map.len() || count.and_then(|c| c.checked_mul(dtype.width())) != Some(b - a) || offset % dtype.width() != 0 {
+            return Err(Error::corrupt(path, None, format!("tensor {key:?} has inconsistent offsets or shape")));
+        }
+        // an Npy whose data is the tensor's byte range
+        Ok(Npy { path: path.into(), dtype, shape: info.shape.clone(), map, offset, end: 8 + hlen + b })
     }
 }

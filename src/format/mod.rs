@@ -3,6 +3,7 @@
 pub mod columns;
 pub mod kds;
 pub mod manifest;
+pub mod merge;
 pub mod parquet;
 pub mod reader;
 pub mod rows;

@@ -34,6 +34,9 @@ struct Accum {
     labeled: u64,
     agree: u64,
     mass_sum: f64,
+    /// One past the largest example index (`row`) written.
+    #[serde(default)]
+    next_example: Option<u64>,
 }
 
 impl Accum {
@@ -41,6 +44,7 @@ impl Accum {
         for i in 0..b.len() {
             let r = b.get(i);
             self.rows += 1;
+            self.next_example = Some(self.next_example.unwrap_or(0).max(r.row() + 1));
             if r.label() >= 0 {
                 self.labeled += 1;
                 self.agree += (r.topk_idx()[0] as i64 == r.label()) as u64;
@@ -185,6 +189,11 @@ impl CacheWriter {
     /// Rows already written by an earlier, interrupted run of the same build: the caller starts after them.
     pub fn resumed_rows(&self) -> u64 {
         self.resumed_rows
+    }
+
+    /// One past the largest example index in the rows written (and kept) so far.
+    pub fn next_example(&self) -> Option<u64> {
+        self.accum.next_example
     }
 
     pub fn rows_written(&self) -> u64 {

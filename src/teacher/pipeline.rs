@@ -1,0 +1,306 @@
+//! `kdcache cache`: runs a teacher once over a dataset and writes its ranked logits.
+//!
+//! Per batch, on the device: forward → logits [B, C] → finiteness check → top-K → logsumexp(z/T) per
+//! temperature → exact log tail mass per temperature (logsumexp over the logits with the top-K masked
+//! out, never 1 − Σp) → optional tail samples → class-prior sum. Only K (+M) values per row and the
+//! prior sum leave the device. A writer thread compresses and writes while the device computes the next
+//! batch (bounded queue of 2). Shards are published as they complete, so Ctrl-C or a crash loses at most
+//! one shard of work: re-running the same command resumes and yields the same rows.
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::data::source::Dataset;
+use crate::error::{Error, Result};
+use crate::format::manifest::{Manifest, Signature};
+use crate::format::rows::{LogitDtype, RowBatch, RowSpec};
+use crate::format::writer::{CacheWriter, WriterOptions};
+use crate::nn::rows_tensor;
+use crate::teacher::Teacher;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NanPolicy {
+    /// Stop with an error naming the row.
+    Fail,
+    /// Leave rows with non-finite logits out of the cache (counted in the summary).
+    Skip,
+}
+
+pub struct CacheOptions {
+    pub teacher: String,
+    pub data: PathBuf,
+    pub labels: Option<PathBuf>,
+    pub split: String,
+    pub out: PathBuf,
+    pub k: usize,
+    pub temperatures: Vec<f32>,
+    pub tail_samples: usize,
+    pub dtype: LogitDtype,
+    pub writer: WriterOptions,
+    pub device: Device,
+    pub batch_size: usize,
+    pub part: Option<(usize, usize)>,
+    pub nan: NanPolicy,
+    pub seed: u64,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheReport {
+    pub rows: u64,
+    pub skipped_nonfinite: u64,
+    pub resumed_from: u64,
+    pub wall_s: f64,
+    pub forward_s: f64,
+    pub rows_per_s: f64,
+    /// Share of wall time spent outside the teacher's forward pass.
+    pub overhead_share: f64,
+    pub device: String,
+    /// Seconds before the first batch (opening data and teacher, fingerprints) and after the last one
+    /// (writing the final shard and the manifest).
+    pub setup_s: f64,
+    pub finish_s: f64,
+}
+
+/// One batch's ranked output, on the host.
+struct Ranked {
+    first: usize,
+    keep: Vec<bool>,
+    idx: Vec<i32>,
+    logit: Vec<f32>,
+    lse: Vec<f32>,
+    log_tail: Vec<f32>,
+    tail: Vec<i64>,
+    prior: Vec<f64>,
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Ranks one batch of logits on their device (see the module docs). The log tail mass is a logsumexp
+/// over the logits with the top-K masked out; the full normaliser is its log-add with the top-K's
+/// logsumexp, so each temperature costs one pass over C.
+fn rank_on_device(z: &Tensor, k: i64, temps: &[f32], m: i64, seed: u64) -> Result<(Tensor, Tensor, Tensor, Tensor, Option<Tensor>)> {
+    let z = z.f_to_kind(Kind::Float)?.f_contiguous()?;
+    let (vals, idx) = if z.device() == Device::Cpu {
+        // libtorch's CPU topk copies and introselects every row; a bounded heap per row is ~5x faster
+        use rayon::prelude::*;
+        let (b, c) = (z.size()[0] as usize, z.size()[1] as usize);
+        let flat: Vec<f32> = Vec::<f32>::try_from(&z.f_flatten(0, -1)?)?;
+        let tops: Vec<Vec<(f32, u32)>> = flat.par_chunks(c).map(|row| crate::rank::topk(row, k as usize)).collect();
+        let v: Vec<f32> = tops.iter().flatten().map(|e| e.0).collect();
+        let i: Vec<i64> = tops.iter().flatten().map(|e| e.1 as i64).collect();
+        (Tensor::f_from_slice(&v)?.f_reshape([b as i64, k])?, Tensor::f_from_slice(&i)?.f_reshape([b as i64, k])?)
+    } else {
+        z.f_topk(k, -1, true, true)?
+    };
+    let masked = z.f_scatter_value(1, &idx, f64::NEG_INFINITY)?;
+    let mut lse = vec![];
+    let mut tail = vec![];
+    for &t in temps {
+        let inv = 1.0 / t as f64;
+        let tail_lse = (&masked * inv).f_logsumexp([1i64], false)?;
+        let head_lse = (&vals * inv).f_logsumexp([1i64], false)?;
+        let l = tail_lse.f_logaddexp(&head_lse)?;
+        tail.push(tail_lse - &l);
+        lse.push(l);
+    }
+    let lse = Tensor::f_stack(&lse, 1)?;
+    let tail = Tensor::f_stack(&tail, 1)?;
+    let samples = if m > 0 {
+        tch::manual_seed(seed as i64);
+        let p = (&masked / temps[0] as f64).f_softmax(-1, Kind::Float)?;
+        Some(p.f_multinomial(m, true)?)
+    } else {
+        None
+    };
+    Ok((vals, idx.f_to_kind(Kind::Int)?, lse, tail, samples))
+}
+
+fn to_vec<T: tch::kind::Element + Copy>(t: &Tensor) -> Result<Vec<T>> {
+    let t = t.f_to_device(Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?;
+    Ok(Vec::<T>::try_from(&t)?)
+}
+
+pub fn run(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
+    let t0 = Instant::now();
+    let ds = Dataset::open(&o.data, o.labels.as_deref(), &o.split)?;
+    let (teacher, teacher_fp) = Teacher::load(&o.teacher, o.device)?;
+    if o.batch_size == 0 {
+        return Err(Error::invalid("--batch-size must be at least 1"));
+    }
+    let n = ds.len();
+    let (lo, hi) = match o.part {
+        Some((i, parts)) if parts == 0 || i >= parts => return Err(Error::invalid(format!("--part {i}/{parts}: need 0 <= i < N"))),
+        Some((i, parts)) => (n * i / parts, n * (i + 1) / parts),
+        None => (0, n),
+    };
+    // probe: the teacher must accept a data row and give logits [B, C]
+    let mut buf = vec![];
+    let probe = teacher.forward(&rows_tensor(&ds, 0..1, &mut buf, o.device)?).map_err(|e| {
+        Error::invalid(format!("the teacher rejected data row 0 (features of shape {:?}): {e}", ds.feature_shape()))
+    })?;
+    if probe.dim() != 2 || probe.size()[0] != 1 {
+        return Err(Error::invalid(format!("the teacher's output has shape {:?}; expected logits [B, C]", probe.size())));
+    }
+    let classes = probe.size()[1] as u64;
+    ds.check_labels(classes)?;
+    let spec = RowSpec { classes, k: o.k, temperatures: o.temperatures.clone(), tail_samples: o.tail_samples, aug_dim: 0, logit_dtype: o.dtype };
+    spec.validate()?;
+    if o.tail_samples > 0 && o.k as u64 == classes {
+        return Err(Error::invalid("--tail-samples needs K < C: with K = C there is no tail to sample"));
+    }
+    let signature = Signature {
+        teacher: teacher_fp,
+        dataset: format!("{};rows={n}", ds.fingerprint),
+        classes: format!("C={classes}"),
+        augmentation: "none".into(),
+    };
+    let part = o.part.map(|(i, p)| format!("{i}/{p}"));
+    // shards hold whole batches, so a resumed run recomputes exactly the batches it lost
+    let mut wopts = o.writer.clone();
+    wopts.shard_rows = wopts.shard_rows.div_ceil(o.batch_size) * o.batch_size;
+    let mut writer = CacheWriter::create(&o.out, &spec, signature, wopts, part)?;
+    let resumed = writer.next_example().map(|r| r as usize).unwrap_or(lo).max(lo);
+    let resumed_from = writer.rows_written();
+    let bar = crate::progress::bar((hi - lo) as u64, "cache", o.progress);
+    bar.set_position((resumed - lo) as u64);
+
+    let setup_s = t0.elapsed().as_secs_f64();
+    let (tx, rx) = mpsc::sync_channel::<(RowBatch, Vec<f64>)>(2);
+    let writer_thread = std::thread::spawn(move || -> Result<CacheWriter> {
+        for (batch, prior) in rx {
+            writer.push(&batch, Some(&prior))?;
+        }
+        Ok(writer)
+    });
+    let labels: Vec<i64> = (0..n).map(|i| ds.label(i)).collect();
+    let (k, t, m) = (o.k, o.temperatures.len(), o.tail_samples);
+    let mut forward_s = 0.0;
+    let mut skipped = 0u64;
+    let mut result: Result<()> = Ok(());
+    // batches are aligned to lo + j·B whatever the resume point, so tail samples (seeded per batch) repeat
+    let first_batch = lo + (resumed - lo) / o.batch_size * o.batch_size;
+    for b0 in (first_batch..hi).step_by(o.batch_size) {
+        let b1 = (b0 + o.batch_size).min(hi);
+        let mut step = || -> Result<Ranked> {
+            let x = rows_tensor(&ds, b0..b1, &mut buf, o.device)?;
+            sync(o.device);
+            let tf = Instant::now();
+            let z = teacher.forward(&x).map_err(|e| Error::invalid(format!("the teacher rejected rows {b0}..{b1}: {e}")))?;
+            sync(o.device);
+            forward_s += tf.elapsed().as_secs_f64();
+            if z.size() != [(b1 - b0) as i64, classes as i64] {
+                return Err(Error::invalid(format!("the teacher gave logits of shape {:?} for {} rows; expected [{}, {classes}]", z.size(), b1 - b0, b1 - b0)));
+            }
+            let finite = z.f_isfinite()?.f_all_dim(1, false)?;
+            let keep: Vec<bool> = to_vec(&finite)?;
+            let z = if keep.iter().all(|&f| f) {
+                z
+            } else if o.nan == NanPolicy::Fail {
+                let r = keep.iter().position(|f| !f).expect("a non-finite row");
+                let row: Vec<f32> = to_vec(&z.f_get(r as i64)?)?;
+                let class = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                return Err(Error::NonFinite { row: (b0 + r) as u64, class: class as u64 });
+            } else {
+                // rank the finite rows only; non-finite rows are dropped below
+                z.f_masked_fill(&finite.f_logical_not()?.f_unsqueeze(1)?, 0.0)?
+            };
+            let (vals, idx, lse, tail, samples) = rank_on_device(&z, k as i64, &o.temperatures, m as i64, o.seed ^ b0 as u64)?;
+            let zk = z.f_index_select(0, &finite.f_nonzero()?.f_squeeze_dim(1)?)?;
+            let prior = zk.f_softmax(-1, Kind::Float)?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?;
+            Ok(Ranked {
+                first: b0,
+                keep,
+                idx: to_vec(&idx)?,
+                logit: to_vec(&vals)?,
+                lse: to_vec(&lse)?,
+                log_tail: to_vec(&tail)?,
+                tail: match samples {
+                    Some(s) => to_vec(&s)?,
+                    None => vec![],
+                },
+                prior: to_vec(&prior)?,
+            })
+        };
+        let r = match step() {
+            Ok(r) => r,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let mut batch = RowBatch::new(&spec);
+        for (j, &keep) in r.keep.iter().enumerate() {
+            let i = r.first + j;
+            if !keep {
+                skipped += 1;
+                continue;
+            }
+            if i < resumed {
+                continue; // already written before the interruption
+            }
+            batch.row.push(i as u64);
+            batch.view.push(0);
+            batch.label.push(labels[i]);
+            batch.topk_idx.extend(r.idx[j * k..(j + 1) * k].iter().map(|&c| c as u32));
+            for &z in &r.logit[j * k..(j + 1) * k] {
+                batch.topk_logit.push(z);
+            }
+            batch.lse.extend_from_slice(&r.lse[j * t..(j + 1) * t]);
+            batch.log_tail.extend_from_slice(&r.log_tail[j * t..(j + 1) * t]);
+            if m > 0 {
+                let mut s: Vec<i64> = r.tail[j * m..(j + 1) * m].to_vec();
+                s.sort_unstable();
+                let mut ids = vec![];
+                let mut cnt = vec![];
+                for c in s {
+                    if ids.last() == Some(&(c as u32)) {
+                        *cnt.last_mut().expect("paired") += 1;
+                    } else {
+                        ids.push(c as u32);
+                        cnt.push(1u32);
+                    }
+                }
+                ids.resize(m, 0);
+                cnt.resize(m, 0);
+                batch.tail_idx.extend(ids);
+                batch.tail_cnt.extend(cnt);
+            }
+        }
+        if tx.send((batch, r.prior)).is_err() {
+            break; // the writer failed; its error is reported below
+        }
+        bar.set_position((r.first + r.keep.len() - lo) as u64);
+        if crate::progress::interrupted() {
+            result = Err(Error::Interrupted);
+            break;
+        }
+    }
+    drop(tx);
+    let t_end = Instant::now();
+    let writer = writer_thread.join().map_err(|_| Error::Internal("writer thread panicked".into()))??;
+    result?;
+    bar.finish_and_clear();
+    let m = writer.finish((hi - lo) as u64, 1, &format!("kdcache cache --teacher {}", o.teacher))?;
+    let wall_s = t0.elapsed().as_secs_f64();
+    let done = (hi - resumed) as f64;
+    let report = CacheReport {
+        rows: m.rows,
+        skipped_nonfinite: skipped,
+        resumed_from,
+        wall_s,
+        forward_s,
+        rows_per_s: done / wall_s.max(1e-9),
+        overhead_share: if wall_s > 0.0 { 1.0 - forward_s / wall_s } else { 0.0 },
+        device: format!("{:?}", o.device),
+        setup_s,
+        finish_s: t_end.elapsed().as_secs_f64(),
+    };
+    Ok((m, report))
+}

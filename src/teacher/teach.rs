@@ -1,0 +1,107 @@
+//! `kdcache teach`: trains the built-in MLP teacher with full softmax cross-entropy on labels.
+use std::path::PathBuf;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use tch::{Device, Tensor, nn, nn::OptimizerConfig};
+
+use crate::data::source::Dataset;
+use crate::error::{Error, Result};
+use crate::nn::{Mlp, rows_tensor, save_atomic};
+
+pub struct TeachOptions {
+    pub data: PathBuf,
+    pub hidden: Vec<i64>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub seed: u64,
+    pub device: Device,
+    pub out: PathBuf,
+    pub progress: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TeachReport {
+    pub classes: i64,
+    pub epochs: usize,
+    pub test_top1: Option<f64>,
+    pub train_rows: usize,
+}
+
+/// Top-1 accuracy of `f` over a labelled dataset, in batches.
+pub fn accuracy(ds: &Dataset, device: Device, f: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<Option<f64>> {
+    let Some(y) = &ds.y else { return Ok(None) };
+    let _g = tch::no_grad_guard();
+    let (mut right, mut n) = (0i64, 0i64);
+    let mut buf = vec![];
+    for lo in (0..ds.len()).step_by(4096) {
+        let hi = (lo + 4096).min(ds.len());
+        let pred = f(&rows_tensor(ds, lo..hi, &mut buf, device)?)?.f_argmax(-1, false)?.f_to_device(Device::Cpu)?;
+        let pred: Vec<i64> = Vec::<i64>::try_from(&pred).map_err(Error::from)?;
+        for (p, t) in pred.iter().zip(&y[lo..hi]) {
+            if *t >= 0 {
+                n += 1;
+                right += (p == t) as i64;
+            }
+        }
+    }
+    Ok((n > 0).then(|| right as f64 / n as f64))
+}
+
+pub fn teach(o: &TeachOptions) -> Result<TeachReport> {
+    let train = Dataset::open(&o.data, None, "train")?;
+    let test = if o.data.is_dir() && o.data.join("test_x.npy").exists() { Some(Dataset::open(&o.data, None, "test")?) } else { None };
+    let y = train.y.as_ref().ok_or_else(|| Error::invalid("teach needs labels"))?;
+    let classes = y.iter().copied().max().unwrap_or(-1) + 1;
+    if classes < 2 {
+        return Err(Error::invalid("teach needs at least 2 classes in the labels"));
+    }
+    if o.batch_size == 0 || o.epochs == 0 {
+        return Err(Error::invalid("--batch-size and --epochs must be at least 1"));
+    }
+    tch::manual_seed(o.seed as i64);
+    let in_dim: i64 = train.feature_shape().iter().product::<usize>() as i64;
+    let mut dims = vec![in_dim];
+    dims.extend(&o.hidden);
+    dims.push(classes);
+    let vs = nn::VarStore::new(o.device);
+    let net = Mlp::new(&vs.root(), &dims, false);
+    let mut opt = nn::Adam::default().build(&vs, o.lr)?;
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
+    let mut buf = vec![];
+    let mut test_top1 = None;
+    for epoch in 0..o.epochs {
+        order.shuffle(&mut rng);
+        let bar = crate::progress::bar(train.len() as u64, &format!("epoch {}", epoch + 1), o.progress);
+        let mut loss_sum = 0.0;
+        let mut steps = 0;
+        for chunk in order.chunks(o.batch_size) {
+            // gather the shuffled rows
+            let mut xs = Vec::with_capacity(chunk.len() * in_dim as usize);
+            for &i in chunk {
+                train.x.f32_rows(i..i + 1, &mut buf);
+                xs.extend_from_slice(&buf);
+            }
+            let x = Tensor::f_from_slice(&xs)?.f_reshape([chunk.len() as i64, in_dim])?.f_to_device(o.device)?;
+            let t = Tensor::f_from_slice(&chunk.iter().map(|&i| y[i]).collect::<Vec<_>>())?.f_to_device(o.device)?;
+            let loss = net.forward(&x)?.f_cross_entropy_loss::<Tensor>(&t, None, tch::Reduction::Mean, -100, 0.0)?;
+            opt.backward_step(&loss);
+            loss_sum += loss.f_double_value(&[])?;
+            steps += 1;
+            bar.inc(chunk.len() as u64);
+            if crate::progress::interrupted() {
+                return Err(Error::Interrupted);
+            }
+        }
+        bar.finish_and_clear();
+        if let Some(test) = &test {
+            test_top1 = accuracy(test, o.device, &|x| net.forward(x))?;
+        }
+        let acc = test_top1.map(|a| format!(", held-out top-1 {:.4}", a)).unwrap_or_default();
+        eprintln!("teach: epoch {}/{}: train loss {:.4}{acc}", epoch + 1, o.epochs, loss_sum / steps.max(1) as f64);
+        save_atomic(&vs, &o.out)?;
+    }
+    Ok(TeachReport { classes, epochs: o.epochs, test_top1, train_rows: train.len() })
+}
