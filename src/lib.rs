@@ -9,8 +9,11 @@ pub mod import;
 pub mod nn;
 pub mod progress;
 pub mod rank;
+pub mod sample;
 pub mod report;
 #[cfg(feature = "torch")]
 pub mod teacher;
+#[cfg(feature = "torch")]
+pub mod train;
 
 pub use error::{Error, ErrorKind, Result};

@@ -38,6 +38,103 @@ enum Cmd {
     /// Run a teacher once over a dataset and write its ranked logits into a cache.
     #[cfg(feature = "torch")]
     Cache(CacheArgs),
+    /// Train a student from a cache with a chosen estimator (dis: dynamic importance sampling).
+    #[cfg(feature = "torch")]
+    Train(Box<TrainArgs>),
+    /// Write a run's student as safetensors for Python (backbone.*, head.weight [C, d], head.bias [C]).
+    #[cfg(feature = "torch")]
+    Export(ExportArgs),
+    /// Print a table of runs' summaries and plot their curves together.
+    Compare(CompareArgs),
+}
+
+#[cfg(feature = "torch")]
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Cache directory (from `kdcache cache`).
+    #[arg(long)]
+    cache: PathBuf,
+    /// The training data the cache was built from (synth directory, .npy or .safetensors).
+    #[arg(long)]
+    data: PathBuf,
+    /// Held-out data (default: the test split of a synth --data directory).
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// A cache of the held-out data, for student–teacher agreement.
+    #[arg(long)]
+    eval_cache: Option<PathBuf>,
+    /// Built-in student backbone: mlp:H[,H…] (features = the last hidden layer).
+    #[arg(long, default_value = "mlp:256", conflicts_with = "student_ts")]
+    student: String,
+    /// A TorchScript backbone (producing features [B, d]) trained through TrainableCModule.
+    #[arg(long)]
+    student_ts: Option<PathBuf>,
+    /// Estimator: full (exact), topk, ghost, rs (tail samples), dis (dynamic importance sampling).
+    #[arg(long, value_enum, default_value = "dis")]
+    loss: kdcache::train::loss::Estimator,
+    /// dis: negatives drawn per batch (default: 2% of C, at least 64, at most C).
+    #[arg(long)]
+    candidates: Option<usize>,
+    /// dis: expected top-K ranks kept per row (default K/4).
+    #[arg(long)]
+    rank_budget: Option<f64>,
+    /// Distillation temperature (one of the cache's temperatures).
+    #[arg(long, default_value_t = 2.0)]
+    temperature: f64,
+    /// Weight of the KD term; 1 − alpha weights cross-entropy on the labels.
+    #[arg(long, default_value_t = 0.9)]
+    alpha: f64,
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Backbone learning rate (Adam).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Head optimizer (row-wise): adam (lazy) or sgd (momentum 0.9).
+    #[arg(long, value_enum, default_value = "adam")]
+    head_opt: kdcache::train::optim::OptKind,
+    #[arg(long, default_value_t = 1e-3)]
+    head_lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Run directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its last checkpoint (same options; --epochs may grow).
+    #[arg(long)]
+    resume: bool,
+    /// Also checkpoint every N steps (0 = only at epoch ends).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    #[arg(long, default_value_t = 20)]
+    log_every: usize,
+    /// Stop after N steps in total (0 = all epochs).
+    #[arg(long, default_value_t = 0)]
+    max_steps: usize,
+}
+
+#[cfg(feature = "torch")]
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Run directory.
+    run: PathBuf,
+    /// Output .safetensors.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// Run directories (each with summary.json and metrics.jsonl).
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Write the combined curves here (SVG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -281,6 +378,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 device: kdcache::nn::parse_device(&a.device)?, out: a.out.clone(), progress,
             })?;
             println!("{}", serde_json::to_string(&r)?);
+        }
+        #[cfg(feature = "torch")]
+        Cmd::Train(a) => {
+            let man = kdcache::format::Manifest::load(&a.cache.join("manifest.json"))?;
+            let c = man.classes as usize;
+            let o = kdcache::train::TrainOptions {
+                cache: a.cache, data: a.data, eval_data: a.eval_data, eval_cache: a.eval_cache,
+                student: a.student_ts.is_none().then_some(a.student), student_ts: a.student_ts, loss: a.loss,
+                candidates: a.candidates.unwrap_or((c / 50).max(64).min(c)),
+                rank_budget: a.rank_budget.unwrap_or((man.top_k as f64 / 4.0).max(1.0)),
+                temperature: a.temperature, alpha: a.alpha, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr,
+                head_opt: a.head_opt, head_lr: a.head_lr, seed: a.seed, device: a.device, out: a.out.clone(),
+                checkpoint_every: a.checkpoint_every, log_every: a.log_every, max_steps: a.max_steps, resume: a.resume, progress,
+            };
+            let s = kdcache::train::train(&o)?;
+            eprintln!(
+                "train {}: held-out top-1 {:.4}, ECE {:.4}, {:.2} ms/step, {:.0} rows/s -> {}",
+                s.loss, s.top1, s.ece, s.step_ms_median, s.rows_per_s, a.out.display()
+            );
+            println!("{}", serde_json::to_string(&s)?);
+        }
+        #[cfg(feature = "torch")]
+        Cmd::Export(a) => {
+            kdcache::train::export(&a.run, &a.out)?;
+            eprintln!("exported {} to {}", a.run.display(), a.out.display());
+        }
+        Cmd::Compare(a) => {
+            kdcache::report::compare::compare(&a.runs, a.plot.as_deref(), &mut std::io::stdout().lock())?;
         }
         #[cfg(feature = "torch")]
         Cmd::Cache(a) => {

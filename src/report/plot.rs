@@ -1,0 +1,94 @@
+//! Training curves as a self-contained SVG: training loss and held-out top-1 against step, one line per
+//! run (so estimators can be compared side by side). Written directly as SVG (text is left to the
+//! viewer's fonts), so plotting needs no font files or native libraries.
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+
+#[derive(Default)]
+struct Series {
+    name: String,
+    loss: Vec<(f64, f64)>,
+    top1: Vec<(f64, f64)>,
+}
+
+fn read_run(dir: &Path) -> Result<Series> {
+    let path = dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).ctx(&path)?;
+    let name = std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
+        .and_then(|v| v.get("loss").and_then(|l| l.as_str()).map(String::from))
+        .unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+    let mut s = Series { name, ..Default::default() };
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let step = v.get("step").and_then(|x| x.as_f64()).unwrap_or(0.0);
+        if let Some(l) = v.get("loss").and_then(|x| x.as_f64()) {
+            s.loss.push((step, l));
+        }
+        if let Some(t) = v.get("eval").and_then(|e| e.get("top1")).and_then(|x| x.as_f64()) {
+            s.top1.push((step, t));
+        }
+    }
+    Ok(s)
+}
+
+fn panel(svg: &mut String, x0: f64, title: &str, series: &[(String, &[(f64, f64)])]) {
+    let (w, h, pad) = (420.0, 300.0, 50.0);
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.1.iter().copied()).filter(|p| p.1.is_finite()).collect();
+    let _ = write!(svg, r#"<g transform="translate({x0},0)"><text x="{}" y="20" text-anchor="middle" font-size="14">{title}</text>"#, w / 2.0 + pad / 2.0);
+    let _ = write!(svg, r##"<rect x="{pad}" y="30" width="{w}" height="{h}" fill="none" stroke="#444"/>"##);
+    if pts.is_empty() {
+        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="12">no data</text></g>"#, pad + w / 2.0, 30.0 + h / 2.0);
+        return;
+    }
+    let (mut xmin, mut xmax, mut ymin, mut ymax) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in &pts {
+        xmin = xmin.min(x);
+        xmax = xmax.max(x);
+        ymin = ymin.min(y);
+        ymax = ymax.max(y);
+    }
+    if xmax <= xmin {
+        xmax = xmin + 1.0;
+    }
+    if ymax <= ymin {
+        ymax = ymin + 1e-3;
+    }
+    let sx = |x: f64| pad + (x - xmin) / (xmax - xmin) * w;
+    let sy = |y: f64| 30.0 + h - (y - ymin) / (ymax - ymin) * h;
+    for i in 0..=4 {
+        let fy = ymin + (ymax - ymin) * i as f64 / 4.0;
+        let fx = xmin + (xmax - xmin) * i as f64 / 4.0;
+        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{fy:.3}</text><line x1="{pad}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##, pad - 4.0, sy(fy) + 3.0, pad + w, sy(fy), sy(fy));
+        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="10">{fx:.0}</text>"#, sx(fx), 30.0 + h + 14.0);
+    }
+    let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">step</text>"#, pad + w / 2.0, 30.0 + h + 30.0);
+    for (i, (name, s)) in series.iter().enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        let path: Vec<String> = s.iter().filter(|p| p.1.is_finite()).map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
+        let _ = write!(svg, r#"<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{}"/>"#, path.join(" "));
+        if s.len() == 1 {
+            let _ = write!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#, sx(s[0].0), sy(s[0].1));
+        }
+        let _ = write!(svg, r#"<text x="{}" y="{}" font-size="11" fill="{c}">{name}</text>"#, pad + w - 60.0, 46.0 + 14.0 * i as f64);
+    }
+    svg.push_str("</g>");
+}
+
+/// Plots the runs' curves into one SVG file.
+pub fn training_curves(runs: &[PathBuf], out: &Path) -> Result<()> {
+    if runs.is_empty() {
+        return Err(Error::invalid("no runs to plot"));
+    }
+    let series: Vec<Series> = runs.iter().map(|r| read_run(r)).collect::<Result<_>>()?;
+    let mut svg = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg" width="960" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#);
+    panel(&mut svg, 0.0, "training loss", &series.iter().map(|s| (s.name.clone(), s.loss.as_slice())).collect::<Vec<_>>());
+    panel(&mut svg, 480.0, "held-out top-1 (full softmax)", &series.iter().map(|s| (s.name.clone(), s.top1.as_slice())).collect::<Vec<_>>());
+    svg.push_str("</svg>\n");
+    crate::format::manifest::write_atomic(out, svg.as_bytes())
+}

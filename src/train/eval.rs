@@ -1,0 +1,94 @@
+//! Held-out evaluation with the **full** softmax: top-1/top-5 accuracy, NLL, expected calibration error
+//! (15 equal-width confidence bins) and top-1 agreement with the teacher (from a cache of the held-out rows).
+use tch::{Device, Kind, Tensor};
+
+use crate::data::source::Dataset;
+use crate::error::Result;
+use crate::nn::rows_tensor;
+use crate::train::student::Student;
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct EvalReport {
+    pub rows: usize,
+    pub top1: f64,
+    pub top5: f64,
+    pub nll: f64,
+    pub ece: f64,
+    pub teacher_agreement: Option<f64>,
+}
+
+pub const ECE_BINS: usize = 15;
+
+/// ECE from per-row confidence (max probability) and correctness.
+pub fn ece(conf: &[f64], correct: &[bool]) -> f64 {
+    let mut n = [0f64; ECE_BINS];
+    let mut c = [0f64; ECE_BINS];
+    let mut a = [0f64; ECE_BINS];
+    for (&p, &ok) in conf.iter().zip(correct) {
+        let bin = ((p * ECE_BINS as f64) as usize).min(ECE_BINS - 1);
+        n[bin] += 1.0;
+        c[bin] += p;
+        a[bin] += ok as u8 as f64;
+    }
+    let total: f64 = n.iter().sum();
+    (0..ECE_BINS).filter(|&i| n[i] > 0.0).map(|i| (n[i] / total) * ((a[i] - c[i]) / n[i]).abs()).sum()
+}
+
+/// Evaluates on labelled rows of `ds`; `teacher_top1[i]` (if given) is the teacher's argmax for row i.
+pub fn evaluate(s: &mut Student, ds: &Dataset, teacher_top1: Option<&[i64]>, device: Device) -> Result<EvalReport> {
+    let _g = tch::no_grad_guard();
+    s.set_train(false);
+    let mut buf = vec![];
+    let (mut n, mut top1, mut top5, mut nll, mut agree, mut agree_n) = (0usize, 0usize, 0usize, 0f64, 0usize, 0usize);
+    let mut conf = vec![];
+    let mut correct = vec![];
+    for lo in (0..ds.len()).step_by(2048) {
+        let hi = (lo + 2048).min(ds.len());
+        let logits = s.logits(&rows_tensor(ds, lo..hi, &mut buf, device)?)?;
+        let logp = logits.f_log_softmax(-1, Kind::Float)?;
+        let k5 = 5.min(s.classes);
+        let (_, top) = logp.f_topk(k5, -1, true, true)?;
+        let top: Vec<i64> = Vec::<i64>::try_from(&top.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
+        let maxp: Vec<f32> = Vec::<f32>::try_from(&logp.f_max_dim(1, false)?.0.f_exp()?.f_to_device(Device::Cpu)?)?;
+        let labels: Vec<i64> = (lo..hi).map(|i| ds.label(i)).collect();
+        let lab_t = Tensor::f_from_slice(&labels.iter().map(|&y| y.max(0)).collect::<Vec<_>>())?.f_to_device(device)?;
+        let lp: Vec<f32> = Vec::<f32>::try_from(&logp.f_gather(1, &lab_t.f_unsqueeze(1)?, false)?.f_flatten(0, -1)?.f_to_device(Device::Cpu)?)?;
+        for (j, &y) in labels.iter().enumerate() {
+            let row_top = &top[j * k5 as usize..(j + 1) * k5 as usize];
+            if let Some(t) = teacher_top1 {
+                agree_n += 1;
+                agree += (t[lo + j] == row_top[0]) as usize;
+            }
+            if y < 0 {
+                continue;
+            }
+            n += 1;
+            top1 += (row_top[0] == y) as usize;
+            top5 += row_top.contains(&y) as usize;
+            nll -= lp[j] as f64;
+            conf.push(maxp[j] as f64);
+            correct.push(row_top[0] == y);
+        }
+    }
+    s.set_train(true);
+    let nf = n.max(1) as f64;
+    Ok(EvalReport {
+        rows: n,
+        top1: top1 as f64 / nf,
+        top5: top5 as f64 / nf,
+        nll: nll / nf,
+        ece: ece(&conf, &correct),
+        teacher_agreement: (agree_n > 0).then(|| agree as f64 / agree_n as f64),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ece_of_a_calibrated_and_an_overconfident_model() {
+        // confidence 0.75, right 3 of 4 times: calibrated
+        assert!(super::ece(&[0.75; 4], &[true, true, true, false]) < 1e-12);
+        // confidence 0.95, right half the time: ECE 0.45
+        assert!((super::ece(&[0.95; 4], &[true, false, true, false]) - 0.45).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,468 @@
+//! `kdcache train`: a student from a cache, with any estimator of [`loss`], a row-wise optimizer for the
+//! head ([`optim`]), full-softmax evaluation ([`eval`]), checkpoints and bit-for-bit resume.
+//!
+//! Run directory: `config.json` (the options), `metrics.jsonl` (one JSON object per logged step and per
+//! evaluation), `checkpoint.safetensors` (written atomically at every epoch end and every
+//! `--checkpoint-every` steps), `curves.svg`, and `summary.json` (see [`Summary`]).
+pub mod eval;
+pub mod loss;
+pub mod optim;
+pub mod student;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::data::source::Dataset;
+use crate::error::{Error, IoContext, Result};
+use crate::format::manifest::write_atomic;
+use crate::format::{CacheReader, Order, RowBatch};
+use crate::sample::{ClassProposal, RankProposal};
+use loss::{DisState, Estimator, LossConfig, Targets};
+use optim::{DenseOptimizer, OptConfig, OptKind, RowOptimizer};
+use student::Student;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub cache: PathBuf,
+    pub data: PathBuf,
+    pub eval_data: Option<PathBuf>,
+    pub eval_cache: Option<PathBuf>,
+    pub student: Option<String>,
+    pub student_ts: Option<PathBuf>,
+    pub loss: Estimator,
+    /// Negatives drawn per batch for `dis` (≥ C means every class).
+    pub candidates: usize,
+    /// Expected top-K ranks kept per row for `dis`.
+    pub rank_budget: f64,
+    pub temperature: f64,
+    pub alpha: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub head_opt: OptKind,
+    pub head_lr: f64,
+    pub seed: u64,
+    pub device: String,
+    pub out: PathBuf,
+    pub checkpoint_every: usize,
+    pub log_every: usize,
+    /// Stop after this many steps in total (0 = run all epochs).
+    pub max_steps: usize,
+    #[serde(skip)]
+    pub resume: bool,
+    #[serde(skip)]
+    pub progress: bool,
+}
+
+/// `RUN/summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// The estimator (`full`, `topk`, `ghost`, `rs`, `dis`).
+    pub loss: String,
+    /// Held-out accuracy with the full softmax.
+    pub top1: f64,
+    pub top5: f64,
+    /// Expected calibration error (15 bins) and negative log-likelihood on the held-out rows.
+    pub ece: f64,
+    pub nll: f64,
+    /// Fraction of held-out rows where student and teacher agree on the top class (null without an eval cache).
+    pub teacher_agreement: Option<f64>,
+    pub steps: u64,
+    /// Median milliseconds of a training step: forward, loss, backward and both optimizers (no data loading).
+    pub step_ms_median: f64,
+    /// Cache rows trained per second of wall time, data loading included.
+    pub rows_per_s: f64,
+    pub classes: u64,
+    /// Mean number of distinct head rows computed per step (C for the dense estimators).
+    pub candidates: f64,
+    pub temperature: f64,
+    pub alpha: f64,
+    pub epochs: usize,
+    pub wall_s: f64,
+    pub eval_rows: usize,
+}
+
+fn gather(ds: &Dataset, rows: &[u64], device: Device) -> Result<Tensor> {
+    let per: usize = ds.feature_shape().iter().product();
+    let mut x = Vec::with_capacity(rows.len() * per);
+    let mut buf = vec![];
+    for &r in rows {
+        let r = r as usize;
+        if r >= ds.len() {
+            return Err(Error::Mismatch { what: "row index".into(), cache: format!("row {r}"), given: format!("data of {} rows", ds.len()) });
+        }
+        ds.x.f32_rows(r..r + 1, &mut buf);
+        x.extend_from_slice(&buf);
+    }
+    let mut shape = vec![rows.len() as i64];
+    shape.extend(ds.feature_shape().iter().map(|&d| d as i64));
+    Ok(Tensor::f_from_slice(&x)?.f_reshape(&shape)?.f_to_device(device)?)
+}
+
+struct State {
+    student: Student,
+    names: Vec<String>,
+    params: Vec<Tensor>,
+    bopt: DenseOptimizer,
+    hopt: RowOptimizer,
+    dis: Option<DisState>,
+    step: u64,
+    epoch: usize,
+    step_in_epoch: usize,
+}
+
+impl State {
+    fn save(&self, path: &Path) -> Result<()> {
+        let mut named: Vec<(String, Tensor)> = vec![];
+        for (n, p) in self.names.iter().zip(&self.params) {
+            named.push((format!("backbone/{n}"), p.shallow_clone()));
+        }
+        for (i, n) in self.names.iter().enumerate() {
+            named.push((format!("bopt_m/{n}"), self.bopt.m[i].shallow_clone()));
+            named.push((format!("bopt_v/{n}"), self.bopt.v[i].shallow_clone()));
+        }
+        named.push(("head".into(), self.student.head.shallow_clone()));
+        named.push(("head_m".into(), self.hopt.m.shallow_clone()));
+        named.push(("head_v".into(), self.hopt.v.shallow_clone()));
+        named.push(("head_t".into(), self.hopt.t.shallow_clone()));
+        named.push(("state".into(), Tensor::from_slice(&[self.step as i64, self.epoch as i64, self.step_in_epoch as i64])));
+        named.push(("bopt_t".into(), Tensor::from_slice(&[self.bopt.t])));
+        if let Some(d) = &self.dis {
+            named.push(("dis_d".into(), Tensor::from_slice(&d.ranks.d)));
+            named.push(("dis_mass".into(), Tensor::from_slice(&d.classes.mass)));
+        }
+        let named: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
+        let tmp = path.with_extension("partial.safetensors");
+        Tensor::write_safetensors(&named, &tmp)?;
+        std::fs::rename(&tmp, path).ctx(path)?;
+        Ok(())
+    }
+
+    fn load(&mut self, path: &Path) -> Result<()> {
+        let bad = |w: String| Error::corrupt(path, None, w);
+        let tensors = Tensor::read_safetensors(path).map_err(|e| bad(format!("unreadable checkpoint: {e}")))?;
+        let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+        let get = |n: &str, like: &Tensor| -> Result<Tensor> {
+            let t = map.get(n).ok_or_else(|| bad(format!("missing tensor {n}")))?;
+            if t.size() != like.size() || t.kind() != like.kind() {
+                return Err(bad(format!("tensor {n} has shape {:?} {:?}, expected {:?} {:?}", t.size(), t.kind(), like.size(), like.kind())));
+            }
+            Ok(t.to_device(like.device()))
+        };
+        let _g = tch::no_grad_guard();
+        for i in 0..self.names.len() {
+            let n = self.names[i].clone();
+            let v = get(&format!("backbone/{n}"), &self.params[i])?;
+            self.params[i].f_copy_(&v)?;
+            self.bopt.m[i] = get(&format!("bopt_m/{n}"), &self.bopt.m[i])?;
+            self.bopt.v[i] = get(&format!("bopt_v/{n}"), &self.bopt.v[i])?;
+        }
+        let head = get("head", &self.student.head)?;
+        self.student.head.f_copy_(&head)?;
+        self.hopt.m = get("head_m", &self.hopt.m)?;
+        self.hopt.v = get("head_v", &self.hopt.v)?;
+        self.hopt.t = get("head_t", &self.hopt.t)?;
+        let st: Vec<i64> = Vec::<i64>::try_from(&get("state", &Tensor::from_slice(&[0i64, 0, 0]))?)?;
+        (self.step, self.epoch, self.step_in_epoch) = (st[0].max(0) as u64, st[1].max(0) as usize, st[2].max(0) as usize);
+        self.bopt.t = get("bopt_t", &Tensor::from_slice(&[0f64]))?.f_double_value(&[0])?;
+        if let Some(d) = &mut self.dis {
+            d.ranks.d = Vec::<f64>::try_from(&get("dis_d", &Tensor::from_slice(&d.ranks.d))?)?;
+            d.ranks.refresh();
+            d.classes.mass = Vec::<f64>::try_from(&get("dis_mass", &Tensor::from_slice(&d.classes.mass))?)?;
+        }
+        Ok(())
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Teacher top-1 per data row, from a cache of the eval rows.
+fn teacher_top1(cache: &Path, rows: usize) -> Result<Vec<i64>> {
+    let r = CacheReader::open(cache)?;
+    let mut out = vec![-1i64; rows];
+    for i in 0..r.blocks().len() {
+        let b = r.read_block(i)?;
+        for j in 0..b.len() {
+            let row = b.get(j);
+            if (row.row() as usize) < rows {
+                out[row.row() as usize] = row.topk_idx()[0] as i64;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Trains and returns the run's summary.
+pub fn train(o: &TrainOptions) -> Result<Summary> {
+    let t0 = Instant::now();
+    if o.batch_size == 0 || o.epochs == 0 {
+        return Err(Error::invalid("--batch-size and --epochs must be at least 1"));
+    }
+    if !(o.temperature > 0.0 && o.temperature.is_finite()) {
+        return Err(Error::invalid(format!("--temperature {} must be > 0", o.temperature)));
+    }
+    if !(0.0..=1.0).contains(&o.alpha) {
+        return Err(Error::invalid(format!("--alpha {} must be in [0, 1]", o.alpha)));
+    }
+    let device = crate::nn::parse_device(&o.device)?;
+    let reader = Arc::new(CacheReader::open(&o.cache)?);
+    let man = reader.manifest().clone();
+    let classes = man.classes as usize;
+    let ti = man.temperatures.iter().position(|&t| (t as f64 - o.temperature).abs() < 1e-6).ok_or_else(|| {
+        Error::invalid(format!("temperature {} is not in the cache (it holds {:?}); pick one of those", o.temperature, man.temperatures))
+    })?;
+    if o.loss == Estimator::Dis && o.candidates == 0 {
+        return Err(Error::invalid("--candidates must be at least 1"));
+    }
+    if o.loss == Estimator::Dis && o.candidates > classes {
+        return Err(Error::invalid(format!("--candidates {} exceeds the class count C = {classes}", o.candidates)));
+    }
+    if o.loss == Estimator::Rs && man.tail_samples == 0 {
+        return Err(Error::invalid("--loss rs needs tail samples: build the cache with --tail-samples M"));
+    }
+    // the cache must belong to the data
+    let ds = Dataset::open(&o.data, None, "train")?;
+    if man.examples != ds.len() as u64 {
+        return Err(Error::Mismatch { what: "example count".into(), cache: man.examples.to_string(), given: format!("{} rows in {}", ds.len(), ds.source.display()) });
+    }
+    let data_sig = format!("{};rows={}", ds.fingerprint, ds.len());
+    if man.signature.dataset.starts_with("xxh3:") && man.signature.dataset != data_sig {
+        return Err(Error::Mismatch { what: "dataset fingerprint".into(), cache: man.signature.dataset.clone(), given: data_sig });
+    }
+    let eval_path = o.eval_data.clone().or_else(|| (o.data.is_dir() && o.data.join("test_x.npy").exists()).then(|| o.data.clone()));
+    let eval_ds = eval_path.as_deref().map(|p| Dataset::open(p, None, "test")).transpose()?;
+    if let Some(e) = &eval_ds
+        && e.feature_shape() != ds.feature_shape()
+    {
+        return Err(Error::invalid(format!("eval features {:?} differ from training features {:?}", e.feature_shape(), ds.feature_shape())));
+    }
+    let teacher_eval = match (&o.eval_cache, &eval_ds) {
+        (Some(c), Some(e)) => Some(teacher_top1(c, e.len())?),
+        _ => None,
+    };
+
+    // run directory and config (a resumed run must have the same config)
+    std::fs::create_dir_all(&o.out).ctx(&o.out)?;
+    let cfg_json = serde_json::to_string_pretty(o).map_err(|e| Error::Internal(e.to_string()))?;
+    let cfg_path = o.out.join("config.json");
+    let ckpt = o.out.join("checkpoint.safetensors");
+    if o.resume {
+        let old = std::fs::read_to_string(&cfg_path).ctx(&cfg_path)?;
+        let strip = |s: &str| -> serde_json::Value {
+            let mut v: serde_json::Value = serde_json::from_str(s).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                m.remove("epochs");
+                m.remove("max_steps");
+            }
+            v
+        };
+        if strip(&old) != strip(&cfg_json) {
+            return Err(Error::Mismatch { what: format!("run configuration ({})", cfg_path.display()), cache: old, given: cfg_json });
+        }
+    } else if ckpt.exists() {
+        return Err(Error::Exists { path: o.out.clone(), why: "it holds a training run; pass --resume to continue it or choose another --out".into() });
+    }
+    write_atomic(&cfg_path, cfg_json.as_bytes())?;
+
+    let mlp = o.student.as_deref().map(student::parse_mlp).transpose()?;
+    let student = Student::new(ds.feature_shape(), classes as i64, mlp.as_deref(), o.student_ts.as_deref(), device, o.seed)?;
+    let vars = student.vs.variables();
+    let mut names: Vec<String> = vars.keys().cloned().collect();
+    names.sort();
+    let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+    let bopt = DenseOptimizer::new(OptConfig::new(OptKind::Adam, o.lr), &params)?;
+    let hopt = RowOptimizer::new(OptConfig::new(o.head_opt, o.head_lr), &student.head)?;
+    let dis = if o.loss == Estimator::Dis {
+        // rank proposal starts from the teacher's mean probability per rank (first block of the cache)
+        let first = reader.read_block(0)?;
+        let k = man.top_k;
+        let mut init = vec![0f64; k];
+        for i in 0..first.len() {
+            let r = first.get(i);
+            for (j, v) in init.iter_mut().enumerate() {
+                *v += ((r.logit(j) as f64) / o.temperature - r.lse()[ti] as f64).exp() / first.len() as f64;
+            }
+        }
+        let prior = if man.stats.class_prior.len() == classes { man.stats.class_prior.clone() } else { vec![1.0; classes] };
+        Some(DisState::new(RankProposal::new(&init, o.rank_budget.min(k as f64), 0.05, 0.05), ClassProposal::new(&prior, 0.2, 0.05, 0.1), o.candidates))
+    } else {
+        None
+    };
+    let mut st = State { student, names, params, bopt, hopt, dis, step: 0, epoch: 0, step_in_epoch: 0 };
+    if o.resume {
+        st.load(&ckpt)?;
+    }
+    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(o.out.join("metrics.jsonl")).ctx(o.out.join("metrics.jsonl"))?;
+    let cfg_loss = LossConfig { estimator: o.loss, temperature: o.temperature, alpha: o.alpha };
+    let mut step_ms = vec![];
+    let mut computed = vec![];
+    let mut rows_done = 0u64;
+    let train_t0 = Instant::now();
+    let steps_per_epoch = (man.rows as usize).div_ceil(o.batch_size) as u64;
+    let total_steps = if o.max_steps > 0 { (o.max_steps as u64).min(steps_per_epoch * o.epochs as u64) } else { steps_per_epoch * o.epochs as u64 };
+    let bar = crate::progress::bar(total_steps, &format!("train {}", o.loss.name()), o.progress);
+    bar.set_position(st.step);
+    let mut last_eval = None;
+    'epochs: while st.epoch < o.epochs {
+        let mut carry: Option<RowBatch> = None;
+        let mut skip = st.step_in_epoch;
+        let mut stream = reader.batches(Order::Shuffled { seed: o.seed.wrapping_add(st.epoch as u64) }, 1);
+        loop {
+            // assemble the next batch of B rows from the block stream
+            let mut batch = carry.take().unwrap_or_else(|| RowBatch::new(&man.spec()));
+            let mut end = false;
+            while batch.len() < o.batch_size {
+                match stream.next() {
+                    Some(b) => {
+                        let b = b?;
+                        batch.extend_rows(&b, 0..b.len());
+                    }
+                    None => {
+                        end = true;
+                        break;
+                    }
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let take = batch.len().min(o.batch_size);
+            if batch.len() > take {
+                carry = Some(batch.slice(take..batch.len()));
+            }
+            if skip > 0 {
+                skip -= 1; // resumed: this batch was trained before the checkpoint
+                continue;
+            }
+            if o.max_steps > 0 && st.step >= o.max_steps as u64 {
+                break 'epochs;
+            }
+            let rows: Vec<usize> = (0..take).collect();
+            let tg = Targets::from_rows(&batch, &rows, ti, o.temperature, classes);
+            let x = gather(&ds, &batch.row[..take], device)?;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed ^ st.step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let ts = Instant::now();
+            let h = st.student.features(&x)?;
+            let out = loss::step_loss(&cfg_loss, &h, &st.student.head, &tg, st.dis.as_mut(), &mut rng)?;
+            if !out.value.is_finite() {
+                return Err(Error::Internal(format!("the loss became {} at step {}; lower --lr", out.value, st.step)));
+            }
+            for p in st.params.iter_mut() {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.f_zero_()?;
+                }
+            }
+            out.loss.f_backward()?;
+            let g = out.leaf.grad();
+            match &out.rows {
+                Some(rows) => st.hopt.step_rows(&mut st.student.head, rows, &g)?,
+                None => st.hopt.step_all(&mut st.student.head, &g)?,
+            }
+            st.bopt.step(&mut st.params)?;
+            if device.is_cuda() {
+                tch::Cuda::synchronize(0);
+            }
+            let ms = ts.elapsed().as_secs_f64() * 1e3;
+            step_ms.push(ms);
+            computed.push(out.computed_rows as f64);
+            st.step += 1;
+            st.step_in_epoch += 1;
+            rows_done += take as u64;
+            bar.inc(1);
+            if st.step % o.log_every.max(1) as u64 == 0 {
+                let line = serde_json::json!({"step": st.step, "epoch": st.epoch, "loss": out.value, "step_ms": ms, "head_rows": out.computed_rows});
+                writeln!(metrics, "{line}").ctx(o.out.join("metrics.jsonl"))?;
+            }
+            if o.checkpoint_every > 0 && st.step % o.checkpoint_every as u64 == 0 {
+                st.save(&ckpt)?;
+            }
+            if crate::progress::interrupted() {
+                st.save(&ckpt)?;
+                return Err(Error::Interrupted);
+            }
+            if end && carry.is_none() {
+                break;
+            }
+        }
+        drop(stream);
+        st.epoch += 1;
+        st.step_in_epoch = 0;
+        if let Some(e) = &eval_ds {
+            let r = eval::evaluate(&mut st.student, e, teacher_eval.as_deref(), device)?;
+            let line = serde_json::json!({"step": st.step, "epoch": st.epoch, "eval": r});
+            writeln!(metrics, "{line}").ctx(o.out.join("metrics.jsonl"))?;
+            if o.progress {
+                bar.println(format!("epoch {}: held-out top-1 {:.4}, ECE {:.4}", st.epoch, r.top1, r.ece));
+            }
+            last_eval = Some(r);
+        }
+        st.save(&ckpt)?;
+    }
+    bar.finish_and_clear();
+    if last_eval.is_none()
+        && let Some(e) = &eval_ds
+    {
+        last_eval = Some(eval::evaluate(&mut st.student, e, teacher_eval.as_deref(), device)?);
+    }
+    st.save(&ckpt)?;
+    let ev = last_eval.unwrap_or_default();
+    let wall = train_t0.elapsed().as_secs_f64();
+    let summary = Summary {
+        loss: o.loss.name().into(),
+        top1: ev.top1,
+        top5: ev.top5,
+        ece: ev.ece,
+        nll: ev.nll,
+        teacher_agreement: ev.teacher_agreement,
+        steps: st.step,
+        step_ms_median: median(&mut step_ms),
+        rows_per_s: rows_done as f64 / wall.max(1e-9),
+        classes: classes as u64,
+        candidates: if computed.is_empty() { 0.0 } else { computed.iter().sum::<f64>() / computed.len() as f64 },
+        temperature: o.temperature,
+        alpha: o.alpha,
+        epochs: o.epochs,
+        wall_s: t0.elapsed().as_secs_f64(),
+        eval_rows: ev.rows,
+    };
+    write_atomic(&o.out.join("summary.json"), serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?.as_bytes())?;
+    crate::report::plot::training_curves(&[o.out.clone()], &o.out.join("curves.svg"))?;
+    Ok(summary)
+}
+
+/// `kdcache export`: the student as safetensors for Python — `backbone.<name>` (the backbone's own
+/// parameter names, e.g. `backbone.l0.weight`), `head.weight` [C, d], `head.bias` [C].
+pub fn export(run: &Path, out: &Path) -> Result<()> {
+    let ckpt = run.join("checkpoint.safetensors");
+    let tensors = Tensor::read_safetensors(&ckpt).map_err(|e| Error::corrupt(&ckpt, None, format!("unreadable checkpoint: {e}")))?;
+    let mut named = vec![];
+    for (n, t) in tensors {
+        if let Some(b) = n.strip_prefix("backbone/") {
+            named.push((format!("backbone.{b}"), t));
+        } else if n == "head" {
+            let d = t.size()[1] - 1;
+            named.push(("head.weight".to_string(), t.narrow(1, 0, d).contiguous()));
+            named.push(("head.bias".to_string(), t.narrow(1, d, 1).squeeze_dim(1).contiguous()));
+        }
+    }
+    if !named.iter().any(|(n, _)| n == "head.weight") {
+        return Err(Error::corrupt(&ckpt, None, "no head in the checkpoint"));
+    }
+    let tmp = out.with_extension("partial.safetensors");
+    Tensor::write_safetensors(&named, &tmp)?;
+    std::fs::rename(&tmp, out).ctx(out)?;
+    Ok(())
+}
