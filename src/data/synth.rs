@@ -1,4 +1,5 @@
-//! `kdcache synth`: a deterministic many-class dataset with class structure a teacher can learn.
+//! `kdcache synth`: a deterministic many-class dataset with class structure a teacher can learn, and
+//! its Bayes-optimal teacher (`oracle.safetensors`).
 //!
 //! Classes are grouped into superclasses (like CIFAR-100's 20 superclasses of 5 classes). Superclass
 //! centres are drawn from N(0, I); each class centre is its superclass centre plus N(0, class_spread² I);
@@ -82,8 +83,29 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
         npy::write(&dir.join(format!("{split}_x.npy")), NpyDtype::F32, &[n, d], bytemuck::cast_slice(&x))?;
         npy::write(&dir.join(format!("{split}_y.npy")), NpyDtype::I64, &[n], bytemuck::cast_slice(&y))?;
     }
+    write_oracle(cfg, &centres, &dir.join("oracle.safetensors"))?;
     let meta = serde_json::to_vec_pretty(cfg).map_err(|e| Error::Internal(e.to_string()))?;
     crate::format::manifest::write_atomic(&dir.join("synth.json"), &meta)
+}
+
+/// The Bayes-optimal teacher of this generator, as a one-layer built-in MLP (`l0.weight` [C, dim],
+/// `l0.bias` [C]): with equal class priors and isotropic noise σ, the log-posterior of class c is
+/// x·μ_c/σ² − |μ_c|²/(2σ²) + const. A teacher that needs no training, for large class counts.
+fn write_oracle(cfg: &SynthConfig, centres: &[f32], path: &Path) -> Result<()> {
+    let d = cfg.dim;
+    let s2 = cfg.noise * cfg.noise;
+    let w: Vec<f32> = centres.iter().map(|m| m / s2).collect();
+    let b: Vec<f32> = centres.chunks(d).map(|mu| -mu.iter().map(|x| x * x).sum::<f32>() / (2.0 * s2)).collect();
+    let views = [
+        ("l0.weight", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![cfg.classes, d], bytemuck::cast_slice(&w))),
+        ("l0.bias", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![cfg.classes], bytemuck::cast_slice(&b))),
+    ];
+    let mut tensors = vec![];
+    for (n, v) in views {
+        tensors.push((n, v.map_err(|e| Error::Internal(e.to_string()))?));
+    }
+    let bytes = safetensors::tensor::serialize(tensors, None).map_err(|e| Error::Internal(e.to_string()))?;
+    crate::format::manifest::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]
