@@ -123,6 +123,17 @@ pub struct CacheWriter {
     pending: RowBatch,
     pending_prior: Vec<f64>,
     resumed_rows: u64,
+    resumed_shards: usize,
+}
+
+/// Fault injection for the crash-and-resume tests: with KDCACHE_CRASH_AFTER_SHARDS=n the process aborts
+/// (no cleanup, as in a crash) right after its n-th shard is published.
+fn crash_point(shards_this_run: usize) {
+    if let Ok(n) = std::env::var("KDCACHE_CRASH_AFTER_SHARDS")
+        && n.parse::<usize>().ok() == Some(shards_this_run)
+    {
+        std::process::abort();
+    }
 }
 
 impl CacheWriter {
@@ -174,6 +185,7 @@ impl CacheWriter {
             }
         }
         let resumed_rows = manifest.rows;
+        let resumed_shards = manifest.shards.len();
         Ok(CacheWriter {
             dir: dir.into(),
             spec: spec.clone(),
@@ -183,6 +195,7 @@ impl CacheWriter {
             manifest,
             accum,
             resumed_rows,
+            resumed_shards,
         })
     }
 
@@ -256,7 +269,9 @@ impl CacheWriter {
         self.pending = RowBatch::new(&self.spec);
         let partial = Partial { manifest: self.manifest.clone(), accum: self.accum.clone() };
         let bytes = serde_json::to_vec(&partial).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(&self.dir.join(PARTIAL), &bytes)
+        write_atomic(&self.dir.join(PARTIAL), &bytes)?;
+        crash_point(self.manifest.shards.len() - self.resumed_shards);
+        Ok(())
     }
 
     /// Writes the last shard and publishes `manifest.json`; removes the partial manifest.

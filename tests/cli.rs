@@ -1,0 +1,186 @@
+//! The whole pipeline through the real binary: synth → teach → cache → verify → train, resume after a
+//! crash, parts and merge, export, and the errors a user can cause.
+#![cfg(feature = "torch")]
+mod cli_common;
+use cli_common::*;
+use std::path::{Path, PathBuf};
+
+fn synth(dir: &Path, classes: usize, dim: usize, train: usize) {
+    ok(&["synth", "--out", p(dir), "--classes", &classes.to_string(), "--dim", &dim.to_string(), "--train", &train.to_string(), "--test", "200", "--group", "5"]);
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+#[test]
+fn pipeline_train_and_bit_for_bit_resume() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 30, 8, 1200);
+    let teacher = t.path().join("teacher.safetensors");
+    ok(&["teach", "--data", p(&d), "--hidden", "32", "--epochs", "2", "--out", p(&teacher)]);
+    let taught = t.path().join("taught");
+    let rep: serde_json::Value = serde_json::from_str(&ok(&["cache", "--teacher", p(&teacher), "--data", p(&d), "--out", p(&taught), "--top-k", "8", "--batch-size", "100"])).unwrap();
+    assert_eq!(rep["rows"], 1200);
+    assert!(ok(&["verify", p(&taught)]).starts_with("ok:"));
+    // students learn from the generator's Bayes-optimal teacher (a 2-epoch teacher is too weak to judge them)
+    let oracle = d.join("oracle.safetensors");
+    let cache = t.path().join("cache");
+    ok(&["cache", "--teacher", p(&oracle), "--data", p(&d), "--out", p(&cache), "--top-k", "8", "--format", "parquet"]);
+    let test_cache = t.path().join("test_cache");
+    ok(&["cache", "--teacher", p(&oracle), "--data", p(&d), "--split", "test", "--out", p(&test_cache), "--top-k", "8"]);
+    // a student with every estimator except rs (no tail samples here)
+    for loss in ["dis", "full", "topk", "ghost"] {
+        let run = t.path().join(format!("run_{loss}"));
+        let s: serde_json::Value = serde_json::from_str(&ok(&["train", "--cache", p(&cache), "--data", p(&d), "--eval-cache", p(&test_cache), "--loss", loss,
+            "--epochs", "2", "--batch-size", "64", "--candidates", "10", "--out", p(&run)])).unwrap();
+        for key in ["loss", "top1", "top5", "ece", "teacher_agreement", "steps", "step_ms_median", "rows_per_s", "classes", "candidates"] {
+            assert!(!s[key].is_null(), "{loss}: summary lacks {key}: {s}");
+        }
+        assert_eq!(s["steps"], 38);
+        assert!(s["top1"].as_f64().unwrap() > 3.0 / 30.0, "{loss}: student no better than chance: {s}");
+        for f in ["config.json", "metrics.jsonl", "checkpoint.safetensors", "curves.svg", "summary.json"] {
+            assert!(run.join(f).exists(), "{loss}: {f} missing");
+        }
+    }
+    // resume: 2 epochs straight == 1 epoch, then --resume to 2 epochs (bit for bit)
+    let args = |out: &Path, epochs: &str| -> Vec<String> {
+        ["train", "--cache", p(&cache), "--data", p(&d), "--loss", "dis", "--candidates", "10", "--batch-size", "64", "--epochs", epochs, "--out", p(out)]
+            .iter().map(|s| s.to_string()).collect()
+    };
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let sa: Vec<String> = args(&a, "2");
+    ok(&sa.iter().map(String::as_str).collect::<Vec<_>>());
+    let sb: Vec<String> = args(&b, "1");
+    ok(&sb.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut sb2: Vec<String> = args(&b, "2");
+    sb2.push("--resume".into());
+    ok(&sb2.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(std::fs::read(a.join("checkpoint.safetensors")).unwrap(), std::fs::read(b.join("checkpoint.safetensors")).unwrap(), "resumed run differs");
+    // a second run into the same directory without --resume is refused
+    bad(&sb.iter().map(String::as_str).collect::<Vec<_>>(), "--resume");
+    // export for Python
+    let exp = t.path().join("student.safetensors");
+    ok(&["export", p(&a), "--out", p(&exp)]);
+    let bytes = std::fs::read(&exp).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("head.weight").unwrap().shape(), &[30, 256]);
+    assert_eq!(st.tensor("head.bias").unwrap().shape(), &[30]);
+    assert!(st.tensor("backbone.l0.weight").is_ok());
+    // corrupt checkpoint
+    std::fs::write(b.join("checkpoint.safetensors"), b"not a checkpoint").unwrap();
+    bad(&sb2.iter().map(String::as_str).collect::<Vec<_>>(), "checkpoint");
+}
+
+#[test]
+fn crash_resume_and_parts_give_the_same_rows() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 40, 40, 3000); // features of dim 40 are the logits of the identity teacher
+    let common_args = ["--teacher", "identity", "--data", p(&d), "--top-k", "6", "--tail-samples", "3", "--batch-size", "100", "--shard-rows", "500", "--block-rows", "250"];
+    let full = t.path().join("full");
+    let mut a = vec!["cache", "--out", p(&full)];
+    a.extend(common_args);
+    ok(&a);
+    assert!(ok(&["verify", p(&full)]).starts_with("ok:"));
+    // crash after two shards (abort, no cleanup), then the same command resumes
+    let crashed = t.path().join("crashed");
+    let mut a = vec!["cache", "--out", p(&crashed)];
+    a.extend(common_args);
+    let o = kd().args(&a).env("KDCACHE_CRASH_AFTER_SHARDS", "2").output().unwrap();
+    assert!(!o.status.success(), "the crash hook did not fire");
+    assert!(!crashed.join("manifest.json").exists(), "a crashed build published a manifest");
+    assert!(crashed.join("manifest.partial.json").exists());
+    let rep: serde_json::Value = serde_json::from_str(&ok(&a)).unwrap();
+    assert_eq!(rep["resumed_from"], 1000, "{rep}");
+    assert_eq!(rows_json(&crashed), rows_json(&full));
+    // two parts, merged
+    let mut parts = vec![];
+    for i in 0..2 {
+        let out = t.path().join(format!("part{i}"));
+        let part = format!("{i}/2");
+        let mut a = vec!["cache", "--out", p(&out), "--part", &part];
+        a.extend(common_args);
+        ok(&a);
+        parts.push(out);
+    }
+    let merged = t.path().join("merged");
+    ok(&["merge", "--out", p(&merged), p(&parts[1]), p(&parts[0])]);
+    assert!(ok(&["verify", p(&merged)]).starts_with("ok:"));
+    assert_eq!(rows_json(&merged), rows_json(&full));
+    bad(&["merge", "--out", p(&t.path().join("m2")), p(&parts[0])], "parts");
+    // rs trains from the tail samples
+    ok(&["train", "--cache", p(&full), "--data", p(&d), "--loss", "rs", "--epochs", "1", "--out", p(&t.path().join("rs"))]);
+}
+
+#[test]
+fn torchscript_teacher_and_backbone() {
+    let fx = fixtures();
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("c");
+    ok(&["cache", "--teacher", p(&fx.join("teacher.pt")), "--data", p(&fx.join("teacher_x.npy")), "--out", p(&cache), "--top-k", "5", "--temperatures", "1"]);
+    // the cached top-5 are the logits PyTorch computed
+    let z = kdcache::data::npy::Npy::open(&fx.join("teacher_z.npy")).unwrap();
+    let mut zv = vec![];
+    z.f32_rows(0..16, &mut zv);
+    let rows = rows_json(&cache);
+    for i in 0..16 {
+        let zi = &zv[i * 30..(i + 1) * 30];
+        let best = (0..30).max_by(|&a, &b| zi[a].partial_cmp(&zi[b]).unwrap()).unwrap();
+        assert_eq!(rows[i]["ranks"][0]["class"], best as u64, "row {i}");
+        let got = rows[i]["ranks"][0]["logit"].as_f64().unwrap() as f32;
+        assert!((got - zi[best]).abs() <= 1e-2 * (1.0 + zi[best].abs()), "row {i}: {got} vs {}", zi[best]);
+    }
+    // a TorchScript student backbone trains through TrainableCModule
+    let d = t.path().join("data");
+    synth(&d, 30, 8, 600);
+    let c2 = t.path().join("c2");
+    ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&c2), "--top-k", "5"]);
+    let s: serde_json::Value = serde_json::from_str(&ok(&["train", "--cache", p(&c2), "--data", p(&d), "--student-ts", p(&fx.join("backbone.pt")), "--epochs", "1", "--candidates", "10", "--out", p(&t.path().join("r"))])).unwrap();
+    assert_eq!(s["loss"], "dis");
+}
+
+#[test]
+fn user_errors_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 20, 20, 300);
+    let o = d.join("oracle.safetensors");
+    let cache = t.path().join("c");
+    if !tch::Cuda::is_available() {
+        bad(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&t.path().join("x")), "--device", "cuda"], "cuda");
+    }
+    bad(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&t.path().join("x")), "--top-k", "21"], "exceeds the class count");
+    bad(&["cache", "--teacher", p(&t.path().join("none.pt")), "--data", p(&d), "--out", p(&t.path().join("x"))], "none.pt");
+    // a teacher that rejects the data's shape
+    bad(&["cache", "--teacher", p(&fixtures().join("teacher.pt")), "--data", p(&d), "--out", p(&t.path().join("x"))], "rejected data row 0");
+    assert!(!t.path().join("x/manifest.json").exists());
+    ok(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&cache), "--top-k", "4"]);
+    // a different teacher into the same directory
+    bad(&["cache", "--teacher", "identity", "--data", p(&d), "--out", p(&cache), "--top-k", "4"], "--overwrite");
+    let run = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = ["train", "--cache", p(&cache), "--data", p(&d), "--out", p(&t.path().join("r")), "--epochs", "1"].iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let call = |v: Vec<String>, needle: &str| bad(&v.iter().map(String::as_str).collect::<Vec<_>>(), needle);
+    call(run(&["--temperature", "3"]), "not in the cache");
+    call(run(&["--temperature", "0"]), "must be > 0");
+    call(run(&["--candidates", "21"]), "exceeds the class count");
+    call(run(&["--loss", "rs"]), "tail samples");
+    // data the cache was not built from
+    let other = t.path().join("other");
+    ok(&["synth", "--out", p(&other), "--classes", "20", "--dim", "20", "--train", "300", "--seed", "9"]);
+    let mut v = run(&[]);
+    v[4] = p(&other).to_string();
+    call(v, "dataset fingerprint");
+    // NaN teacher logits: reported by row, or skipped
+    let mut x = vec![0.25f32; 50 * 6];
+    x[17 * 6 + 2] = f32::INFINITY;
+    kdcache::data::npy::write(&t.path().join("x.npy"), kdcache::data::npy::NpyDtype::F32, &[50, 6], bytemuck::cast_slice(&x)).unwrap();
+    bad(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n")), "--top-k", "2"], "row 17");
+    let rep: serde_json::Value = serde_json::from_str(&ok(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n")), "--top-k", "2", "--nan", "skip"])).unwrap();
+    assert_eq!(rep["rows"], 49);
+    assert_eq!(rep["skipped_nonfinite"], 1);
+}

@@ -1,0 +1,143 @@
+//! The inspection commands on real files through the real binary; these work with or without libtorch.
+mod cli_common;
+use cli_common::*;
+use kdcache::data::npy::{self, NpyDtype};
+use std::io::Read;
+
+fn write_logits(dir: &std::path::Path, n: usize, c: usize, seed: u32) -> (Vec<f32>, Vec<i64>) {
+    let z: Vec<f32> = (0..n * c).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 10000) as f32 / 700.0 - 5.0).collect();
+    let y: Vec<i64> = (0..n as i64).map(|i| (i * 3) % c as i64).collect();
+    npy::write(&dir.join("z.npy"), NpyDtype::F32, &[n, c], bytemuck::cast_slice(&z)).unwrap();
+    npy::write(&dir.join("y.npy"), NpyDtype::I64, &[n], bytemuck::cast_slice(&y)).unwrap();
+    (z, y)
+}
+
+#[test]
+fn import_dump_verify_match_the_full_softmax() {
+    let t = tempfile::tempdir().unwrap();
+    let (n, c, k) = (300, 50, 7);
+    let (z, y) = write_logits(t.path(), n, c, 1);
+    for fmt in ["kds", "parquet"] {
+        let out = t.path().join(fmt);
+        ok(&["import", "--logits", p(&t.path().join("z.npy")), "--labels", p(&t.path().join("y.npy")), "--top-k", &k.to_string(),
+            "--temperatures", "1,3", "--out", p(&out), "--format", fmt, "--dtype", "f32", "--block-rows", "64", "--shard-rows", "128"]);
+        assert!(ok(&["verify", p(&out)]).starts_with("ok:"));
+        let rows = rows_json(&out);
+        assert_eq!(rows.as_array().unwrap().len(), n);
+        for i in [0usize, 17, 299] {
+            let zi = &z[i * c..(i + 1) * c];
+            let row = &rows[i];
+            assert_eq!(row["label"], y[i]);
+            for (ti, t) in [1.0f64, 3.0].iter().enumerate() {
+                let total: f64 = zi.iter().map(|&v| (v as f64 / t).exp()).sum();
+                let mut order: Vec<usize> = (0..c).collect();
+                order.sort_by(|&a, &b| zi[b].partial_cmp(&zi[a]).unwrap().then(a.cmp(&b)));
+                for r in 0..k {
+                    assert_eq!(row["ranks"][r]["class"], order[r] as u64, "{fmt} row {i} rank {r}");
+                    let pr = row["ranks"][r]["p"][ti].as_f64().unwrap();
+                    assert!((pr - (zi[order[r]] as f64 / t).exp() / total).abs() < 1e-5);
+                }
+                let tail: f64 = order[k..].iter().map(|&j| (zi[j] as f64 / t).exp()).sum::<f64>() / total;
+                assert!((row["tail_mass"][ti].as_f64().unwrap() - tail).abs() < 1e-5 * (1.0 + tail));
+            }
+        }
+    }
+    // same rows whatever the encoding
+    assert_eq!(rows_json(&t.path().join("kds")), rows_json(&t.path().join("parquet")));
+}
+
+#[test]
+fn pyarrow_reads_a_parquet_shard() {
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let has = py.exists() && std::process::Command::new(&py).args(["-c", "import pyarrow"]).status().map(|s| s.success()).unwrap_or(false);
+    if !has {
+        eprintln!("SKIPPED: no .venv/bin/python with pyarrow (run `make setup`)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    write_logits(t.path(), 100, 20, 2);
+    let out = t.path().join("c");
+    ok(&["import", "--logits", p(&t.path().join("z.npy")), "--top-k", "5", "--out", p(&out), "--format", "parquet"]);
+    let rows = rows_json(&out);
+    let script = format!(
+        "import pyarrow.parquet as pq, json\nt = pq.read_table('{}')\nassert str(t.schema.field('topk_logit').type) == 'fixed_size_list<item: halffloat not null>[5]', t.schema\nprint(json.dumps({{'n': t.num_rows, 'idx': t.column('topk_idx')[7].as_py(), 'logit': [float(x) for x in t.column('topk_logit')[7].as_py()], 'row': t.column('row')[7].as_py()}}))",
+        p(&out.join("shard-00000.parquet"))
+    );
+    let o = std::process::Command::new(&py).args(["-c", &script]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["n"], 100);
+    assert_eq!(v["row"], 7);
+    for r in 0..5 {
+        assert_eq!(v["idx"][r], rows[7]["ranks"][r]["class"]);
+        assert_eq!(v["logit"][r].as_f64().unwrap() as f32, rows[7]["ranks"][r]["logit"].as_f64().unwrap() as f32);
+    }
+}
+
+#[test]
+fn dump_into_a_closed_pipe_exits_zero() {
+    let t = tempfile::tempdir().unwrap();
+    write_logits(t.path(), 2000, 30, 3);
+    let out = t.path().join("c");
+    ok(&["import", "--logits", p(&t.path().join("z.npy")), "--top-k", "10", "--out", p(&out)]);
+    let mut child = kd().args(["dump", p(&out), "--rows", "0..2000"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut head = [0u8; 64];
+    child.stdout.as_mut().unwrap().read_exact(&mut head).unwrap();
+    drop(child.stdout.take()); // like `| head -c 64`
+    let st = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(st.success(), "exit {st:?}: {err}");
+    assert!(err.is_empty(), "stderr: {err}");
+}
+
+#[test]
+fn bad_inputs_give_one_error_and_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    write_logits(d, 50, 10, 4);
+    let z = p(&d.join("z.npy")).to_string();
+    bad(&["import", "--logits", &z, "--top-k", "11", "--out", p(&d.join("a"))], "exceeds the class count");
+    assert!(!d.join("a/manifest.json").exists());
+    // NaN logits: the row and class are named, nothing is published
+    let mut v: Vec<f32> = vec![0.5; 50 * 10];
+    v[23 * 10 + 4] = f32::NAN;
+    npy::write(&d.join("nan.npy"), NpyDtype::F32, &[50, 10], bytemuck::cast_slice(&v)).unwrap();
+    bad(&["import", "--logits", p(&d.join("nan.npy")), "--top-k", "3", "--out", p(&d.join("b"))], "row 23, class 4");
+    assert!(!d.join("b/manifest.json").exists());
+    // wrong dtype and rank
+    npy::write(&d.join("i.npy"), NpyDtype::I64, &[5, 2], &[0u8; 80]).unwrap();
+    bad(&["import", "--logits", p(&d.join("i.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "float32 or float16");
+    npy::write(&d.join("r1.npy"), NpyDtype::F32, &[8], &[0u8; 32]).unwrap();
+    bad(&["import", "--logits", p(&d.join("r1.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "shape [N, C]");
+    // labels out of range
+    npy::write(&d.join("yb.npy"), NpyDtype::I64, &[50], bytemuck::cast_slice(&vec![99i64; 50])).unwrap();
+    bad(&["import", "--logits", &z, "--labels", p(&d.join("yb.npy")), "--top-k", "2", "--out", p(&d.join("c"))], "label 99");
+    // an output directory holding a different cache
+    let out = d.join("cache");
+    ok(&["import", "--logits", &z, "--top-k", "3", "--out", p(&out)]);
+    bad(&["import", "--logits", &z, "--top-k", "4", "--out", p(&out)], "--overwrite");
+    ok(&["import", "--logits", &z, "--top-k", "4", "--out", p(&out), "--overwrite"]);
+    assert!(ok(&["dump", p(&out), "--json"]).contains("\"top_k\":4"));
+    // a manifest from a newer format version
+    let m = std::fs::read_to_string(out.join("manifest.json")).unwrap().replace("\"format_version\": 1", "\"format_version\": 7");
+    std::fs::write(out.join("manifest.json"), m).unwrap();
+    bad(&["verify", p(&out)], "format version 7 is newer");
+    bad(&["dump", p(&d.join("nowhere"))], "no such cache directory");
+    bad(&["import", "--logits", p(&d.join("missing.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "missing.npy");
+}
+
+#[test]
+fn verify_names_a_flipped_byte() {
+    let t = tempfile::tempdir().unwrap();
+    write_logits(t.path(), 500, 40, 5);
+    let out = t.path().join("c");
+    ok(&["import", "--logits", p(&t.path().join("z.npy")), "--top-k", "8", "--out", p(&out), "--shard-rows", "200", "--block-rows", "50"]);
+    let shard = out.join("shard-00001.kds");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&shard, bytes).unwrap();
+    let err = bad(&["verify", p(&out)], "shard-00001.kds");
+    assert!(err.contains("checksum"), "{err}");
+}
