@@ -9,7 +9,7 @@ export RAYON_NUM_THREADS
 
 ifeq ($(SCALE),large)
   CLASSES := 100000
-  TRAIN_ROWS := 300000
+  TRAIN_ROWS := 200000
   TEST_ROWS := 20000
   # a trained MLP teacher over 100k classes would take hours on a CPU: use the generator's Bayes-optimal teacher
   TEACHER = $(DATA)/oracle.safetensors
@@ -50,9 +50,9 @@ $(DATA)/synth.json: | setup
 $(DATA)/teacher.safetensors: $(DATA)/synth.json
 	$(KD) teach --data $(DATA) --epochs 3 --out $@
 $(CACHE)/train/manifest.json: $(DATA)/synth.json $(TEACHER)
-	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split train --out $(CACHE)/train --top-k 64 --temperatures 1,2,4 --overwrite
+	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split train --out $(CACHE)/train --top-k 64 --temperatures 1,2,4 --batch-size 256 --overwrite
 $(CACHE)/test/manifest.json: $(DATA)/synth.json $(TEACHER)
-	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split test --out $(CACHE)/test --top-k 64 --temperatures 1,2,4 --overwrite
+	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split test --out $(CACHE)/test --top-k 64 --temperatures 1,2,4 --batch-size 256 --overwrite
 
 cache: setup $(CACHE)/train/manifest.json $(CACHE)/test/manifest.json
 	$(KD) verify $(CACHE)/train

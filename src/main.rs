@@ -46,6 +46,23 @@ enum Cmd {
     Export(ExportArgs),
     /// Print a table of runs' summaries and plot their curves together.
     Compare(CompareArgs),
+    /// Measure gradient fidelity and step time vs class count; writes bench.md and bench.json.
+    #[cfg(feature = "torch")]
+    Bench(BenchArgs),
+}
+
+#[cfg(feature = "torch")]
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Results directory.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Class counts for the step-time table.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    classes: Vec<usize>,
+    /// Fewer repetitions and draws (a smoke run).
+    #[arg(long)]
+    quick: bool,
 }
 
 #[cfg(feature = "torch")]
@@ -403,6 +420,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Export(a) => {
             kdcache::train::export(&a.run, &a.out)?;
             eprintln!("exported {} to {}", a.run.display(), a.out.display());
+        }
+        #[cfg(feature = "torch")]
+        Cmd::Bench(a) => {
+            let r = kdcache::bench::run(&a.out, &a.classes, a.quick)?;
+            print!("{}", kdcache::bench::markdown(&r));
+            eprintln!("wrote {}/bench.md and bench.json", a.out.display());
         }
         Cmd::Compare(a) => {
             kdcache::report::compare::compare(&a.runs, a.plot.as_deref(), &mut std::io::stdout().lock())?;
