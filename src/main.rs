@@ -46,6 +46,8 @@ enum Cmd {
     Export(ExportArgs),
     /// Print a table of runs' summaries and plot their curves together.
     Compare(CompareArgs),
+    /// An HTML page (self-contained) and SVG charts about a cache, and training runs' curves.
+    Report(ReportArgs),
     /// Measure gradient fidelity and step time vs class count; writes bench.md and bench.json.
     #[cfg(feature = "torch")]
     Bench(BenchArgs),
@@ -141,6 +143,18 @@ struct ExportArgs {
     run: PathBuf,
     /// Output .safetensors.
     #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Cache directory.
+    dir: PathBuf,
+    /// Training runs whose curves to include.
+    #[arg(long = "run")]
+    runs: Vec<PathBuf>,
+    /// Output directory (report.html and one .svg per chart).
+    #[arg(long, default_value = "report")]
     out: PathBuf,
 }
 
@@ -426,6 +440,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let r = kdcache::bench::run(&a.out, &a.classes, a.quick)?;
             print!("{}", kdcache::bench::markdown(&r));
             eprintln!("wrote {}/bench.md and bench.json", a.out.display());
+        }
+        Cmd::Report(a) => {
+            let r = kdcache::report::html::report(&a.dir, &a.runs, &a.out)?;
+            eprintln!("report of {} rows: {} ({} charts)", r.rows_read, r.html.display(), r.charts.len());
         }
         Cmd::Compare(a) => {
             kdcache::report::compare::compare(&a.runs, a.plot.as_deref(), &mut std::io::stdout().lock())?;

@@ -2,3 +2,4 @@
 pub mod dump;
 pub mod plot;
 pub mod compare;
+pub mod html;

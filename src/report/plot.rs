@@ -37,7 +37,8 @@ fn read_run(dir: &Path) -> Result<Series> {
     Ok(s)
 }
 
-fn panel(svg: &mut String, x0: f64, title: &str, series: &[(String, &[(f64, f64)])]) {
+/// Draws one line-chart panel (420×300 plot area) at horizontal offset `x0`.
+pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(String, &[(f64, f64)])]) {
     let (w, h, pad) = (420.0, 300.0, 50.0);
     let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.1.iter().copied()).filter(|p| p.1.is_finite()).collect();
     let _ = write!(svg, r#"<g transform="translate({x0},0)"><text x="{}" y="20" text-anchor="middle" font-size="14">{title}</text>"#, w / 2.0 + pad / 2.0);
@@ -67,7 +68,7 @@ fn panel(svg: &mut String, x0: f64, title: &str, series: &[(String, &[(f64, f64)
         let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{fy:.3}</text><line x1="{pad}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##, pad - 4.0, sy(fy) + 3.0, pad + w, sy(fy), sy(fy));
         let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="10">{fx:.0}</text>"#, sx(fx), 30.0 + h + 14.0);
     }
-    let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">step</text>"#, pad + w / 2.0, 30.0 + h + 30.0);
+    let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">{xlabel}</text>"#, pad + w / 2.0, 30.0 + h + 30.0);
     for (i, (name, s)) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
         let path: Vec<String> = s.iter().filter(|p| p.1.is_finite()).map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
@@ -82,13 +83,52 @@ fn panel(svg: &mut String, x0: f64, title: &str, series: &[(String, &[(f64, f64)
 
 /// Plots the runs' curves into one SVG file.
 pub fn training_curves(runs: &[PathBuf], out: &Path) -> Result<()> {
+    crate::format::manifest::write_atomic(out, training_curves_svg(runs)?.as_bytes())
+}
+
+/// The runs' curves as an SVG document.
+pub fn training_curves_svg(runs: &[PathBuf]) -> Result<String> {
     if runs.is_empty() {
         return Err(Error::invalid("no runs to plot"));
     }
     let series: Vec<Series> = runs.iter().map(|r| read_run(r)).collect::<Result<_>>()?;
     let mut svg = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg" width="960" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#);
-    panel(&mut svg, 0.0, "training loss", &series.iter().map(|s| (s.name.clone(), s.loss.as_slice())).collect::<Vec<_>>());
-    panel(&mut svg, 480.0, "held-out top-1 (full softmax)", &series.iter().map(|s| (s.name.clone(), s.top1.as_slice())).collect::<Vec<_>>());
+    panel(&mut svg, 0.0, "training loss", "step", &series.iter().map(|s| (s.name.clone(), s.loss.as_slice())).collect::<Vec<_>>());
+    panel(&mut svg, 480.0, "held-out top-1 (full softmax)", "step", &series.iter().map(|s| (s.name.clone(), s.top1.as_slice())).collect::<Vec<_>>());
     svg.push_str("</svg>\n");
-    crate::format::manifest::write_atomic(out, svg.as_bytes())
+    Ok(svg)
+}
+
+/// A one-panel line chart as an SVG document (480×380).
+pub fn line_svg(title: &str, xlabel: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let mut svg = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#);
+    panel(&mut svg, 0.0, title, xlabel, &series.iter().map(|(n, v)| (n.clone(), v.as_slice())).collect::<Vec<_>>());
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// A bar chart as an SVG document (480×380); `labels[i]` under bar i.
+pub fn bar_svg(title: &str, labels: &[String], values: &[f64]) -> String {
+    let (w, h, pad) = (420.0, 300.0, 50.0);
+    let mut svg = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#);
+    let _ = write!(svg, r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{title}</text>"#, w / 2.0 + pad / 2.0);
+    let _ = write!(svg, r##"<rect x="{pad}" y="30" width="{w}" height="{h}" fill="none" stroke="#444"/>"##);
+    let max = values.iter().cloned().fold(0.0f64, f64::max).max(1e-12);
+    let n = values.len().max(1) as f64;
+    let bw = w / n;
+    for i in 0..=4 {
+        let v = max * i as f64 / 4.0;
+        let y = 30.0 + h - h * i as f64 / 4.0;
+        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{v:.3}</text><line x1="{pad}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/>"##, pad - 4.0, y + 3.0, pad + w);
+    }
+    let every = (values.len() / 10).max(1);
+    for (i, &v) in values.iter().enumerate() {
+        let bh = h * v / max;
+        let _ = write!(svg, r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#1f77b4"/>"##, pad + i as f64 * bw + 0.5, 30.0 + h - bh, (bw - 1.0).max(0.5), bh);
+        if i % every == 0 {
+            let _ = write!(svg, r#"<text x="{:.1}" y="{}" text-anchor="middle" font-size="9">{}</text>"#, pad + (i as f64 + 0.5) * bw, 30.0 + h + 12.0, labels.get(i).map(String::as_str).unwrap_or(""));
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
 }
