@@ -39,6 +39,30 @@ pub struct SpeedRow {
     pub speedup_step: f64,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct IoRow {
+    pub encoding: String,
+    pub rows: usize,
+    pub bytes_per_row: f64,
+    pub write_rows_per_s: f64,
+    /// Full sequential scan into columnar batches, 2 prefetch workers.
+    pub scan_rows_per_s: f64,
+    /// Block-shuffled scan (blocks in random order, rows permuted within blocks).
+    pub shuffled_rows_per_s: f64,
+    /// pyarrow reading the same Parquet files into numpy arrays (null if no pyarrow).
+    pub pyarrow_rows_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QualityRow {
+    pub estimator: String,
+    pub steps: u64,
+    pub top1: f64,
+    pub ece: f64,
+    pub step_ms_median: f64,
+    pub head_rows: f64,
+}
+
 /// `bench.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -50,6 +74,121 @@ pub struct BenchReport {
     pub fidelity: Vec<FidelityRow>,
     /// Time per step vs class count.
     pub speed: Vec<SpeedRow>,
+    /// Cache I/O: C = 131072, K = 64, f16 logits, 3 temperatures.
+    pub io: Vec<IoRow>,
+    /// Student quality per estimator after the same number of steps on the demo data (empty if absent).
+    pub quality: Vec<QualityRow>,
+}
+
+/// Rows that look like a real teacher's: a true class, its superclass neighbours and near-by classes
+/// ranked first, logits falling with exponential gaps, consistent normalisers. No two rows repeat.
+pub fn realistic_rows(n: usize, classes: u32, k: usize, seed: u64) -> crate::format::RowBatch {
+    use rand::Rng;
+    let spec = crate::format::RowSpec { classes: classes as u64, k, temperatures: vec![1.0, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: crate::format::LogitDtype::F16 };
+    let mut b = crate::format::RowBatch::new(&spec);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut ids: Vec<u32> = Vec::with_capacity(k);
+    for i in 0..n {
+        let c = rng.random_range(0..classes);
+        ids.clear();
+        ids.push(c);
+        while ids.len() < k {
+            // superclass mates first, then classes at geometric distances, then anywhere
+            let j = match ids.len() {
+                1..=6 => (c / 10 * 10 + rng.random_range(0..10)).min(classes - 1),
+                7..=32 => ((c as i64 + (rng.random::<f64>().powi(3) * 2000.0 - 1000.0) as i64).rem_euclid(classes as i64)) as u32,
+                _ => rng.random_range(0..classes),
+            };
+            if !ids.contains(&j) {
+                ids.push(j);
+            }
+        }
+        let mut z = 12.0 + 2.0 * (rng.random::<f64>() - 0.5) * 2.0;
+        let mut zs = Vec::with_capacity(k);
+        for _ in 0..k {
+            zs.push(half::f16::from_f64(z).to_f64());
+            z -= -(rng.random::<f64>().max(1e-9)).ln() * 0.4;
+        }
+        let tail_z = z - 1.0; // the tail sits below the K-th logit
+        for t in [1.0f64, 2.0, 4.0] {
+            let head: f64 = zs.iter().map(|&v| (v / t).exp()).sum();
+            let tail = (classes as f64 - k as f64) * (tail_z / t).exp() * 0.01;
+            let total = head + tail;
+            b.lse.push(total.ln() as f32);
+            b.log_tail.push((tail / total).ln() as f32);
+        }
+        b.row.push(i as u64);
+        b.view.push(0);
+        b.label.push(c as i64);
+        b.topk_idx.extend_from_slice(&ids);
+        for v in zs {
+            b.topk_logit.push(v as f32);
+        }
+    }
+    b
+}
+
+/// Section 3: cache I/O for both encodings, and pyarrow on the same Parquet files.
+pub fn io(rows: usize, dir: &Path) -> Result<Vec<IoRow>> {
+    use crate::format::{CacheWriter, Encoding, Order, Signature, WriterOptions};
+    let batch = realistic_rows(rows, 131072, 64, 1);
+    let spec = crate::format::RowSpec { classes: 131072, k: 64, temperatures: vec![1.0, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: crate::format::LogitDtype::F16 };
+    let mut out = vec![];
+    for enc in [Encoding::Kds, Encoding::Parquet] {
+        let cdir = dir.join(format!("io_{}", enc.ext()));
+        let t0 = Instant::now();
+        let mut w = CacheWriter::create(&cdir, &spec, Signature::default(), WriterOptions { encoding: enc, overwrite: true, ..Default::default() }, None)?;
+        w.push(&batch, None)?;
+        let m = w.finish(rows as u64, 1, "kdcache bench")?;
+        let write = rows as f64 / t0.elapsed().as_secs_f64();
+        let bytes: u64 = m.shards.iter().map(|s| s.bytes).sum();
+        let reader = std::sync::Arc::new(crate::format::CacheReader::open(&cdir)?);
+        let scan = |order: Order| -> Result<f64> {
+            let t = Instant::now();
+            let mut n = 0;
+            for b in reader.batches(order, 2) {
+                n += b?.len();
+            }
+            Ok(n as f64 / t.elapsed().as_secs_f64())
+        };
+        let _ = scan(Order::Sequential)?; // warm the page cache
+        let seq = scan(Order::Sequential)?;
+        let shuf = scan(Order::Shuffled { seed: 1 })?;
+        let py = if enc == Encoding::Parquet { pyarrow_scan(&cdir, rows) } else { None };
+        out.push(IoRow { encoding: enc.ext().into(), rows, bytes_per_row: bytes as f64 / rows as f64, write_rows_per_s: write, scan_rows_per_s: seq, shuffled_rows_per_s: shuf, pyarrow_rows_per_s: py });
+    }
+    Ok(out)
+}
+
+fn pyarrow_scan(dir: &Path, rows: usize) -> Option<f64> {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let script = format!(
+        "import glob, time, numpy as np, pyarrow.parquet as pq\nfiles = sorted(glob.glob('{}/shard-*.parquet'))\nfor _ in range(2):\n    t = time.time(); n = 0\n    for f in files:\n        tb = pq.read_table(f)\n        cols = {{c: (tb.column(c).combine_chunks().flatten() if c in ('topk_idx','topk_logit','lse','log_tail') else tb.column(c)).to_numpy() for c in tb.column_names}}\n        n += tb.num_rows\n    dt = time.time() - t\nassert n == {rows}\nprint(n / dt)",
+        dir.display()
+    );
+    let o = std::process::Command::new(py).args(["-c", &script]).output().ok()?;
+    String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok()
+}
+
+/// Section 4: students trained for `steps` steps per estimator on a demo cache.
+pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: &Path) -> Result<Vec<QualityRow>> {
+    let mut rows = vec![];
+    let man = crate::format::Manifest::load(&cache.join("manifest.json"))?;
+    let ests: Vec<Estimator> = [Estimator::Dis, Estimator::Full, Estimator::Topk, Estimator::Ghost, Estimator::Rs].into_iter().filter(|e| *e != Estimator::Rs || man.tail_samples > 0).collect();
+    for est in ests {
+        let run = out.join(format!("quality_{}", est.name()));
+        let _ = std::fs::remove_dir_all(&run);
+        let c = man.classes as usize;
+        let o = crate::train::TrainOptions {
+            cache: cache.into(), data: data.into(), eval_data: None, eval_cache: Some(eval_cache.into()), student: Some("mlp:256".into()), student_ts: None,
+            loss: est, candidates: (c / 50).max(64).min(c), rank_budget: (man.top_k as f64 / 4.0).max(1.0), temperature: 2.0, alpha: 0.9, epochs: 1000,
+            batch_size: 256, lr: 1e-3, head_opt: crate::train::optim::OptKind::Adam, head_lr: 1e-3, seed: 0, device: "cpu".into(), out: run,
+            checkpoint_every: 0, log_every: 50, max_steps: steps, resume: false, progress: false,
+        };
+        let s = crate::train::train(&o)?;
+        rows.push(QualityRow { estimator: est.name().into(), steps: s.steps, top1: s.top1, ece: s.ece, step_ms_median: s.step_ms_median, head_rows: s.candidates });
+    }
+    Ok(rows)
 }
 
 fn machine() -> String {
@@ -258,10 +397,34 @@ pub fn markdown(r: &BenchReport) -> String {
     for v in &r.speed {
         s += &format!("| {} | {} | {} | {:.2} | {:.2} | {:.1}× | {:.1}× |\n", v.classes, v.estimator, v.candidates, v.head_ms, v.step_ms, v.speedup_head, v.speedup_step);
     }
+    s += "\n## 3. Cache I/O (C = 131072, K = 64, f16 logits, 3 temperatures; 2 reader threads)\n\n";
+    s += "| encoding | rows | bytes/row | write rows/s | scan rows/s | block-shuffled rows/s | pyarrow → numpy rows/s | kdcache / pyarrow |\n|---|---|---|---|---|---|---|---|\n";
+    for v in &r.io {
+        let py = v.pyarrow_rows_per_s.map(|p| format!("{p:.0}")).unwrap_or("–".into());
+        let ratio = v.pyarrow_rows_per_s.map(|p| format!("{:.2}×", v.scan_rows_per_s / p)).unwrap_or("–".into());
+        s += &format!("| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {py} | {ratio} |\n", v.encoding, v.rows, v.bytes_per_row, v.write_rows_per_s, v.scan_rows_per_s, v.shuffled_rows_per_s);
+    }
+    if !r.quality.is_empty() {
+        s += "\n## 4. Student quality after the same number of steps (demo data, full-softmax evaluation)\n\n";
+        s += "| estimator | steps | top-1 | ECE | ms/step | head rows/step |\n|---|---|---|---|---|---|\n";
+        for q in &r.quality {
+            s += &format!("| {} | {} | {:.4} | {:.4} | {:.2} | {:.0} |\n", q.estimator, q.steps, q.top1, q.ece, q.step_ms_median, q.head_rows);
+        }
+    }
     s
 }
 
-pub fn run(out: &Path, classes: &[usize], quick: bool) -> Result<BenchReport> {
+pub struct BenchOptions {
+    pub classes: Vec<usize>,
+    pub quick: bool,
+    pub io_rows: usize,
+    /// (data, train cache, eval cache) for the quality section.
+    pub quality: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
+    pub quality_steps: usize,
+}
+
+pub fn run(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
+    let (classes, quick) = (&o.classes[..], o.quick);
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let report = BenchReport {
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -269,6 +432,11 @@ pub fn run(out: &Path, classes: &[usize], quick: bool) -> Result<BenchReport> {
         threads: tch::get_num_threads() as usize,
         fidelity: fidelity(1000, quick)?,
         speed: speed(classes, if quick { 3 } else { 10 })?,
+        io: io(o.io_rows, out)?,
+        quality: match &o.quality {
+            Some((d, c, e)) if c.join("manifest.json").exists() => quality(d, c, e, o.quality_steps, out)?,
+            _ => vec![],
+        },
     };
     let md = markdown(&report);
     crate::format::manifest::write_atomic(&out.join("bench.md"), md.as_bytes())?;

@@ -65,6 +65,15 @@ struct BenchArgs {
     /// Fewer repetitions and draws (a smoke run).
     #[arg(long)]
     quick: bool,
+    /// Rows for the cache I/O table.
+    #[arg(long, default_value_t = 1_000_000)]
+    io_rows: usize,
+    /// Demo data directory for the quality table (with cache/train and cache/test inside); skipped if absent.
+    #[arg(long, default_value = "data/default")]
+    quality_data: PathBuf,
+    /// Training steps per estimator for the quality table.
+    #[arg(long, default_value_t = 400)]
+    quality_steps: usize,
 }
 
 #[cfg(feature = "torch")]
@@ -437,7 +446,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "torch")]
         Cmd::Bench(a) => {
-            let r = kdcache::bench::run(&a.out, &a.classes, a.quick)?;
+            let q = a.quality_data.clone();
+            let r = kdcache::bench::run(&a.out, &kdcache::bench::BenchOptions {
+                classes: a.classes, quick: a.quick, io_rows: a.io_rows,
+                quality: Some((q.clone(), q.join("cache/train"), q.join("cache/test"))), quality_steps: a.quality_steps,
+            })?;
             print!("{}", kdcache::bench::markdown(&r));
             eprintln!("wrote {}/bench.md and bench.json", a.out.display());
         }

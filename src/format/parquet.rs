@@ -139,7 +139,6 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
 /// An open Parquet shard with validated metadata.
 pub struct ParquetShard {
     path: PathBuf,
-    file: std::fs::File,
     meta: ArrowReaderMetadata,
     spec: RowSpec,
     block_rows: usize,
@@ -170,7 +169,7 @@ impl ParquetShard {
                 return Err(Error::corrupt(path, Some(format!("row group {i}")), format!("{} rows (block_rows {block_rows})", g.num_rows())));
             }
         }
-        Ok(ParquetShard { path: path.into(), file, meta, spec: spec.clone(), block_rows })
+        Ok(ParquetShard { path: path.into(), meta, spec: spec.clone(), block_rows })
     }
 
     pub fn num_blocks(&self) -> usize {
@@ -186,7 +185,8 @@ impl ParquetShard {
     pub fn read_block(&self, b: usize) -> Result<RowBatch> {
         let at = || Some(format!("row group {b}"));
         let corrupt = |e: String| Error::corrupt(&self.path, at(), e);
-        let file = self.file.try_clone().ctx(&self.path)?;
+        // a fresh handle: a cloned one would share its seek position with other prefetch threads
+        let file = std::fs::File::open(&self.path).ctx(&self.path)?;
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
             .with_row_groups(vec![b])
             .with_batch_size(self.block_len(b))
