@@ -40,10 +40,12 @@ setup: .venv/.kdcache-setup build
 build: .venv/.kdcache-setup
 	$(CARGO) build --release --bins
 
+# the torch build in release (numerics), the libtorch-free build in debug (a separate target dir, so the
+# two feature sets do not rebuild each other), and the fuzz targets (they must build)
 test: setup
 	$(CARGO) test --release
-	$(CARGO) test --release --no-default-features --lib --test roundtrip --test corrupt --test cli_notorch
-	CARGO_TARGET_DIR=target/fuzz $(CARGO) build --manifest-path fuzz/Cargo.toml
+	$(CARGO) test --no-default-features --lib --test roundtrip --test corrupt --test cli_notorch
+	$(CARGO) build --manifest-path fuzz/Cargo.toml
 
 $(DATA)/synth.json: | setup
 	$(KD) synth --out $(DATA) --classes $(CLASSES) --train $(TRAIN_ROWS) --test $(TEST_ROWS)

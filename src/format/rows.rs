@@ -320,13 +320,36 @@ impl RowBatch {
         }
     }
 
-    /// Rows reordered by `perm` (a permutation of 0..len).
+    /// Rows reordered by `perm` (a permutation of 0..len), column by column.
     pub fn permuted(&self, perm: &[usize]) -> RowBatch {
-        let mut out = self.empty_like();
-        for &i in perm {
-            out.extend_rows(self, i..i + 1);
+        fn gather<T: Copy>(v: &[T], per: usize, perm: &[usize]) -> Vec<T> {
+            let mut out = Vec::with_capacity(perm.len() * per);
+            for &i in perm {
+                out.extend_from_slice(&v[i * per..(i + 1) * per]);
+            }
+            out
         }
-        out
+        let (k, t, m, a) = (self.k, self.t, self.m, self.aug_dim);
+        RowBatch {
+            k,
+            t,
+            m,
+            aug_dim: a,
+            row: gather(&self.row, 1, perm),
+            view: gather(&self.view, 1, perm),
+            label: gather(&self.label, 1, perm),
+            topk_idx: gather(&self.topk_idx, k, perm),
+            topk_logit: match &self.topk_logit {
+                Logits::F16(v) => Logits::F16(gather(v, k, perm)),
+                Logits::Bf16(v) => Logits::Bf16(gather(v, k, perm)),
+                Logits::F32(v) => Logits::F32(gather(v, k, perm)),
+            },
+            lse: gather(&self.lse, t, perm),
+            log_tail: gather(&self.log_tail, t, perm),
+            tail_idx: gather(&self.tail_idx, m, perm),
+            tail_cnt: gather(&self.tail_cnt, m, perm),
+            aug: gather(&self.aug, a, perm),
+        }
     }
 }
 
@@ -396,4 +419,35 @@ pub fn log_sum_exp(x: &[f64]) -> f64 {
         return m;
     }
     m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permuted_moves_whole_rows() {
+        let spec = RowSpec { classes: 10, k: 2, temperatures: vec![1.0], tail_samples: 1, aug_dim: 1, logit_dtype: LogitDtype::Bf16 };
+        let mut b = RowBatch::new(&spec);
+        for i in 0..4u32 {
+            b.row.push(i as u64);
+            b.view.push(i);
+            b.label.push(i as i64);
+            b.topk_idx.extend([i, i + 5]);
+            b.topk_logit.push(i as f32);
+            b.topk_logit.push(i as f32 - 1.0);
+            b.lse.push(i as f32 * 2.0);
+            b.log_tail.push(-(i as f32));
+            b.tail_idx.push(9 - i);
+            b.tail_cnt.push(i + 1);
+            b.aug.push(i as f32 / 2.0);
+        }
+        let p = b.permuted(&[2, 0, 3, 1]);
+        let mut want = b.empty_like();
+        for i in [2, 0, 3, 1] {
+            want.extend_rows(&b, i..i + 1);
+        }
+        assert_eq!(p, want);
+        assert_eq!(p.topk_idx, vec![2, 7, 0, 5, 3, 8, 1, 6]);
+    }
 }
