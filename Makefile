@@ -9,17 +9,20 @@ export RAYON_NUM_THREADS
 
 ifeq ($(SCALE),large)
   CLASSES := 100000
-  TRAIN_ROWS := 200000
-  TEST_ROWS := 20000
+  TRAIN_ROWS := 100000
+  TEST_ROWS := 10000
   # a trained MLP teacher over 100k classes would take hours on a CPU: use the generator's Bayes-optimal teacher
   TEACHER = $(DATA)/oracle.safetensors
   EPOCHS ?= 1
+  # B×C logits stay small enough for the allocator to reuse them (100 MB blocks go back to the OS each time)
+  CACHE_BATCH := 32
 else
   CLASSES := 1000
   TRAIN_ROWS := 100000
   TEST_ROWS := 10000
   TEACHER = $(DATA)/teacher.safetensors
   EPOCHS ?= 3
+  CACHE_BATCH := 1024
 endif
 DATA := data/$(SCALE)
 CACHE := $(DATA)/cache
@@ -52,9 +55,9 @@ $(DATA)/synth.json: | setup
 $(DATA)/teacher.safetensors: $(DATA)/synth.json
 	$(KD) teach --data $(DATA) --epochs 3 --out $@
 $(CACHE)/train/manifest.json: $(DATA)/synth.json $(TEACHER)
-	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split train --out $(CACHE)/train --top-k 64 --temperatures 1,2,4 --batch-size 256 --overwrite
+	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split train --out $(CACHE)/train --top-k 64 --temperatures 1,2,4 --batch-size $(CACHE_BATCH) --overwrite
 $(CACHE)/test/manifest.json: $(DATA)/synth.json $(TEACHER)
-	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split test --out $(CACHE)/test --top-k 64 --temperatures 1,2,4 --batch-size 256 --overwrite
+	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split test --out $(CACHE)/test --top-k 64 --temperatures 1,2,4 --batch-size $(CACHE_BATCH) --overwrite
 
 cache: setup $(CACHE)/train/manifest.json $(CACHE)/test/manifest.json
 	$(KD) verify $(CACHE)/train

@@ -46,6 +46,9 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
     if !(cfg.noise > 0.0 && cfg.class_spread >= 0.0) {
         return Err(Error::invalid("synth needs noise > 0 and class spread >= 0"));
     }
+    if cfg.classes.checked_mul(cfg.dim).is_none_or(|n| n > 1 << 30) {
+        return Err(Error::invalid(format!("synth: classes × dim = {} × {} centres would not fit in memory (limit 2^30 values)", cfg.classes, cfg.dim)));
+    }
     std::fs::create_dir_all(dir).ctx(dir)?;
     let d = cfg.dim;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
