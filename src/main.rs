@@ -496,6 +496,13 @@ fn main() -> ExitCode {
     #[cfg(feature = "torch")]
     passive_openmp();
     let cli = Cli::parse();
+    // panics inside the parquet crate on damaged files are caught and reported as errors: keep them quiet
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !kdcache::format::parquet::in_guard() {
+            default_hook(info)
+        }
+    }));
     let _ = ctrlc::set_handler(|| {
         if kdcache::progress::interrupted() {
             std::process::exit(130);

@@ -136,6 +136,25 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
     Ok((size, hash))
 }
 
+thread_local!(static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+
+/// True while this thread runs parquet-crate code under [`guarded`] (a panic hook can stay quiet then).
+pub fn in_guard() -> bool {
+    GUARDED.with(|g| g.get())
+}
+
+/// Runs parquet-crate decoding that can panic on damaged input (seen in its byte-stream-split decoder
+/// and metadata parser), turning a panic into an error message.
+fn guarded<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
+    let was = GUARDED.with(|g| g.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(was));
+    r.map_err(|p| {
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        format!("the Parquet decoder failed on damaged data: {msg}")
+    })
+}
+
 /// An open Parquet shard with validated metadata.
 pub struct ParquetShard {
     path: PathBuf,
@@ -151,7 +170,8 @@ impl ParquetShard {
         let want = arrow_schema(spec);
         // read with our own schema: the file's embedded Arrow schema is not trusted
         let opts = ArrowReaderOptions::new().with_skip_arrow_metadata(true).with_schema(want.clone());
-        let meta = ArrowReaderMetadata::load(&file, opts)
+        let meta = guarded(|| ArrowReaderMetadata::load(&file, opts))
+            .map_err(bad)?
             .map_err(|e| bad(format!("not a readable Parquet shard of this cache: {e}")))?;
         let got = meta.schema();
         if got.fields().len() != want.fields().len()
@@ -183,6 +203,11 @@ impl ParquetShard {
     }
 
     pub fn read_block(&self, b: usize) -> Result<RowBatch> {
+        let at = || Some(format!("row group {b}"));
+        guarded(|| self.read_block_inner(b)).map_err(|e| Error::corrupt(&self.path, at(), e))?
+    }
+
+    fn read_block_inner(&self, b: usize) -> Result<RowBatch> {
         let at = || Some(format!("row group {b}"));
         let corrupt = |e: String| Error::corrupt(&self.path, at(), e);
         // a fresh handle: a cloned one would share its seek position with other prefetch threads

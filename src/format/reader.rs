@@ -99,7 +99,13 @@ impl CacheReader {
         for (si, s) in manifest.shards.iter().enumerate() {
             let path = dir.join(&s.file);
             let shard = match manifest.encoding {
-                Encoding::Kds => Shard::Kds(KdsShard::open(&path, &spec, s.rows)?),
+                Encoding::Kds => {
+                    let k = KdsShard::open(&path, &spec, s.rows)?;
+                    if k.block_rows() != manifest.block_rows {
+                        return Err(Error::corrupt(&path, None, format!("block_rows {} in the shard, {} in the manifest", k.block_rows(), manifest.block_rows)));
+                    }
+                    Shard::Kds(k)
+                }
                 Encoding::Parquet => Shard::Parquet(ParquetShard::open(&path, &spec, s.rows, manifest.block_rows)?),
             };
             let mut first = s.first_row;
