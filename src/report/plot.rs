@@ -37,6 +37,12 @@ fn read_run(dir: &Path) -> Result<Series> {
     Ok(s)
 }
 
+/// A tick label with as many decimals as the axis range needs (3 significant digits of the range).
+fn tick(v: f64, range: f64) -> String {
+    let d = if range > 0.0 { (2.0 - range.log10().floor()).clamp(0.0, 8.0) as usize } else { 3 };
+    format!("{v:.d$}")
+}
+
 /// Draws one line-chart panel (420×300 plot area) at horizontal offset `x0`.
 pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(String, &[(f64, f64)])]) {
     let (w, h, pad) = (420.0, 300.0, 50.0);
@@ -65,8 +71,8 @@ pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(St
     for i in 0..=4 {
         let fy = ymin + (ymax - ymin) * i as f64 / 4.0;
         let fx = xmin + (xmax - xmin) * i as f64 / 4.0;
-        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{fy:.3}</text><line x1="{pad}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##, pad - 4.0, sy(fy) + 3.0, pad + w, sy(fy), sy(fy));
-        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="10">{fx:.0}</text>"#, sx(fx), 30.0 + h + 14.0);
+        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##, pad - 4.0, sy(fy) + 3.0, tick(fy, ymax - ymin), pad + w, sy(fy), sy(fy));
+        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="10">{}</text>"#, sx(fx), 30.0 + h + 14.0, tick(fx, xmax - xmin));
     }
     let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">{xlabel}</text>"#, pad + w / 2.0, 30.0 + h + 30.0);
     for (i, (name, s)) in series.iter().enumerate() {
@@ -119,7 +125,7 @@ pub fn bar_svg(title: &str, labels: &[String], values: &[f64]) -> String {
     for i in 0..=4 {
         let v = max * i as f64 / 4.0;
         let y = 30.0 + h - h * i as f64 / 4.0;
-        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{v:.3}</text><line x1="{pad}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/>"##, pad - 4.0, y + 3.0, pad + w);
+        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/>"##, pad - 4.0, y + 3.0, tick(v, max), pad + w);
     }
     let every = (values.len() / 10).max(1);
     for (i, &v) in values.iter().enumerate() {
