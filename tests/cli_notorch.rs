@@ -141,3 +141,37 @@ fn verify_names_a_flipped_byte() {
     let err = bad(&["verify", p(&out)], "shard-00001.kds");
     assert!(err.contains("checksum"), "{err}");
 }
+
+#[test]
+fn report_renders_in_a_browser() {
+    let t = tempfile::tempdir().unwrap();
+    write_logits(t.path(), 400, 50, 6);
+    let cache = t.path().join("c");
+    ok(&["import", "--logits", p(&t.path().join("z.npy")), "--labels", p(&t.path().join("y.npy")), "--top-k", "8", "--out", p(&cache)]);
+    let out = t.path().join("report");
+    ok(&["report", p(&cache), "--out", p(&out)]);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for chart in ["confidence", "rank_mass", "tail_mass", "prior", "agreement"] {
+        assert!(out.join(format!("{chart}.svg")).exists(), "{chart}.svg missing");
+    }
+    assert_eq!(html.matches("<svg").count(), 5, "one inline chart per figure");
+    assert!(!html.contains("src=") && !html.contains("href="), "the page must be self-contained");
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|c| std::path::Path::new(c).exists());
+    let Some(chromium) = chromium else {
+        eprintln!("SKIPPED the browser check: no chromium (apt-get install chromium)");
+        return;
+    };
+    let png = t.path().join("shot.png");
+    let st = std::process::Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--window-size=1100,1800"])
+        .arg(format!("--user-data-dir={}", t.path().join("profile").display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", out.join("report.html").display()))
+        .output()
+        .unwrap();
+    assert!(png.exists(), "chromium wrote no screenshot: {}", String::from_utf8_lossy(&st.stderr));
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    assert!(bytes.len() > 20_000, "the screenshot is nearly empty ({} bytes)", bytes.len());
+}
