@@ -26,14 +26,14 @@ else
 endif
 DATA := data/$(SCALE)
 CACHE := $(DATA)/cache
-RUNS := runs/$(SCALE)
+RUNS := $(if $(filter default,$(SCALE)),runs,runs/$(SCALE))
 
 .PHONY: setup build test demo cache train bench clean help
 help:
 	@echo "make demo    set up, then synth -> teach -> cache -> train (dis, full, topk) and print a summary table"
 	@echo "make test    set up, then run the whole test suite"
 	@echo "make cache   build the demo cache (SCALE=large: 100,000 classes);  make train: train a dis student on it"
-	@echo "make bench   criterion benchmarks and kdcache bench"
+	@echo "make bench   criterion benchmarks, then kdcache bench (results/bench.md, results/bench.json)"
 
 # torch venv (idempotent; CPU-only torch unless a GPU is visible) and the release build
 setup: .venv/.kdcache-setup build
@@ -75,8 +75,11 @@ demo: cache
 	$(KD) compare $(RUNS)/demo/dis $(RUNS)/demo/full $(RUNS)/demo/topk --plot $(RUNS)/demo/curves.svg
 	@echo "curves: $(RUNS)/demo/curves.svg"
 
-bench: setup
+# criterion benchmarks of cache I/O, then kdcache bench's four tables (fidelity, step time vs C, cache I/O
+# against pyarrow, quality on the demo cache) in results/bench.md and results/bench.json
+bench: cache
 	$(CARGO) bench --bench cache_io
+	$(KD) bench --out results --quality-data $(DATA)
 
 clean:
 	rm -rf data runs target/release/kdcache

@@ -46,7 +46,7 @@ enum Cmd {
     Export(ExportArgs),
     /// Print a table of runs' summaries and plot their curves together.
     Compare(CompareArgs),
-    /// An HTML page (self-contained) and SVG charts about a cache, and training runs' curves.
+    /// An HTML page (self-contained) and SVG + PNG charts about a cache, and training runs' curves.
     Report(ReportArgs),
     /// Measure gradient fidelity and step time vs class count; writes bench.md and bench.json.
     #[cfg(feature = "torch")]
@@ -59,8 +59,8 @@ struct BenchArgs {
     /// Results directory.
     #[arg(long, default_value = "results")]
     out: PathBuf,
-    /// Class counts for the step-time table.
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    /// Class counts for the step-time table (a million needs about 8 GB of memory for `full`).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000,1000000")]
     classes: Vec<usize>,
     /// Fewer repetitions and draws (a smoke run).
     #[arg(long)]
@@ -162,7 +162,7 @@ struct ReportArgs {
     /// Training runs whose curves to include.
     #[arg(long = "run")]
     runs: Vec<PathBuf>,
-    /// Output directory (report.html and one .svg per chart).
+    /// Output directory (report.html, and one .svg and one .png per chart).
     #[arg(long, default_value = "report")]
     out: PathBuf,
 }

@@ -153,6 +153,14 @@ fn report_renders_in_a_browser() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     for chart in ["confidence", "rank_mass", "tail_mass", "prior", "agreement"] {
         assert!(out.join(format!("{chart}.svg")).exists(), "{chart}.svg missing");
+        // the PNG: twice the SVG's size, not blank, with dark ink (axes, text) and coloured marks
+        let png = resvg::tiny_skia::Pixmap::load_png(out.join(format!("{chart}.png"))).expect("a readable PNG");
+        assert_eq!((png.width(), png.height()), (960, 760), "{chart}.png size");
+        let px = png.pixels();
+        let dark = px.iter().filter(|c| c.red() < 80 && c.green() < 80 && c.blue() < 80).count();
+        let colour = px.iter().filter(|c| c.red().abs_diff(c.blue()) > 60 || c.green().abs_diff(c.blue()) > 60).count();
+        assert!(dark > 2_000, "{chart}.png has almost no axes or text ({dark} dark pixels)");
+        assert!(colour > 2_000, "{chart}.png has almost no data marks ({colour} coloured pixels)");
     }
     assert_eq!(html.matches("<svg").count(), 5, "one inline chart per figure");
     assert!(!html.contains("src=") && !html.contains("href="), "the page must be self-contained");

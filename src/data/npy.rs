@@ -42,6 +42,14 @@ pub struct Npy {
 
 const MAX_HEADER: usize = 1 << 20;
 
+/// The element count of `shape`, or None when it (or the size of one row, which a zero-row array
+/// does not bound) overflows.
+fn elements(shape: &[usize]) -> Option<usize> {
+    let mul = |a: usize, &d: &usize| a.checked_mul(d);
+    shape.iter().skip(1).try_fold(1usize, mul)?;
+    shape.iter().try_fold(1usize, mul)
+}
+
 impl Npy {
     pub fn open(path: &Path) -> Result<Self> {
         let f = std::fs::File::open(path).ctx(path)?;
@@ -85,7 +93,7 @@ impl Npy {
             .filter(|s| !s.is_empty())
             .map(|s| s.parse::<usize>().map_err(|_| bad(format!("shape {shape_s:?}"))))
             .collect::<Result<_>>()?;
-        let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows".into()))?;
+        let count = elements(&shape).ok_or_else(|| bad("shape overflows".into()))?;
         let offset = start + hlen;
         let need = count.checked_mul(dtype.width()).ok_or_else(|| bad("shape overflows".into()))?;
         if len - offset != need {
@@ -159,6 +167,20 @@ pub fn write(path: &Path, dtype: NpyDtype, shape: &[usize], data: &[u8]) -> Resu
 mod tests {
     use super::*;
     #[test]
+    fn zero_rows_with_huge_row_size_is_refused() {
+        assert_eq!(elements(&[0, 1 << 62, 8]), None);
+        assert_eq!(elements(&[0, 3, 4]), Some(0));
+        assert_eq!(elements(&[]), Some(1));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("z.npy");
+        let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': (0, {}, 4), }}", 1u64 << 63);
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(h.as_bytes());
+        std::fs::write(&p, b).unwrap();
+        assert_eq!(Npy::open(&p).err().map(|e| e.kind()), Some(crate::ErrorKind::Corrupt));
+    }
+    #[test]
     fn roundtrip_and_rejects() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.npy");
@@ -194,7 +216,7 @@ impl Npy {
         };
         let (a, b) = info.data_offsets;
         let offset = 8 + hlen + a;
-        let count = info.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let count = elements(&info.shape);
         if b < a || 8 + hlen + b > map.len() || count.and_then(|c| c.checked_mul(dtype.width())) != Some(b - a) || offset % dtype.width() != 0 {
             return Err(Error::corrupt(path, None, format!("tensor {key:?} has inconsistent offsets or shape")));
         }

@@ -169,7 +169,7 @@ impl Manifest {
             if s.rows == 0 {
                 return Err(format!("shard {i} ({}) is empty", s.file));
             }
-            if s.xxh3.len() != 16 || !s.xxh3.chars().all(|c| c.is_ascii_hexdigit()) {
+            if s.xxh3.len() != 16 || !s.xxh3.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
                 return Err(format!("shard {i} ({}): bad checksum {:?}", s.file, s.xxh3));
             }
             next = s.first_row.checked_add(s.rows).ok_or("row count overflows")?;

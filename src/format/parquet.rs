@@ -166,6 +166,9 @@ pub struct ParquetShard {
 impl ParquetShard {
     pub fn open(path: &Path, spec: &RowSpec, rows: u64, block_rows: usize) -> Result<Self> {
         let file = std::fs::File::open(path).ctx(path)?;
+        if !file.metadata().ctx(path)?.is_file() {
+            return Err(Error::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::IsADirectory, "not a regular file") });
+        }
         let bad = |what: String| Error::corrupt(path, None, what);
         let want = arrow_schema(spec);
         // read with our own schema: the file's embedded Arrow schema is not trusted
@@ -184,9 +187,36 @@ impl ParquetShard {
         if total < 0 || total as u64 != rows {
             return Err(bad(format!("holds {total} rows, manifest says {rows}")));
         }
+        // the schema above is ours, so list sizes are checked here: a fixed-size-list column chunk holds
+        // rows × width leaf values (no nulls are written), a plain column rows values
+        let width = |name: &str| -> Option<usize> {
+            Some(match name {
+                "row" | "view" | "label" => 1,
+                "topk_idx" | "topk_logit" => spec.k,
+                "lse" | "log_tail" => spec.t(),
+                "tail_idx" | "tail_cnt" if spec.tail_samples > 0 => spec.tail_samples,
+                "aug" if spec.aug_dim > 0 => spec.aug_dim,
+                _ => return None,
+            })
+        };
         for (i, g) in md.row_groups().iter().enumerate() {
+            let at = || Some(format!("row group {i}"));
             if g.num_rows() <= 0 || g.num_rows() as usize > block_rows {
-                return Err(Error::corrupt(path, Some(format!("row group {i}")), format!("{} rows (block_rows {block_rows})", g.num_rows())));
+                return Err(Error::corrupt(path, at(), format!("{} rows (block_rows {block_rows})", g.num_rows())));
+            }
+            if g.num_columns() != want.fields().len() {
+                return Err(Error::corrupt(path, at(), format!("{} column chunks, the manifest implies {}", g.num_columns(), want.fields().len())));
+            }
+            for c in g.columns() {
+                let name = c.column_path().parts().first().map(String::as_str).unwrap_or("");
+                let expect = width(name).and_then(|w| w.checked_mul(g.num_rows() as usize));
+                if expect != Some(c.num_values() as usize) || c.num_values() < 0 {
+                    return Err(Error::corrupt(
+                        path,
+                        at(),
+                        format!("column {name:?} holds {} values for {} rows; the manifest (K {}, {} temperatures) implies {expect:?}", c.num_values(), g.num_rows(), spec.k, spec.t()),
+                    ));
+                }
             }
         }
         Ok(ParquetShard { path: path.into(), meta, spec: spec.clone(), block_rows })

@@ -1,5 +1,5 @@
 //! `kdcache report DIR [--run RUN…]`: a self-contained HTML page (one file, charts inline as SVG) and one
-//! SVG per chart about what a cache holds — teacher confidence, the rank–mass curve (what K captures),
+//! SVG and one PNG per chart about what a cache holds — teacher confidence, the rank–mass curve (what K captures),
 //! tail mass, the class prior, agreement with labels — and, given training runs, their curves.
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 use crate::format::CacheReader;
 use crate::format::manifest::write_atomic;
-use crate::report::plot::{bar_svg, line_svg, training_curves_svg};
+use crate::report::plot::{bar_svg, line_svg, svg_to_png, training_curves_svg};
 
 /// Rows read for the statistics (spread evenly over the blocks).
 const MAX_ROWS: u64 = 200_000;
@@ -112,9 +112,18 @@ pub fn report(dir: &Path, runs: &[PathBuf], out: &Path) -> Result<Report> {
     }
     html.push_str("</table>");
     let mut files = vec![];
+    let mut warned_font = false;
     for (stem, title, svg) in &charts {
         let f = out.join(format!("{stem}.svg"));
         write_atomic(&f, svg.as_bytes())?;
+        files.push(f);
+        let (png, has_font) = svg_to_png(svg, 2.0)?;
+        if !has_font && !warned_font {
+            eprintln!("warning: no system font found; the PNG charts have no text (the SVGs and report.html do)");
+            warned_font = true;
+        }
+        let f = out.join(format!("{stem}.png"));
+        write_atomic(&f, &png)?;
         files.push(f);
         let _ = write!(html, "<figure><figcaption>{}</figcaption>{}</figure>", esc(title), svg);
     }

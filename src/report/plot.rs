@@ -66,14 +66,22 @@ pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(St
     if ymax <= ymin {
         ymax = ymin + 1e-3;
     }
+    let integer_x = pts.iter().all(|p| p.0.fract() == 0.0) && xmax - xmin >= 4.0;
     let sx = |x: f64| pad + (x - xmin) / (xmax - xmin) * w;
     let sy = |y: f64| 30.0 + h - (y - ymin) / (ymax - ymin) * h;
     for i in 0..=4 {
         let fy = ymin + (ymax - ymin) * i as f64 / 4.0;
         let fx = xmin + (xmax - xmin) * i as f64 / 4.0;
         let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##, pad - 4.0, sy(fy) + 3.0, tick(fy, ymax - ymin), pad + w, sy(fy), sy(fy));
-        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="10">{}</text>"#, sx(fx), 30.0 + h + 14.0, tick(fx, xmax - xmin));
+        // integer data (steps, ranks) gets integer ticks; the last label ends at the plot's edge
+        let label = if integer_x { format!("{}", fx.round()) } else { tick(fx, xmax - xmin) };
+        let anchor = if i == 4 { "end" } else { "middle" };
+        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="{anchor}" font-size="10">{label}</text>"#, sx(fx), 30.0 + h + 14.0);
     }
+    // the legend goes at the top, middle or bottom of the right edge, wherever it covers fewest points
+    let lh = 14.0 * (series.len() as f64 - 1.0);
+    let covered = |y0: f64| pts.iter().filter(|p| sx(p.0) > pad + w - 70.0 && (y0 - 16.0..=y0 + lh + 8.0).contains(&sy(p.1))).count();
+    let legend_y0 = [46.0, 30.0 + (h - lh) / 2.0, 30.0 + h - 10.0 - lh].into_iter().min_by_key(|&y0| covered(y0)).unwrap_or(46.0);
     let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">{xlabel}</text>"#, pad + w / 2.0, 30.0 + h + 30.0);
     for (i, (name, s)) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
@@ -82,7 +90,7 @@ pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(St
         if s.len() == 1 {
             let _ = write!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#, sx(s[0].0), sy(s[0].1));
         }
-        let _ = write!(svg, r#"<text x="{}" y="{}" font-size="11" fill="{c}">{name}</text>"#, pad + w - 60.0, 46.0 + 14.0 * i as f64);
+        let _ = write!(svg, r#"<text x="{}" y="{}" font-size="11" fill="{c}">{name}</text>"#, pad + w - 60.0, legend_y0 + 14.0 * i as f64);
     }
     svg.push_str("</g>");
 }
@@ -137,4 +145,34 @@ pub fn bar_svg(title: &str, labels: &[String], values: &[f64]) -> String {
     }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// An SVG chart rasterised to PNG bytes (resvg) at `scale`×, text drawn with the system's sans-serif
+/// fonts. Returns the PNG and whether a font was found (without one, text is left out of the PNG; the
+/// SVG keeps it).
+pub fn svg_to_png(svg: &str, scale: f32) -> Result<(Vec<u8>, bool)> {
+    use resvg::{tiny_skia, usvg};
+    static FONTS: std::sync::OnceLock<std::sync::Arc<usvg::fontdb::Database>> = std::sync::OnceLock::new();
+    let fontdb = FONTS
+        .get_or_init(|| {
+            let mut db = usvg::fontdb::Database::new();
+            db.load_system_fonts();
+            // "sans-serif" resolves to the first of these that is installed
+            for family in ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans", "Arial"] {
+                if db.faces().any(|f| f.families.iter().any(|(n, _)| n == family)) {
+                    db.set_sans_serif_family(family);
+                    break;
+                }
+            }
+            std::sync::Arc::new(db)
+        })
+        .clone();
+    let has_font = !fontdb.is_empty();
+    let opts = usvg::Options { fontdb, ..Default::default() };
+    let tree = usvg::Tree::from_str(svg, &opts).map_err(|e| Error::Internal(format!("chart SVG does not parse: {e}")))?;
+    let size = tree.size().to_int_size().scale_by(scale).ok_or_else(|| Error::Internal("chart has no size".into()))?;
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or_else(|| Error::Internal("chart too large to rasterise".into()))?;
+    resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    let png = pixmap.encode_png().map_err(|e| Error::Internal(format!("PNG encoding: {e}")))?;
+    Ok((png, has_font))
 }
