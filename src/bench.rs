@@ -92,14 +92,19 @@ pub fn realistic_rows(n: usize, classes: u32, k: usize, seed: u64) -> crate::for
         let c = rng.random_range(0..classes);
         ids.clear();
         ids.push(c);
+        let mut misses = 0;
         while ids.len() < k {
-            // superclass mates first, then classes at geometric distances, then anywhere
+            // superclass mates first, then classes at geometric distances, then anywhere (also once
+            // the nearer pools run dry: the last superclass may hold fewer than 7 classes)
             let j = match ids.len() {
+                _ if misses > 100 => rng.random_range(0..classes),
                 1..=6 => (c / 10 * 10 + rng.random_range(0..10)).min(classes - 1),
                 7..=32 => ((c as i64 + (rng.random::<f64>().powi(3) * 2000.0 - 1000.0) as i64).rem_euclid(classes as i64)) as u32,
                 _ => rng.random_range(0..classes),
             };
-            if !ids.contains(&j) {
+            if ids.contains(&j) {
+                misses += 1;
+            } else {
                 ids.push(j);
             }
         }
@@ -448,12 +453,27 @@ pub fn run(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine: machine(),
         threads: tch::get_num_threads() as usize,
-        fidelity: fidelity(1000, quick)?,
-        speed: speed(classes, if quick { 3 } else { 10 })?,
-        io: io(o.io_rows, out)?,
+        fidelity: {
+            eprintln!("bench 1/4: gradient fidelity");
+            fidelity(1000, quick)?
+        },
+        speed: {
+            eprintln!("bench 2/4: step time at C = {classes:?}");
+            speed(classes, if quick { 3 } else { 10 })?
+        },
+        io: {
+            eprintln!("bench 3/4: cache I/O, {} rows", o.io_rows);
+            io(o.io_rows, out)?
+        },
         quality: match &o.quality {
-            Some((d, c, e)) if c.join("manifest.json").exists() => quality(d, c, e, o.quality_steps, out)?,
-            _ => vec![],
+            Some((d, c, e)) if c.join("manifest.json").exists() => {
+                eprintln!("bench 4/4: student quality, {} steps per estimator", o.quality_steps);
+                quality(d, c, e, o.quality_steps, out)?
+            }
+            _ => {
+                eprintln!("bench 4/4: skipped (no demo cache at {}; run make cache)", o.quality.as_ref().map(|q| q.1.display().to_string()).unwrap_or_default());
+                vec![]
+            }
         },
     };
     let md = markdown(&report);
@@ -461,4 +481,18 @@ pub fn run(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
     let js = serde_json::to_vec_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
     crate::format::manifest::write_atomic(&out.join("bench.json"), &js)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn realistic_rows_are_valid_even_when_the_last_superclass_is_small() {
+        // 13 classes: the last superclass holds 3, fewer than the 7 superclass mates asked for
+        let spec = crate::format::RowSpec { classes: 13, k: 12, temperatures: vec![1.0, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: crate::format::LogitDtype::F16 };
+        let b = super::realistic_rows(2000, 13, 12, 7);
+        assert_eq!(b.len(), 2000);
+        for r in 0..b.len() {
+            crate::format::rows::check_row(b.get(r), &spec).unwrap_or_else(|e| panic!("row {r}: {e}"));
+        }
+    }
 }
