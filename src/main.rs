@@ -59,16 +59,28 @@ struct BenchArgs {
     /// Results directory.
     #[arg(long, default_value = "results")]
     out: PathBuf,
+    /// Class counts of the gradient-fidelity table.
+    #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+    fidelity_classes: Vec<usize>,
+    /// Cached ranks K of the gradient-fidelity table.
+    #[arg(long, value_delimiter = ',', default_value = "12,64")]
+    fidelity_k: Vec<usize>,
+    /// i.i.d. draws averaged for the sampled estimators (rs: at most 256, 32 above 10,000 classes).
+    #[arg(long, default_value_t = 1024)]
+    draws: usize,
     /// Class counts for the step-time table (a million needs about 8 GB of memory for `full`).
     #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000,1000000")]
     classes: Vec<usize>,
+    /// The fixed dis budget (head rows per step) of the step-time table.
+    #[arg(long, default_value_t = 2048)]
+    fixed_budget: usize,
     /// Fewer repetitions and draws (a smoke run).
     #[arg(long)]
     quick: bool,
     /// Rows for the cache I/O table.
     #[arg(long, default_value_t = 1_000_000)]
     io_rows: usize,
-    /// Demo data directory for the quality table (with cache/train and cache/test inside); skipped if absent.
+    /// Data directory for the quality table (with cache/train and cache/test inside); skipped if absent.
     #[arg(long, default_value = "data/default")]
     quality_data: PathBuf,
     /// Training steps per estimator for the quality table.
@@ -100,12 +112,21 @@ struct TrainArgs {
     /// Estimator: full (exact), topk, ghost, rs (tail samples), dis (dynamic importance sampling).
     #[arg(long, value_enum, default_value = "dis")]
     loss: kdcache::train::loss::Estimator,
-    /// dis: negatives drawn per batch (default: 2% of C, at least 64, at most C).
+    /// dis: head rows computed per step, positives and sampled negatives together (default: 5% of C,
+    /// at least 1,024, at most C). The batch's cached ranks are kept exactly while they fit; with
+    /// 60% of C or more the step is dense (dis = full or ghost exactly).
     #[arg(long)]
     candidates: Option<usize>,
-    /// dis: expected top-K ranks kept per row (default K/4).
-    #[arg(long)]
-    rank_budget: Option<f64>,
+    /// dis: how the teacher's exact tail mass enters the target: bucket (one bucket against the
+    /// student's tail, as ghost) or spread (evenly over the classes outside the top-K, as full).
+    #[arg(long, value_enum, default_value = "bucket")]
+    dis_tail: kdcache::sample::Tail,
+    /// dis: clusters of head rows that stratify the sampled negatives (0 = √C, at most 1,024).
+    #[arg(long, default_value_t = 0)]
+    dis_clusters: usize,
+    /// dis: largest importance weight a sampled row's head update may carry (inf = unclipped).
+    #[arg(long, default_value_t = kdcache::sample::DisConfig::default().clip)]
+    dis_clip: f64,
     /// Distillation temperature (one of the cache's temperatures).
     #[arg(long, default_value_t = 2.0)]
     temperature: f64,
@@ -426,8 +447,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let o = kdcache::train::TrainOptions {
                 cache: a.cache, data: a.data, eval_data: a.eval_data, eval_cache: a.eval_cache,
                 student: a.student_ts.is_none().then_some(a.student), student_ts: a.student_ts, loss: a.loss,
-                candidates: a.candidates.unwrap_or((c / 50).max(64).min(c)),
-                rank_budget: a.rank_budget.unwrap_or((man.top_k as f64 / 4.0).max(1.0)),
+                dis: kdcache::sample::DisConfig {
+                    head_rows: a.candidates.unwrap_or_else(|| kdcache::sample::DisConfig::default_head_rows(c)),
+                    tail: a.dis_tail,
+                    clusters: a.dis_clusters,
+                    clip: a.dis_clip,
+                    ..Default::default()
+                },
                 temperature: a.temperature, alpha: a.alpha, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr,
                 head_opt: a.head_opt, head_lr: a.head_lr, seed: a.seed, device: a.device, out: a.out.clone(),
                 checkpoint_every: a.checkpoint_every, log_every: a.log_every, max_steps: a.max_steps, resume: a.resume, progress,
@@ -448,7 +474,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench(a) => {
             let q = a.quality_data.clone();
             let r = kdcache::bench::run(&a.out, &kdcache::bench::BenchOptions {
-                classes: a.classes, quick: a.quick, io_rows: a.io_rows,
+                fidelity_classes: a.fidelity_classes, fidelity_k: a.fidelity_k, draws: if a.quick { a.draws.min(16) } else { a.draws },
+                speed_classes: a.classes, fixed_budget: a.fixed_budget, reps: if a.quick { 3 } else { 10 }, io_rows: a.io_rows,
                 quality: Some((q.clone(), q.join("cache/train"), q.join("cache/test"))), quality_steps: a.quality_steps,
             })?;
             print!("{}", kdcache::bench::markdown(&r));

@@ -84,6 +84,8 @@ fn crash_resume_and_parts_give_the_same_rows() {
     a.extend(common_args);
     ok(&a);
     assert!(ok(&["verify", p(&full)]).starts_with("ok:"));
+    // tail samples are drawn at the first temperature: rs elsewhere would train on a biased target
+    bad(&["train", "--cache", p(&full), "--data", p(&d), "--loss", "rs", "--temperature", "2", "--out", p(&t.path().join("rs"))], "first temperature");
     // crash after two shards (abort, no cleanup), then the same command resumes
     let crashed = t.path().join("crashed");
     let mut a = vec!["cache", "--out", p(&crashed)];
@@ -167,7 +169,10 @@ fn user_errors_exit_2() {
     let call = |v: Vec<String>, needle: &str| bad(&v.iter().map(String::as_str).collect::<Vec<_>>(), needle);
     call(run(&["--temperature", "3"]), "not in the cache");
     call(run(&["--temperature", "0"]), "must be > 0");
-    call(run(&["--candidates", "21"]), "exceeds the class count");
+    call(run(&["--candidates", "21"]), "between 1 and the class count");
+    call(run(&["--candidates", "0"]), "between 1 and the class count");
+    call(run(&["--dis-clip", "0.5"]), "--dis-clip");
+    call(run(&["--rank-budget", "3"]), "--rank-budget");
     call(run(&["--loss", "rs"]), "tail samples");
     // data the cache was not built from
     let other = t.path().join("other");

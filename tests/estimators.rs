@@ -3,30 +3,34 @@
 //! from the code under test.
 #![cfg(feature = "torch")]
 use kdcache::rank::rank_row;
-use kdcache::sample::{ClassProposal, RankProposal};
-use kdcache::train::loss::{DisState, Estimator, LossConfig, Targets, step_loss};
+use kdcache::sample::{DisConfig, Tail};
+use kdcache::train::dis::DisState;
+use kdcache::train::loss::{Estimator, LossConfig, Targets, step_loss};
 use rand::SeedableRng;
 use tch::{Kind, Tensor};
 
 const B: usize = 8;
 const C: usize = 40;
+/// Classes of the sampled-convergence test (large enough for the sampled regime).
+const C_SAMPLED: usize = 400;
 const D: i64 = 6;
 
 /// Teacher logits, student features and head, all deterministic.
-fn setup(seed: u64) -> (Vec<Vec<f32>>, Tensor, Tensor, Vec<i64>) {
+fn setup(seed: u64, c: usize) -> (Vec<Vec<f32>>, Tensor, Tensor, Vec<i64>) {
     tch::manual_seed(seed as i64);
-    let z = Tensor::randn([B as i64, C as i64], (Kind::Float, tch::Device::Cpu)) * 2.5;
+    let z = Tensor::randn([B as i64, c as i64], (Kind::Float, tch::Device::Cpu)) * 2.5;
     let zs: Vec<Vec<f32>> = (0..B).map(|i| Vec::<f32>::try_from(&z.get(i as i64)).unwrap()).collect();
     let h = Tensor::randn([B as i64, D], (Kind::Float, tch::Device::Cpu));
-    let head = Tensor::randn([C as i64, D + 1], (Kind::Float, tch::Device::Cpu)) * 0.5;
-    let labels: Vec<i64> = (0..B as i64).map(|i| if i == 3 { -1 } else { (i * 7) % C as i64 }).collect();
+    let head = Tensor::randn([c as i64, D + 1], (Kind::Float, tch::Device::Cpu)) * 0.5;
+    let labels: Vec<i64> = (0..B as i64).map(|i| if i == 3 { -1 } else { (i * 7) % c as i64 }).collect();
     (zs, h, head, labels)
 }
 
 /// Cache-like targets at temperature T from dense logits (via the CPU ranker).
 fn targets(zs: &[Vec<f32>], k: usize, temp: f32, labels: &[i64], tail: Option<&[Vec<(i64, u32)>]>) -> Targets {
+    let c = zs[0].len();
     let m = tail.map(|t| t.iter().map(|r| r.len()).max().unwrap_or(0)).unwrap_or(0);
-    let mut t = Targets { b: zs.len(), k, m, classes: C, idx: vec![], p: vec![], tau: vec![], label: labels.to_vec(), tail_idx: vec![], tail_w: vec![] };
+    let mut t = Targets { b: zs.len(), k, m, classes: c, idx: vec![], p: vec![], tau: vec![], label: labels.to_vec(), tail_idx: vec![], tail_w: vec![] };
     for (i, z) in zs.iter().enumerate() {
         let r = rank_row(z, k, &[temp], None).unwrap();
         t.idx.extend(r.idx.iter().map(|&c| c as i64));
@@ -36,8 +40,8 @@ fn targets(zs: &[Vec<f32>], k: usize, temp: f32, labels: &[i64], tail: Option<&[
         if let Some(tl) = tail {
             let total: u32 = tl[i].iter().map(|x| x.1).sum();
             for j in 0..m {
-                let (c, n) = tl[i].get(j).copied().unwrap_or((0, 0));
-                t.tail_idx.push(c);
+                let (cls, n) = tl[i].get(j).copied().unwrap_or((0, 0));
+                t.tail_idx.push(cls);
                 t.tail_w.push(if total > 0 { tau * n as f64 / total as f64 } else { 0.0 });
             }
         }
@@ -47,6 +51,7 @@ fn targets(zs: &[Vec<f32>], k: usize, temp: f32, labels: &[i64], tail: Option<&[
 
 /// The exact reference: loss and gradients w.r.t. h and head, for a dense teacher target p [B, C].
 fn reference(p: &Tensor, h: &Tensor, head: &Tensor, labels: &[i64], temp: f64, alpha: f64) -> (f64, Tensor, Tensor) {
+    let c = p.size()[1] as usize;
     let ha = Tensor::cat(&[h.shallow_clone(), Tensor::ones([B as i64, 1], (Kind::Float, tch::Device::Cpu))], 1).to_kind(Kind::Double);
     let w = head.to_kind(Kind::Double);
     let p = p.to_kind(Kind::Double);
@@ -60,7 +65,7 @@ fn reference(p: &Tensor, h: &Tensor, head: &Tensor, labels: &[i64], temp: f64, a
     let logsm = s.log_softmax(1, Kind::Double);
     let sm = logsm.exp();
     let mut ce = 0.0;
-    let onehot = Tensor::zeros([B as i64, C as i64], (Kind::Double, tch::Device::Cpu));
+    let onehot = Tensor::zeros([B as i64, c as i64], (Kind::Double, tch::Device::Cpu));
     let lmask = Tensor::zeros([B as i64, 1], (Kind::Double, tch::Device::Cpu));
     for &i in &labelled {
         ce -= logsm.double_value(&[i as i64, labels[i]]);
@@ -77,16 +82,17 @@ fn reference(p: &Tensor, h: &Tensor, head: &Tensor, labels: &[i64], temp: f64, a
 
 /// The estimator's loss value and gradients (head gradient scattered into [C, D+1]).
 fn estimate(est: Estimator, tg: &Targets, h: &Tensor, head: &Tensor, temp: f64, alpha: f64, dis: Option<&mut DisState>, seed: u64) -> (f64, Tensor, Tensor) {
+    let c = head.size()[0] as usize;
     let h = h.detach().set_requires_grad(true);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let out = step_loss(&LossConfig { estimator: est, temperature: temp, alpha }, &h, head, tg, dis, &mut rng).unwrap();
     out.loss.backward();
-    let g_leaf = out.leaf.grad().to_kind(Kind::Double);
+    let g_leaf = out.head_grad().unwrap().to_kind(Kind::Double);
     let g_head = match &out.rows {
-        Some(r) => Tensor::zeros([C as i64, D + 1], (Kind::Double, tch::Device::Cpu)).index_add(0, r, &g_leaf),
+        Some(r) => Tensor::zeros([c as i64, D + 1], (Kind::Double, tch::Device::Cpu)).index_add(0, r, &g_leaf),
         None => g_leaf,
     };
-    (out.value, h.grad().to_kind(Kind::Double), g_head)
+    (out.value().unwrap(), h.grad().to_kind(Kind::Double), g_head)
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -95,47 +101,82 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Dense teacher target of the cache: top-K exact plus the tail spread evenly.
 fn dense_uniform_tail(tg: &Targets) -> Tensor {
-    let mut p = vec![0f64; B * C];
+    let c = tg.classes;
+    let mut p = vec![0f64; B * c];
     for i in 0..B {
-        let rest = (C - tg.k) as f64;
-        for j in 0..C {
-            p[i * C + j] = if tg.k < C { tg.tau[i] / rest } else { 0.0 };
+        let rest = (c - tg.k) as f64;
+        for j in 0..c {
+            p[i * c + j] = if tg.k < c { tg.tau[i] / rest } else { 0.0 };
         }
         for r in 0..tg.k {
-            p[i * C + tg.idx[i * tg.k + r] as usize] = tg.p[i * tg.k + r];
+            p[i * c + tg.idx[i * tg.k + r] as usize] = tg.p[i * tg.k + r];
         }
     }
-    Tensor::from_slice(&p).reshape([B as i64, C as i64])
+    Tensor::from_slice(&p).reshape([B as i64, c as i64])
 }
 
-fn dis_state(tg: &Targets, candidates: usize, budget: f64) -> DisState {
-    DisState::new(RankProposal::new(&vec![0.1; tg.k], budget, 0.05, 0.0), ClassProposal::new(&vec![1.0; C], 0.2, 0.05, 0.0), candidates)
+fn dis_state(head: &Tensor, head_rows: usize, tail: Tail, dense: bool) -> DisState {
+    let cfg = DisConfig { head_rows, tail, clip: f64::INFINITY, clusters: 3, dense_above: if dense { 0.6 } else { 2.0 }, ..Default::default() };
+    DisState::new(cfg, head, 5).unwrap()
+}
+
+/// The ghost estimator's exact gradient: its target is p on the top-K and τ spread over the tail in
+/// proportion to the student's own tail softmax (so the dense reference applies with that target).
+fn ghost_target(tg: &Targets, h: &Tensor, head: &Tensor, temp: f64) -> Tensor {
+    let c = tg.classes;
+    let ha = Tensor::cat(&[h.shallow_clone(), Tensor::ones([B as i64, 1], (Kind::Float, tch::Device::Cpu))], 1).to_kind(Kind::Double);
+    let q = (ha.matmul(&head.to_kind(Kind::Double).tr()) / temp).softmax(1, Kind::Double);
+    let mut t = vec![0f64; B * c];
+    for i in 0..B {
+        let top = &tg.idx[i * tg.k..(i + 1) * tg.k];
+        let qi: Vec<f64> = (0..c).map(|j| q.double_value(&[i as i64, j as i64])).collect();
+        let tail: f64 = (0..c).filter(|j| !top.contains(&(*j as i64))).map(|j| qi[j]).sum();
+        for j in 0..c {
+            t[i * c + j] = if top.contains(&(j as i64)) { 0.0 } else { tg.tau[i] * qi[j] / tail };
+        }
+        for r in 0..tg.k {
+            t[i * c + top[r] as usize] = tg.p[i * tg.k + r];
+        }
+    }
+    Tensor::from_slice(&t).reshape([B as i64, c as i64])
 }
 
 #[test]
 fn every_estimator_equals_full_when_nothing_is_sampled() {
-    let (zs, h, head, labels) = setup(1);
+    let (zs, h, head, labels) = setup(1, C);
     let (temp, alpha) = (2.0, 0.7);
-    // K = C: no tail, so top-K, ghost and DIS (S = all, π ≡ 1) must all be the exact loss
+    // K = C: no tail, so top-K, ghost and DIS (every class a column) must all be the exact loss
     let tg = targets(&zs, C, temp as f32, &labels, None);
     let (l_ref, gh_ref, gw_ref) = reference(&dense_uniform_tail(&tg), &h, &head, &labels, temp, alpha);
-    for est in [Estimator::Full, Estimator::Topk, Estimator::Ghost, Estimator::Dis] {
-        let mut st = dis_state(&tg, C, C as f64);
-        let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, Some(&mut st).filter(|_| est == Estimator::Dis), 0);
-        assert!((l - l_ref).abs() < 1e-4 * (1.0 + l_ref.abs()), "{est:?}: loss {l} vs {l_ref}");
-        assert!(max_diff(&gh, &gh_ref) < 1e-5, "{est:?}: dL/dh differs by {}", max_diff(&gh, &gh_ref));
-        assert!(max_diff(&gw, &gw_ref) < 1e-5, "{est:?}: dL/dW differs by {}", max_diff(&gw, &gw_ref));
+    let ests = [(Estimator::Full, None), (Estimator::Topk, None), (Estimator::Ghost, None), (Estimator::Dis, Some((Tail::Spread, true))), (Estimator::Dis, Some((Tail::Bucket, false)))];
+    for (est, d) in ests {
+        let mut st = d.map(|(tail, dense)| dis_state(&head, C, tail, dense));
+        let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, st.as_mut(), 0);
+        assert!((l - l_ref).abs() < 1e-4 * (1.0 + l_ref.abs()), "{est:?} {d:?}: loss {l} vs {l_ref}");
+        assert!(max_diff(&gh, &gh_ref) < 1e-5, "{est:?} {d:?}: dL/dh differs by {}", max_diff(&gh, &gh_ref));
+        assert!(max_diff(&gw, &gw_ref) < 1e-5, "{est:?} {d:?}: dL/dW differs by {}", max_diff(&gw, &gw_ref));
     }
-    // K < C, uniform tail: full and DIS (S = all, π ≡ 1) equal the reference
+    // K < C: full and DIS with the spread tail equal the uniform-tail reference, densely (the fallback)
+    // and through the sparse path with every class a column
     let tg = targets(&zs, 10, temp as f32, &labels, None);
     let (l_ref, gh_ref, gw_ref) = reference(&dense_uniform_tail(&tg), &h, &head, &labels, temp, alpha);
-    for est in [Estimator::Full, Estimator::Dis] {
-        let mut st = dis_state(&tg, C, 10.0);
-        let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, Some(&mut st).filter(|_| est == Estimator::Dis), 0);
-        assert!((l - l_ref).abs() < 1e-4 * (1.0 + l_ref.abs()), "{est:?}: loss {l} vs {l_ref}");
-        assert!(max_diff(&gh, &gh_ref) < 1e-5 && max_diff(&gw, &gw_ref) < 1e-5, "{est:?}: gradients differ");
+    for (est, d) in [(Estimator::Full, None), (Estimator::Dis, Some(true)), (Estimator::Dis, Some(false))] {
+        let mut st = d.map(|dense| dis_state(&head, C, Tail::Spread, dense));
+        let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, st.as_mut(), 0);
+        assert!((l - l_ref).abs() < 1e-4 * (1.0 + l_ref.abs()), "{est:?} dense={d:?}: loss {l} vs {l_ref}");
+        assert!(max_diff(&gh, &gh_ref) < 1e-5 && max_diff(&gw, &gw_ref) < 1e-5, "{est:?} dense={d:?}: gradients differ by {} / {}", max_diff(&gh, &gh_ref), max_diff(&gw, &gw_ref));
+    }
+    // ghost, and DIS with the bucket tail, against ghost's exact gradient; their losses agree
+    let (_, gh_ref, gw_ref) = reference(&ghost_target(&tg, &h, &head, temp), &h, &head, &labels, temp, alpha);
+    let (l_ghost, _, _) = estimate(Estimator::Ghost, &tg, &h, &head, temp, alpha, None, 0);
+    for (est, d) in [(Estimator::Ghost, None), (Estimator::Dis, Some(true)), (Estimator::Dis, Some(false))] {
+        let mut st = d.map(|dense| dis_state(&head, C, Tail::Bucket, dense));
+        let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, st.as_mut(), 0);
+        assert!((l - l_ghost).abs() < 1e-4 * (1.0 + l_ghost.abs()), "{est:?} dense={d:?}: loss {l} vs ghost {l_ghost}");
+        assert!(max_diff(&gh, &gh_ref) < 1e-5 && max_diff(&gw, &gw_ref) < 1e-5, "{est:?} dense={d:?}: gradients differ by {} / {}", max_diff(&gh, &gh_ref), max_diff(&gw, &gw_ref));
     }
     // rs with tail samples that hit every tail class once is the uniform-tail reference too
+    let (l_ref, gh_ref, gw_ref) = reference(&dense_uniform_tail(&tg), &h, &head, &labels, temp, alpha);
     let tails: Vec<Vec<(i64, u32)>> = (0..B)
         .map(|i| {
             let top: Vec<i64> = tg.idx[i * 10..(i + 1) * 10].to_vec();
@@ -154,38 +195,51 @@ fn angle_and_ratio(g: &Tensor, r: &Tensor) -> (f64, f64) {
     ((dot / (ng * nr)).clamp(-1.0, 1.0).acos().to_degrees(), ng / nr)
 }
 
+/// With a frozen proposal, the mean of 1,024 i.i.d. DIS draws converges to the estimator's dense
+/// counterpart (spread → full, bucket → ghost) for both the head and the features, while single draws
+/// scatter. Budgets of 30% and 50% of C, so positives and negatives are both sampled. The tolerances
+/// (3.5° and 1.5°) sit below the 5° bias that a wrong weight or a dropped term gives (a head update
+/// missing the 1/π of the spread tail measured 16° here).
 #[test]
-fn sampled_gradients_converge_to_the_full_gradient() {
-    let (zs, h, head, labels) = setup(2);
-    let (temp, alpha) = (2.0, 1.0);
-    let k = 8;
+fn sampled_gradients_converge_to_the_dense_gradient() {
+    let (zs, h, head, labels) = setup(2, C_SAMPLED);
+    let (temp, alpha) = (2.0, 0.9);
+    let k = 4;
     let tg = targets(&zs, k, temp as f32, &labels, None);
-    let (_, _, gw_ref) = reference(&dense_uniform_tail(&tg), &h, &head, &labels, temp, alpha);
-    let draws = 1024;
-    // DIS with 12 of 40 negatives and 3 of 8 ranks kept per row (no online updates: fixed proposals)
-    let mut st = dis_state(&tg, 12, 3.0);
-    let mut mean = Tensor::zeros([C as i64, D + 1], (Kind::Double, tch::Device::Cpu));
-    let mut single = vec![];
-    for s in 0..draws {
-        let (_, _, gw) = estimate(Estimator::Dis, &tg, &h, &head, temp, alpha, Some(&mut st), s);
-        single.push(angle_and_ratio(&gw, &gw_ref).0);
-        mean += gw / draws as f64;
+    let draws = 4096;
+    for (tail, budget) in [(Tail::Spread, 120), (Tail::Bucket, 120), (Tail::Spread, 200), (Tail::Bucket, 200)] {
+        let target = if tail == Tail::Spread { dense_uniform_tail(&tg) } else { ghost_target(&tg, &h, &head, temp) };
+        let (_, gh_ref, gw_ref) = reference(&target, &h, &head, &labels, temp, alpha);
+        let mut st = dis_state(&head, budget, tail, false);
+        let mut mean_w = Tensor::zeros([C_SAMPLED as i64, D + 1], (Kind::Double, tch::Device::Cpu));
+        let mut mean_h = Tensor::zeros([B as i64, D], (Kind::Double, tch::Device::Cpu));
+        let mut single = vec![];
+        for s in 0..draws {
+            let (_, gh, gw) = estimate(Estimator::Dis, &tg, &h, &head, temp, alpha, Some(&mut st), s);
+            single.push(angle_and_ratio(&gw, &gw_ref).0);
+            mean_w += gw / draws as f64;
+            mean_h += gh / draws as f64;
+        }
+        let (aw, rw) = angle_and_ratio(&mean_w, &gw_ref);
+        let (ah, rh) = angle_and_ratio(&mean_h, &gh_ref);
+        let single_mean = single.iter().sum::<f64>() / single.len() as f64;
+        eprintln!("dis {tail:?}, {budget} of {C_SAMPLED} rows: mean of {draws} draws: head {aw:.2}° (ratio {rw:.3}), features {ah:.2}° (ratio {rh:.3}); one draw {single_mean:.1}°");
+        // the remaining bias is the ratio bias of a sampled normaliser inside a softmax, O(1/columns)
+        let tol = if budget >= 200 { 1.5 } else { 3.5 };
+        assert!(aw < tol && ah < tol, "{tail:?}/{budget}: mean gradient is {aw:.2}° (head) / {ah:.2}° (features) from the dense one");
+        assert!((0.97..1.03).contains(&rw) && (0.97..1.03).contains(&rh), "{tail:?}/{budget}: norm ratios {rw} {rh}");
+        assert!(single_mean > 2.0 * aw, "averaging draws must reduce the error ({single_mean:.2}° vs {aw:.2}°)");
     }
-    let (angle, ratio) = angle_and_ratio(&mean, &gw_ref);
-    let single_mean = single.iter().sum::<f64>() / single.len() as f64;
-    // top-K: deterministic and biased
+    // top-K is deterministic and biased: further from full than DIS's mean
+    let (_, _, gw_ref) = reference(&dense_uniform_tail(&tg), &h, &head, &labels, temp, alpha);
     let (_, _, gw_top) = estimate(Estimator::Topk, &tg, &h, &head, temp, alpha, None, 0);
-    let (top_angle, top_ratio) = angle_and_ratio(&gw_top, &gw_ref);
-    eprintln!("dis: mean of {draws} draws {angle:.2}° (norm ratio {ratio:.3}); single draw {single_mean:.1}° on average; topk {top_angle:.1}° (ratio {top_ratio:.3})");
-    assert!(angle < 6.0, "dis mean gradient is {angle:.2}° from the full gradient");
-    assert!((0.9..1.1).contains(&ratio), "dis norm ratio {ratio}");
-    assert!(angle < single_mean, "averaging draws must reduce the error");
-    assert!(top_angle > angle, "top-K ({top_angle:.1}°) should be further from full than DIS's mean ({angle:.2}°)");
+    let (top_angle, _) = angle_and_ratio(&gw_top, &gw_ref);
+    assert!(top_angle > 3.0, "top-K is only {top_angle:.1}° from full");
 }
 
 #[test]
 fn rs_converges_to_the_true_teacher_and_topk_does_not() {
-    let (zs, h, head, labels) = setup(3);
+    let (zs, h, head, labels) = setup(3, C);
     let (temp, alpha) = (2.0, 1.0);
     let k = 6;
     // the true teacher distribution at T, dense

@@ -4,6 +4,10 @@
 //! Run directory: `config.json` (the options), `metrics.jsonl` (one JSON object per logged step and per
 //! evaluation), `checkpoint.safetensors` (written atomically at every epoch end and every
 //! `--checkpoint-every` steps), `curves.svg`, and `summary.json` (see [`Summary`]).
+//!
+//! A step never waits for the device except where it must: the loss value is read back (and checked
+//! for NaN) every `--log-every` steps, the sampler's reads happen after the optimizer has been queued.
+pub mod dis;
 pub mod eval;
 pub mod loss;
 pub mod optim;
@@ -21,9 +25,10 @@ use tch::{Device, Tensor};
 use crate::data::source::Dataset;
 use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::write_atomic;
-use crate::format::{CacheReader, Order, RowBatch};
-use crate::sample::{ClassProposal, RankProposal};
-use loss::{DisState, Estimator, LossConfig, Targets};
+use crate::format::{CacheReader, Manifest, Order, RowBatch};
+use crate::sample::DisConfig;
+use dis::DisState;
+use loss::{Estimator, LossConfig, Targets};
 use optim::{DenseOptimizer, OptConfig, OptKind, RowOptimizer};
 use student::Student;
 
@@ -36,10 +41,8 @@ pub struct TrainOptions {
     pub student: Option<String>,
     pub student_ts: Option<PathBuf>,
     pub loss: Estimator,
-    /// Negatives drawn per batch for `dis` (≥ C means every class).
-    pub candidates: usize,
-    /// Expected top-K ranks kept per row for `dis`.
-    pub rank_budget: f64,
+    /// The `dis` sampler's settings (`head_rows` is `--candidates`); ignored by the other estimators.
+    pub dis: DisConfig,
     pub temperature: f64,
     pub alpha: f64,
     pub epochs: usize,
@@ -48,6 +51,7 @@ pub struct TrainOptions {
     pub head_opt: OptKind,
     pub head_lr: f64,
     pub seed: u64,
+    /// As given (`auto`, `cpu`, `cuda:N`); the run records the device it resolved to.
     pub device: String,
     pub out: PathBuf,
     pub checkpoint_every: usize,
@@ -74,7 +78,8 @@ pub struct Summary {
     /// Fraction of held-out rows where student and teacher agree on the top class (null without an eval cache).
     pub teacher_agreement: Option<f64>,
     pub steps: u64,
-    /// Median milliseconds of a training step: forward, loss, backward and both optimizers (no data loading).
+    /// Median milliseconds of a training step: forward, loss, backward, both optimizers and the
+    /// sampler's bookkeeping (no data loading).
     pub step_ms_median: f64,
     /// Cache rows trained per second of wall time, data loading included.
     pub rows_per_s: f64,
@@ -105,6 +110,7 @@ fn gather(ds: &Dataset, rows: &[u64], device: Device) -> Result<Tensor> {
     Ok(Tensor::f_from_slice(&x)?.f_reshape(&shape)?.f_to_device(device)?)
 }
 
+/// Everything trained and checkpointed.
 struct State {
     student: Student,
     names: Vec<String>,
@@ -134,8 +140,14 @@ impl State {
         named.push(("state".into(), Tensor::from_slice(&[self.step as i64, self.epoch as i64, self.step_in_epoch as i64])));
         named.push(("bopt_t".into(), Tensor::from_slice(&[self.bopt.t])));
         if let Some(d) = &self.dis {
-            named.push(("dis_d".into(), Tensor::from_slice(&d.ranks.d)));
-            named.push(("dis_mass".into(), Tensor::from_slice(&d.classes.mass)));
+            let assign: Vec<i64> = d.sampler.clusters.assign.iter().map(|&a| a as i64).collect();
+            named.push(("dis_assign".into(), Tensor::from_slice(&assign)));
+            named.push(("dis_mass".into(), Tensor::from_slice(&d.sampler.mass)));
+            named.push(("dis_counts".into(), d.counts.shallow_clone()));
+            named.push(("dis_sums".into(), d.sums.shallow_clone()));
+            named.push(("dis_sq".into(), d.sq.shallow_clone()));
+            named.push(("dis_total".into(), d.total.shallow_clone()));
+            named.push(("dis_cursor".into(), Tensor::from_slice(&[d.cursor as i64])));
         }
         let named: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
         let tmp = path.with_extension("partial.safetensors");
@@ -172,9 +184,17 @@ impl State {
         (self.step, self.epoch, self.step_in_epoch) = (st[0].max(0) as u64, st[1].max(0) as usize, st[2].max(0) as usize);
         self.bopt.t = get("bopt_t", &Tensor::from_slice(&[0f64]))?.f_double_value(&[0])?;
         if let Some(d) = &mut self.dis {
-            d.ranks.d = Vec::<f64>::try_from(&get("dis_d", &Tensor::from_slice(&d.ranks.d))?)?;
-            d.ranks.refresh();
-            d.classes.mass = Vec::<f64>::try_from(&get("dis_mass", &Tensor::from_slice(&d.classes.mass))?)?;
+            let n = d.sampler.clusters.len();
+            let like: Vec<i64> = vec![0; d.sampler.classes()];
+            let assign = Vec::<i64>::try_from(&get("dis_assign", &Tensor::from_slice(&like))?)?;
+            let assign: Vec<u32> = assign.into_iter().map(|a| u32::try_from(a).unwrap_or(u32::MAX)).collect();
+            d.sampler.clusters = crate::sample::Clusters::from_assign(assign, n).ok_or_else(|| bad("a cluster id out of range".into()))?;
+            d.sampler.mass = Vec::<f64>::try_from(&get("dis_mass", &Tensor::from_slice(&d.sampler.mass))?)?;
+            d.counts = get("dis_counts", &d.counts)?;
+            d.sums = get("dis_sums", &d.sums)?;
+            d.sq = get("dis_sq", &d.sq)?;
+            d.total = get("dis_total", &d.total)?;
+            d.cursor = (get("dis_cursor", &Tensor::from_slice(&[0i64]))?.f_int64_value(&[0])?.max(0) as usize) % d.sampler.classes().max(1);
         }
         Ok(())
     }
@@ -204,9 +224,20 @@ fn teacher_top1(cache: &Path, rows: usize) -> Result<Vec<i64>> {
     Ok(out)
 }
 
-/// Trains and returns the run's summary.
-pub fn train(o: &TrainOptions) -> Result<Summary> {
-    let t0 = Instant::now();
+/// The checked inputs of a run.
+struct Inputs {
+    device: Device,
+    reader: Arc<CacheReader>,
+    man: Manifest,
+    /// Index of the training temperature among the cache's.
+    ti: usize,
+    ds: Dataset,
+    eval_ds: Option<Dataset>,
+    teacher_eval: Option<Vec<i64>>,
+}
+
+/// Checks the options against the cache and the data; every failure is one line naming the option.
+fn validate(o: &TrainOptions) -> Result<Inputs> {
     if o.batch_size == 0 || o.epochs == 0 {
         return Err(Error::invalid("--batch-size and --epochs must be at least 1"));
     }
@@ -221,16 +252,21 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     let man = reader.manifest().clone();
     let classes = man.classes as usize;
     let ti = man.temperatures.iter().position(|&t| (t as f64 - o.temperature).abs() < 1e-6).ok_or_else(|| {
-        Error::invalid(format!("temperature {} is not in the cache (it holds {:?}); pick one of those", o.temperature, man.temperatures))
+        Error::invalid(format!("--temperature {} is not in the cache (it holds {:?}); pick one of those", o.temperature, man.temperatures))
     })?;
-    if o.loss == Estimator::Dis && o.candidates == 0 {
-        return Err(Error::invalid("--candidates must be at least 1"));
+    if o.loss == Estimator::Dis {
+        o.dis.validate(classes).map_err(Error::invalid)?;
     }
-    if o.loss == Estimator::Dis && o.candidates > classes {
-        return Err(Error::invalid(format!("--candidates {} exceeds the class count C = {classes}", o.candidates)));
-    }
-    if o.loss == Estimator::Rs && man.tail_samples == 0 {
-        return Err(Error::invalid("--loss rs needs tail samples: build the cache with --tail-samples M"));
+    if o.loss == Estimator::Rs {
+        if man.tail_samples == 0 {
+            return Err(Error::invalid("--loss rs needs tail samples: build the cache with --tail-samples M"));
+        }
+        if ti != 0 {
+            return Err(Error::invalid(format!(
+                "--loss rs at --temperature {}: the cache's tail samples were drawn at its first temperature {} and are only unbiased there",
+                o.temperature, man.temperatures[0]
+            )));
+        }
     }
     // the cache must belong to the data
     let ds = Dataset::open(&o.data, None, "train")?;
@@ -252,10 +288,22 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
         (Some(c), Some(e)) => Some(teacher_top1(c, e.len())?),
         _ => None,
     };
+    Ok(Inputs { device, reader, man, ti, ds, eval_ds, teacher_eval })
+}
 
-    // run directory and config (a resumed run must have the same config)
+fn device_name(d: Device) -> String {
+    match d {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
+/// Creates the run directory and the state, or reopens it with `--resume` (same options, same device).
+fn open_run(o: &TrainOptions, inp: &Inputs) -> Result<State> {
     std::fs::create_dir_all(&o.out).ctx(&o.out)?;
-    let cfg_json = serde_json::to_string_pretty(o).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut rec = o.clone();
+    rec.device = device_name(inp.device);
+    let cfg_json = serde_json::to_string_pretty(&rec).map_err(|e| Error::Internal(e.to_string()))?;
     let cfg_path = o.out.join("config.json");
     let ckpt = o.out.join("checkpoint.safetensors");
     if o.resume {
@@ -276,72 +324,112 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     }
     write_atomic(&cfg_path, cfg_json.as_bytes())?;
 
+    let classes = inp.man.classes as usize;
     let mlp = o.student.as_deref().map(student::parse_mlp).transpose()?;
-    let student = Student::new(ds.feature_shape(), classes as i64, mlp.as_deref(), o.student_ts.as_deref(), device, o.seed)?;
+    let student = Student::new(inp.ds.feature_shape(), classes as i64, mlp.as_deref(), o.student_ts.as_deref(), inp.device, o.seed)?;
     let vars = student.vs.variables();
     let mut names: Vec<String> = vars.keys().cloned().collect();
     names.sort();
     let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
     let bopt = DenseOptimizer::new(OptConfig::new(OptKind::Adam, o.lr), &params)?;
     let hopt = RowOptimizer::new(OptConfig::new(o.head_opt, o.head_lr), &student.head)?;
-    let dis = if o.loss == Estimator::Dis {
-        // rank proposal starts from the teacher's mean probability per rank (first block of the cache)
-        let first = reader.read_block(0)?;
-        let k = man.top_k;
-        let mut init = vec![0f64; k];
-        for i in 0..first.len() {
-            let r = first.get(i);
-            for (j, v) in init.iter_mut().enumerate() {
-                *v += ((r.logit(j) as f64) / o.temperature - r.lse()[ti] as f64).exp() / first.len() as f64;
-            }
-        }
-        let prior = if man.stats.class_prior.len() == classes { man.stats.class_prior.clone() } else { vec![1.0; classes] };
-        Some(DisState::new(RankProposal::new(&init, o.rank_budget.min(k as f64), 0.05, 0.05), ClassProposal::new(&prior, 0.2, 0.05, 0.1), o.candidates))
-    } else {
-        None
-    };
+    let dis = if o.loss == Estimator::Dis { Some(DisState::new(o.dis.clone(), &student.head, o.seed)?) } else { None };
     let mut st = State { student, names, params, bopt, hopt, dis, step: 0, epoch: 0, step_in_epoch: 0 };
     if o.resume {
         st.load(&ckpt)?;
     }
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(o.out.join("metrics.jsonl")).ctx(o.out.join("metrics.jsonl"))?;
-    let cfg_loss = LossConfig { estimator: o.loss, temperature: o.temperature, alpha: o.alpha };
+    Ok(st)
+}
+
+/// Batches of B rows from the cache's block stream in the epoch's shuffled order (the last may be short).
+struct Batches {
+    stream: crate::format::reader::Prefetch,
+    carry: Option<RowBatch>,
+    spec: crate::format::RowSpec,
+    size: usize,
+    done: bool,
+}
+
+impl Batches {
+    fn new(reader: &Arc<CacheReader>, seed: u64, epoch: usize, size: usize) -> Self {
+        let stream = reader.batches(Order::Shuffled { seed: seed.wrapping_add(epoch as u64) }, 1);
+        Batches { stream, carry: None, spec: reader.manifest().spec(), size, done: false }
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RowBatch>> {
+        let mut batch = self.carry.take().unwrap_or_else(|| RowBatch::new(&self.spec));
+        while batch.len() < self.size && !self.done {
+            match self.stream.next() {
+                Some(b) => {
+                    let b = b?;
+                    batch.extend_rows(&b, 0..b.len());
+                }
+                None => self.done = true,
+            }
+        }
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        if batch.len() > self.size {
+            self.carry = Some(batch.slice(self.size..batch.len()));
+            batch = batch.slice(0..self.size);
+        }
+        Ok(Some(batch))
+    }
+}
+
+/// One optimisation step on `batch`; returns the step's output (nothing read back from the device).
+fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch) -> Result<loss::StepOut> {
+    let rows: Vec<usize> = (0..batch.len()).collect();
+    let tg = Targets::from_rows(batch, &rows, inp.ti, o.temperature, inp.man.classes as usize);
+    let x = gather(&inp.ds, &batch.row, inp.device)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed ^ st.step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let cfg = LossConfig { estimator: o.loss, temperature: o.temperature, alpha: o.alpha };
+    let h = st.student.features(&x)?;
+    let out = loss::step_loss(&cfg, &h, &st.student.head, &tg, st.dis.as_mut(), &mut rng)?;
+    for p in st.params.iter_mut() {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.f_zero_()?;
+        }
+    }
+    out.loss.f_backward()?;
+    let g = out.head_grad()?;
+    match &out.rows {
+        Some(rows) => st.hopt.step_rows(&mut st.student.head, rows, &g)?,
+        None => st.hopt.step_all(&mut st.student.head, &g)?,
+    }
+    st.bopt.step(&mut st.params)?;
+    if let (Some(d), Some(plan), Some(rows)) = (st.dis.as_mut(), &out.plan, &out.rows) {
+        // the sampler's bookkeeping: cluster statistics of the moved rows, and the next step's proposal
+        d.after_step(&st.student.head, rows, &out.leaf.f_detach()?, plan)?;
+        d.refresh_mass(&crate::train::student::Student::augment(&h.f_detach()?)?, o.temperature)?;
+    }
+    Ok(out)
+}
+
+/// Trains and returns the run's summary.
+pub fn train(o: &TrainOptions) -> Result<Summary> {
+    let t0 = Instant::now();
+    let inp = validate(o)?;
+    let mut st = open_run(o, &inp)?;
+    let ckpt = o.out.join("checkpoint.safetensors");
+    let metrics_path = o.out.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).ctx(&metrics_path)?;
     let mut step_ms = vec![];
     let mut computed = vec![];
     let mut rows_done = 0u64;
     let train_t0 = Instant::now();
-    let steps_per_epoch = (man.rows as usize).div_ceil(o.batch_size) as u64;
+    let steps_per_epoch = (inp.man.rows as usize).div_ceil(o.batch_size) as u64;
     let total_steps = if o.max_steps > 0 { (o.max_steps as u64).min(steps_per_epoch * o.epochs as u64) } else { steps_per_epoch * o.epochs as u64 };
     let bar = crate::progress::bar(total_steps, &format!("train {}", o.loss.name()), o.progress);
     bar.set_position(st.step);
     let mut last_eval = None;
+    let log_every = o.log_every.max(1) as u64;
     'epochs: while st.epoch < o.epochs {
-        let mut carry: Option<RowBatch> = None;
+        let mut batches = Batches::new(&inp.reader, o.seed, st.epoch, o.batch_size);
         let mut skip = st.step_in_epoch;
-        let mut stream = reader.batches(Order::Shuffled { seed: o.seed.wrapping_add(st.epoch as u64) }, 1);
-        loop {
-            // assemble the next batch of B rows from the block stream
-            let mut batch = carry.take().unwrap_or_else(|| RowBatch::new(&man.spec()));
-            let mut end = false;
-            while batch.len() < o.batch_size {
-                match stream.next() {
-                    Some(b) => {
-                        let b = b?;
-                        batch.extend_rows(&b, 0..b.len());
-                    }
-                    None => {
-                        end = true;
-                        break;
-                    }
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
-            let take = batch.len().min(o.batch_size);
-            if batch.len() > take {
-                carry = Some(batch.slice(take..batch.len()));
-            }
+        while let Some(batch) = batches.next_batch()? {
             if skip > 0 {
                 skip -= 1; // resumed: this batch was trained before the checkpoint
                 continue;
@@ -349,42 +437,25 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
             if o.max_steps > 0 && st.step >= o.max_steps as u64 {
                 break 'epochs;
             }
-            let rows: Vec<usize> = (0..take).collect();
-            let tg = Targets::from_rows(&batch, &rows, ti, o.temperature, classes);
-            let x = gather(&ds, &batch.row[..take], device)?;
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed ^ st.step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let ts = Instant::now();
-            let h = st.student.features(&x)?;
-            let out = loss::step_loss(&cfg_loss, &h, &st.student.head, &tg, st.dis.as_mut(), &mut rng)?;
-            if !out.value.is_finite() {
-                return Err(Error::Internal(format!("the loss became {} at step {}; lower --lr", out.value, st.step)));
-            }
-            for p in st.params.iter_mut() {
-                let mut g = p.grad();
-                if g.defined() {
-                    let _ = g.f_zero_()?;
-                }
-            }
-            out.loss.f_backward()?;
-            let g = out.leaf.grad();
-            match &out.rows {
-                Some(rows) => st.hopt.step_rows(&mut st.student.head, rows, &g)?,
-                None => st.hopt.step_all(&mut st.student.head, &g)?,
-            }
-            st.bopt.step(&mut st.params)?;
-            if device.is_cuda() {
-                tch::Cuda::synchronize(0);
+            let out = step(&mut st, o, &inp, &batch)?;
+            if let Device::Cuda(i) = inp.device {
+                tch::Cuda::synchronize(i as i64);
             }
             let ms = ts.elapsed().as_secs_f64() * 1e3;
             step_ms.push(ms);
             computed.push(out.computed_rows as f64);
             st.step += 1;
             st.step_in_epoch += 1;
-            rows_done += take as u64;
+            rows_done += batch.len() as u64;
             bar.inc(1);
-            if st.step % o.log_every.max(1) as u64 == 0 {
-                let line = serde_json::json!({"step": st.step, "epoch": st.epoch, "loss": out.value, "step_ms": ms, "head_rows": out.computed_rows});
-                writeln!(metrics, "{line}").ctx(o.out.join("metrics.jsonl"))?;
+            if st.step % log_every == 0 {
+                let value = out.value()?;
+                if !value.is_finite() {
+                    return Err(Error::Internal(format!("the loss became {value} by step {}; lower --lr or --head-lr", st.step)));
+                }
+                let line = serde_json::json!({"step": st.step, "epoch": st.epoch, "loss": value, "step_ms": ms, "head_rows": out.computed_rows});
+                writeln!(metrics, "{line}").ctx(&metrics_path)?;
             }
             if o.checkpoint_every > 0 && st.step % o.checkpoint_every as u64 == 0 {
                 st.save(&ckpt)?;
@@ -393,17 +464,13 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
                 st.save(&ckpt)?;
                 return Err(Error::Interrupted);
             }
-            if end && carry.is_none() {
-                break;
-            }
         }
-        drop(stream);
         st.epoch += 1;
         st.step_in_epoch = 0;
-        if let Some(e) = &eval_ds {
-            let r = eval::evaluate(&mut st.student, e, teacher_eval.as_deref(), device)?;
+        if let Some(e) = &inp.eval_ds {
+            let r = eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), inp.device)?;
             let line = serde_json::json!({"step": st.step, "epoch": st.epoch, "eval": r});
-            writeln!(metrics, "{line}").ctx(o.out.join("metrics.jsonl"))?;
+            writeln!(metrics, "{line}").ctx(&metrics_path)?;
             if o.progress {
                 bar.println(format!("epoch {}: held-out top-1 {:.4}, ECE {:.4}", st.epoch, r.top1, r.ece));
             }
@@ -413,9 +480,9 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     }
     bar.finish_and_clear();
     if last_eval.is_none()
-        && let Some(e) = &eval_ds
+        && let Some(e) = &inp.eval_ds
     {
-        last_eval = Some(eval::evaluate(&mut st.student, e, teacher_eval.as_deref(), device)?);
+        last_eval = Some(eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), inp.device)?);
     }
     st.save(&ckpt)?;
     let ev = last_eval.unwrap_or_default();
@@ -430,7 +497,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
         steps: st.step,
         step_ms_median: median(&mut step_ms),
         rows_per_s: rows_done as f64 / wall.max(1e-9),
-        classes: classes as u64,
+        classes: inp.man.classes,
         candidates: if computed.is_empty() { 0.0 } else { computed.iter().sum::<f64>() / computed.len() as f64 },
         temperature: o.temperature,
         alpha: o.alpha,

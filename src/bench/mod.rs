@@ -1,0 +1,132 @@
+//! `kdcache bench`: the figures users choose a method and a cache budget by, measured side by side in
+//! one run, written as `bench.md` and `bench.json` (keys documented on [`BenchReport`] and the row
+//! types). One file per table: [`fidelity`], [`speed`], [`io`], [`quality`].
+pub mod fidelity;
+pub mod io;
+pub mod quality;
+pub mod speed;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+pub use fidelity::FidelityRow;
+pub use io::{IoRow, realistic_rows};
+pub use quality::QualityRow;
+pub use speed::SpeedRow;
+
+/// `bench.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub command: String,
+    pub machine: String,
+    pub threads: usize,
+    /// Gradient fidelity (head and backbone) against the cache-based `full` gradient and the true teacher.
+    pub fidelity: Vec<FidelityRow>,
+    /// Time per step vs class count.
+    pub speed: Vec<SpeedRow>,
+    /// The fixed `dis` budget of the step-time table (head rows per step).
+    pub speed_fixed_budget: usize,
+    /// Cache I/O: C = 131072, K = 64, f16 logits, 3 temperatures.
+    pub io: Vec<IoRow>,
+    /// Student quality per estimator after the same number of steps (empty if no cache was given).
+    pub quality: Vec<QualityRow>,
+}
+
+pub struct BenchOptions {
+    /// Class counts of the fidelity table.
+    pub fidelity_classes: Vec<usize>,
+    /// Cached ranks K of the fidelity table.
+    pub fidelity_k: Vec<usize>,
+    /// i.i.d. draws averaged for the sampled estimators.
+    pub draws: usize,
+    /// Class counts of the step-time table, and its fixed `dis` budget.
+    pub speed_classes: Vec<usize>,
+    pub fixed_budget: usize,
+    pub reps: usize,
+    pub io_rows: usize,
+    /// (data, train cache, eval cache) for the quality table.
+    pub quality: Option<(PathBuf, PathBuf, PathBuf)>,
+    pub quality_steps: usize,
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    format!("{} cores, {cpu}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map(f).unwrap_or("–".into())
+}
+
+pub fn markdown(r: &BenchReport) -> String {
+    let mut s = format!("# kdcache bench\n\n`{}` on {} ({} threads).\n\n", r.command, r.machine, r.threads);
+    s += "## 1. Gradient fidelity (T = 2, B = 256, d = 64; against the cache-based `full` gradient unless said)\n\n";
+    s += "`dis` computes 5% of C head rows per step; its mean is over i.i.d. draws with the proposal frozen. \
+`1 draw` is the mean over draws of one draw's angle. Norm ratio = ‖estimate‖/‖reference‖.\n\n";
+    s += "| C | teacher | K | estimator | head rows (% of C) | draws | head ∠ 1 draw | head ratio | head ∠ mean | bb ∠ 1 draw | bb ratio | bb ∠ mean | head ∠ true | bb ∠ true |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for f in &r.fidelity {
+        s += &format!(
+            "| {} | {} | {} | {} | {:.0} ({:.1}%) | {} | {:.2}° | {:.3} | {:.2}° | {:.2}° | {:.3} | {:.2}° | {:.2}° | {:.2}° |\n",
+            f.classes, f.teacher, f.k, f.estimator, f.head_rows, f.head_rows_pct, f.draws, f.head_angle_1, f.head_ratio_1, f.head_angle_mean, f.bb_angle_1, f.bb_ratio_1, f.bb_angle_mean, f.head_angle_true, f.bb_angle_true
+        );
+    }
+    s += &format!("\n## 2. Step time vs class count (B = 256, d = 256, K = 64; `dis fixed` = {} head rows at every C, `dis 2%` = 2% of C)\n\n", r.speed_fixed_budget);
+    s += "| C | estimator | head rows | head+loss+opt ms | whole step ms | speed-up (head) | speed-up (step) |\n|---|---|---|---|---|---|---|\n";
+    for v in &r.speed {
+        s += &format!("| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n", v.classes, v.estimator, v.head_rows, v.head_ms, v.step_ms, opt(v.speedup_head, |x| format!("{x:.1}×")), opt(v.speedup_step, |x| format!("{x:.1}×")));
+    }
+    s += "\n## 3. Cache I/O (C = 131072, K = 64, f16 logits, 3 temperatures; 2 reader threads)\n\n";
+    s += "| encoding | rows | bytes/row | write rows/s | scan rows/s | block-shuffled rows/s | pyarrow → numpy rows/s | kdcache / pyarrow |\n|---|---|---|---|---|---|---|---|\n";
+    for v in &r.io {
+        let py = opt(v.pyarrow_rows_per_s, |p| format!("{p:.0}"));
+        let ratio = opt(v.pyarrow_rows_per_s, |p| format!("{:.2}×", v.scan_rows_per_s / p));
+        s += &format!("| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {py} | {ratio} |\n", v.encoding, v.rows, v.bytes_per_row, v.write_rows_per_s, v.scan_rows_per_s, v.shuffled_rows_per_s);
+    }
+    if !r.quality.is_empty() {
+        s += &format!("\n## 4. Student quality at equal steps (C = {}, held-out, full-softmax evaluation)\n\n", r.quality[0].classes);
+        s += "| run | steps | top-1 | top-5 | ECE | ms/step | head rows/step | wall s |\n|---|---|---|---|---|---|---|---|\n";
+        for q in &r.quality {
+            s += &format!("| {} | {} | {:.4} | {:.4} | {:.4} | {:.2} | {:.0} | {:.0} |\n", q.run, q.steps, q.top1, q.top5, q.ece, q.step_ms_median, q.head_rows, q.wall_s);
+        }
+    }
+    s
+}
+
+pub fn run(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let report = BenchReport {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: machine(),
+        threads: tch::get_num_threads() as usize,
+        fidelity: {
+            eprintln!("bench 1/4: gradient fidelity at C = {:?}, K = {:?}", o.fidelity_classes, o.fidelity_k);
+            fidelity::fidelity(&o.fidelity_classes, &o.fidelity_k, o.draws, true)?
+        },
+        speed: {
+            eprintln!("bench 2/4: step time at C = {:?}", o.speed_classes);
+            speed::speed(&o.speed_classes, o.fixed_budget, o.reps)?
+        },
+        speed_fixed_budget: o.fixed_budget,
+        io: {
+            eprintln!("bench 3/4: cache I/O, {} rows", o.io_rows);
+            io::io(o.io_rows, out)?
+        },
+        quality: match &o.quality {
+            Some((d, c, e)) if c.join("manifest.json").exists() => {
+                eprintln!("bench 4/4: student quality, {} steps per estimator", o.quality_steps);
+                quality::quality(d, c, e, o.quality_steps, out)?
+            }
+            _ => {
+                eprintln!("bench 4/4: skipped (no cache at {}; run make cache)", o.quality.as_ref().map(|q| q.1.display().to_string()).unwrap_or_default());
+                vec![]
+            }
+        },
+    };
+    let md = markdown(&report);
+    crate::format::manifest::write_atomic(&out.join("bench.md"), md.as_bytes())?;
+    let js = serde_json::to_vec_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
+    crate::format::manifest::write_atomic(&out.join("bench.json"), &js)?;
+    Ok(report)
+}

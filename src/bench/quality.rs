@@ -1,0 +1,62 @@
+//! Student quality at equal steps on a cache (meant for the sparse regime: ≥ 20,000 classes, ≥ 10 rows
+//! per class — the demo's default), each estimator with `train`'s defaults, plus `dis` trained for the
+//! wall time `full` took.
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::sample::DisConfig;
+use crate::train::loss::Estimator;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QualityRow {
+    /// The estimator; `dis (full's wall time)` is dis trained for as long as `full` took.
+    pub run: String,
+    pub classes: u64,
+    pub steps: u64,
+    pub top1: f64,
+    pub top5: f64,
+    pub ece: f64,
+    pub step_ms_median: f64,
+    pub head_rows: f64,
+    pub wall_s: f64,
+}
+
+fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps: usize, out: &Path) -> Result<crate::train::Summary> {
+    let _ = std::fs::remove_dir_all(out);
+    let man = crate::format::Manifest::load(&cache.join("manifest.json"))?;
+    let o = crate::train::TrainOptions {
+        cache: cache.into(), data: data.into(), eval_data: None, eval_cache: Some(eval_cache.into()), student: Some("mlp:256".into()), student_ts: None,
+        loss: est, dis: DisConfig { head_rows: DisConfig::default_head_rows(man.classes as usize), ..Default::default() }, temperature: 2.0, alpha: 0.9,
+        epochs: 1000, batch_size: 256, lr: 1e-3, head_opt: crate::train::optim::OptKind::Adam, head_lr: 1e-3, seed: 0, device: "cpu".into(),
+        out: out.into(), checkpoint_every: 0, log_every: 50, max_steps: steps, resume: false, progress: false,
+    };
+    crate::train::train(&o)
+}
+
+pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: &Path) -> Result<Vec<QualityRow>> {
+    let man = crate::format::Manifest::load(&cache.join("manifest.json"))?;
+    let ests: Vec<Estimator> = [Estimator::Dis, Estimator::Full, Estimator::Ghost, Estimator::Topk, Estimator::Rs].into_iter().filter(|e| *e != Estimator::Rs || man.tail_samples > 0).collect();
+    let mut rows = vec![];
+    let row = |run: &str, s: &crate::train::Summary| QualityRow {
+        run: run.into(), classes: s.classes, steps: s.steps, top1: s.top1, top5: s.top5, ece: s.ece, step_ms_median: s.step_ms_median, head_rows: s.candidates, wall_s: s.wall_s,
+    };
+    let mut walls = std::collections::HashMap::new();
+    for est in ests {
+        eprintln!("  quality: {} for {steps} steps", est.name());
+        let s = train_one(data, cache, eval_cache, est, steps, &out.join(format!("quality_{}", est.name())))?;
+        walls.insert(est.name(), s.step_ms_median);
+        rows.push(row(est.name(), &s));
+    }
+    // dis for the training time full took (by median step time, so data loading is not counted)
+    if let (Some(f), Some(d)) = (walls.get("full"), walls.get("dis"))
+        && *d > 0.0
+    {
+        let n = ((steps as f64) * f / d).round().min(steps as f64 * 50.0) as usize;
+        eprintln!("  quality: dis for {n} steps (full's time)");
+        let s = train_one(data, cache, eval_cache, Estimator::Dis, n, &out.join("quality_dis_wall"))?;
+        rows.push(row("dis (full's time)", &s));
+    }
+    Ok(rows)
+}

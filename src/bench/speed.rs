@@ -1,0 +1,122 @@
+//! Step time vs class count: `full` against `dis` with a fixed head-row budget at every C and with 2% of
+//! C. Random head and targets (timings do not depend on values); B = 256, d = 256, K = 64.
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::error::Result;
+use crate::sample::DisConfig;
+use crate::train::dis::DisState;
+use crate::train::loss::{Estimator, LossConfig, Targets, step_loss};
+use crate::train::optim::{OptConfig, OptKind, RowOptimizer};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpeedRow {
+    pub classes: usize,
+    /// `full`, `dis fixed` (the fixed budget) or `dis 2%`.
+    pub estimator: String,
+    /// Head rows computed per step (mean).
+    pub head_rows: f64,
+    /// Head + loss + backward + row-wise optimizer + the sampler's bookkeeping, per step, median ms.
+    pub head_ms: f64,
+    /// Whole step with the demo backbone (MLP 64→256), median ms.
+    pub step_ms: f64,
+    /// head_ms and step_ms of `full` divided by this row's, at the same C (null where `full` was skipped).
+    pub speedup_head: Option<f64>,
+    pub speedup_step: Option<f64>,
+}
+
+/// MemAvailable from /proc/meminfo, in bytes (None where there is no such file).
+fn mem_available() -> Option<f64> {
+    let m = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: f64 = m.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024.0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<SpeedRow>> {
+    let (b, d, k, temp) = (256usize, 256i64, 64usize, 2.0f64);
+    let opts = (Kind::Float, Device::Cpu);
+    let mut out = vec![];
+    for &c in class_counts {
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(c as u64);
+        // targets: a clustered top-K per row (neighbouring class ids, as superclasses give)
+        let mut tg = Targets { b, k: k.min(c), m: 0, classes: c, idx: vec![], p: vec![], tau: vec![], label: vec![], tail_idx: vec![], tail_w: vec![] };
+        let k = tg.k;
+        for _ in 0..b {
+            let centre = rand::Rng::random_range(&mut rng, 0..c);
+            let mut ids: Vec<i64> = vec![];
+            while ids.len() < k {
+                let j = (centre as i64 + rand::Rng::random_range(&mut rng, -200i64..200)).rem_euclid(c as i64);
+                if !ids.contains(&j) {
+                    ids.push(j);
+                }
+            }
+            let w: Vec<f64> = (0..k).map(|r| (-(r as f64) * 0.3).exp()).collect();
+            let s: f64 = w.iter().sum::<f64>() / 0.97;
+            tg.p.extend(w.iter().map(|x| x / s));
+            tg.tau.push(0.03);
+            tg.label.push(ids[0]);
+            tg.idx.extend(ids);
+        }
+        let x = Tensor::f_randn([b as i64, 64], opts)?;
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let backbone = crate::nn::Mlp::new(&vs.root(), &[64, d], true);
+        // `full` holds the head, its gradient and two Adam moments ([C, d+1] each) and a few [B, C] logit
+        // tensors: skip it where that would not fit in the memory available now
+        let need = (c as f64) * ((d as f64 + 1.0) * 4.0 * 4.0 + b as f64 * 4.0 * 5.0);
+        let full_fits = mem_available().is_none_or(|avail| need < 0.8 * avail);
+        if !full_fits {
+            eprintln!("bench: skipping full at C = {c}: needs about {:.1} GB", need / 1e9);
+        }
+        let mut full = None;
+        let runs: Vec<(&str, Estimator, usize)> = vec![("full", Estimator::Full, c), ("dis fixed", Estimator::Dis, fixed.min(c)), ("dis 2%", Estimator::Dis, c.div_ceil(50))];
+        for (name, est, budget) in runs {
+            if est == Estimator::Full && !full_fits {
+                continue;
+            }
+            let mut head = Tensor::f_randn([c as i64, d + 1], opts)? * 0.01;
+            let mut opt = RowOptimizer::new(OptConfig::new(OptKind::Adam, 1e-3), &head)?;
+            let mut dis = if est == Estimator::Dis { Some(DisState::new(DisConfig { head_rows: budget, ..Default::default() }, &head, 1)?) } else { None };
+            let (mut head_t, mut step_t, mut rows) = (vec![], vec![], 0.0);
+            // a full step at a million classes takes seconds: fewer repetitions there
+            let reps = if est == Estimator::Full && c >= 500_000 { reps.min(3) } else { reps };
+            for rep in 0..reps + 1 {
+                let t0 = Instant::now();
+                let h = backbone.forward(&x)?;
+                let t1 = Instant::now();
+                let hd = h.f_detach()?.f_requires_grad_(true)?;
+                let o = step_loss(&LossConfig { estimator: est, temperature: temp, alpha: 0.9 }, &hd, &head, &tg, dis.as_mut(), &mut rng)?;
+                o.loss.f_backward()?;
+                let g = o.head_grad()?;
+                match &o.rows {
+                    Some(r) => opt.step_rows(&mut head, r, &g)?,
+                    None => opt.step_all(&mut head, &g)?,
+                }
+                if let (Some(ds), Some(plan), Some(r)) = (dis.as_mut(), &o.plan, &o.rows) {
+                    ds.after_step(&head, r, &o.leaf.f_detach()?, plan)?;
+                    ds.refresh_mass(&crate::train::student::Student::augment(&hd.f_detach()?)?, temp)?;
+                }
+                let t2 = Instant::now();
+                (&h * hd.grad()).f_sum(Kind::Float)?.f_backward()?;
+                let t3 = Instant::now();
+                if rep > 0 {
+                    head_t.push((t2 - t1).as_secs_f64() * 1e3);
+                    step_t.push((t3 - t0).as_secs_f64() * 1e3);
+                    rows += o.computed_rows as f64 / reps as f64;
+                }
+            }
+            let (hm, sm) = (median(head_t), median(step_t));
+            if est == Estimator::Full {
+                full = Some((hm, sm));
+            }
+            out.push(SpeedRow { classes: c, estimator: name.into(), head_rows: rows, head_ms: hm, step_ms: sm, speedup_head: full.map(|f| f.0 / hm), speedup_step: full.map(|f| f.1 / sm) });
+        }
+    }
+    Ok(out)
+}

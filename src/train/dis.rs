@@ -1,0 +1,168 @@
+//! The device side of DIS: running statistics of the head-row clusters (the strata of
+//! [`crate::sample`]), the student-mass estimate per cluster that steers the next step's negatives, and
+//! the running sum of all head rows (the exact `spread` tail).
+//!
+//! Per cluster c the device keeps n_c, Σ_{j∈c} H_j and Σ_{j∈c} H_j² (f64, updated by the rows a step
+//! moves: O(|columns|·d)). From them, the student's softmax mass of row i in cluster c is estimated
+//! as log M_ic ≈ log n_c + h_i·μ_c/T + ½·h_i²·σ_c²/T² (the log-normal moment of e^{h·H_j/T} over the
+//! cluster, diagonal covariance), normalised over clusters and averaged over the batch: O(B·n·d) per
+//! step with n clusters, independent of C. After each step, the rows the step moved (positives first)
+//! and a rotating sweep over all classes are re-assigned to their nearest cluster mean (online k-means).
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::sample::{DisConfig, Plan, Sampler};
+
+pub struct DisState {
+    pub sampler: Sampler,
+    /// Per cluster: member count [n], Σ rows [n, D], Σ rows² [n, D] (f64).
+    pub counts: Tensor,
+    pub sums: Tensor,
+    pub sq: Tensor,
+    /// Σ of all C head rows [D] (f64).
+    pub total: Tensor,
+    /// Next class of the rotating re-assignment sweep.
+    pub cursor: usize,
+}
+
+fn f64_of(t: &Tensor) -> Result<Tensor> {
+    Ok(t.f_detach()?.f_to_kind(Kind::Double)?)
+}
+
+impl DisState {
+    /// Fresh state for `head` [C, D]: balanced random clusters, statistics computed once (O(C·D)).
+    pub fn new(cfg: DisConfig, head: &Tensor, seed: u64) -> Result<Self> {
+        let c = head.size()[0] as usize;
+        let sampler = Sampler::new(cfg, c, seed);
+        let mut st = DisState { sampler, counts: Tensor::new(), sums: Tensor::new(), sq: Tensor::new(), total: Tensor::new(), cursor: 0 };
+        st.recompute(head)?;
+        Ok(st)
+    }
+
+    /// Recomputes every statistic from the head and the current assignment.
+    pub fn recompute(&mut self, head: &Tensor) -> Result<()> {
+        let _g = tch::no_grad_guard();
+        let (dev, d) = (head.device(), head.size()[1]);
+        let n = self.sampler.clusters.len() as i64;
+        let assign: Vec<i64> = self.sampler.clusters.assign.iter().map(|&a| a as i64).collect();
+        let a = Tensor::f_from_slice(&assign)?.f_to_device(dev)?;
+        let h = f64_of(head)?;
+        let z = |shape: &[i64]| Tensor::f_zeros(shape, (Kind::Double, dev));
+        self.sums = z(&[n, d])?.f_index_add(0, &a, &h)?;
+        self.sq = z(&[n, d])?.f_index_add(0, &a, &h.f_square()?)?;
+        self.counts = z(&[n])?.f_index_add(0, &a, &Tensor::f_ones([assign.len() as i64], (Kind::Double, dev))?)?;
+        self.total = h.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?;
+        Ok(())
+    }
+
+    /// Sets the sampler's cluster masses from this batch's features `ha` [B, D]: the batch mean of each
+    /// row's estimated softmax distribution over clusters. Used by the next step's negative draws.
+    pub fn refresh_mass(&mut self, ha: &Tensor, temp: f64) -> Result<()> {
+        let _g = tch::no_grad_guard();
+        let ha = ha.f_detach()?.f_to_kind(Kind::Float)?;
+        let cnt = self.counts.f_unsqueeze(1)?;
+        let safe = cnt.f_clamp_min(1.0)?;
+        let mu = self.sums.f_div(&safe)?;
+        let var = self.sq.f_div(&safe)?.f_sub(&mu.f_square()?)?.f_clamp_min(0.0)?;
+        let (mu, var) = (mu.f_to_kind(Kind::Float)?, var.f_to_kind(Kind::Float)?);
+        let lin = ha.f_matmul(&mu.f_tr()?)? / temp;
+        let quad = (ha.f_square()?.f_matmul(&var.f_tr()?)? * (0.5 / (temp * temp))).f_clamp_max(8.0)?;
+        let logn = self.counts.f_to_kind(Kind::Float)?.f_log()?; // −inf for empty clusters
+        let logits = (lin + quad).f_add(&logn.f_unsqueeze(0)?)?;
+        let m = logits.f_softmax(1, Kind::Float)?.f_mean_dim([0i64].as_slice(), false, Kind::Double)?.f_nan_to_num(0.0, None, None)?;
+        self.sampler.mass = Vec::<f64>::try_from(&m.f_to_device(Device::Cpu)?)?;
+        Ok(())
+    }
+
+    /// After the optimizer moved the plan's columns from `old` [n, D] to their current values in `head`:
+    /// updates the statistics and re-assigns up to `reassign` rows (the step's columns first, then the
+    /// rotating sweep) to their nearest cluster mean.
+    pub fn after_step(&mut self, head: &Tensor, cols: &Tensor, old: &Tensor, plan: &Plan) -> Result<()> {
+        let _g = tch::no_grad_guard();
+        let dev = head.device();
+        let c = self.sampler.classes();
+        let ncl = self.sampler.clusters.len();
+        let new = f64_of(&head.f_index_select(0, cols)?)?;
+        let old = f64_of(old)?;
+        self.total = self.total.f_add(&new.f_sub(&old)?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?)?;
+        let budget = self.sampler.cfg.reassign;
+        if ncl <= 1 || budget == 0 {
+            return Ok(());
+        }
+        // the rows to re-assign: the step's first columns (positives), then a sweep over all classes
+        let moved = plan.cols.len().min(budget.div_ceil(2));
+        let in_plan: std::collections::HashSet<i64> = plan.cols.iter().copied().collect();
+        let sweep_n = budget - moved;
+        let mut sweep = Vec::with_capacity(sweep_n);
+        for t in 0..sweep_n.min(c) {
+            let j = ((self.cursor + t) % c) as i64;
+            if !in_plan.contains(&j) {
+                sweep.push(j);
+            }
+        }
+        self.cursor = (self.cursor + sweep_n.min(c)) % c.max(1);
+        let sweep_t = Tensor::f_from_slice(&sweep)?.f_to_device(dev)?;
+        let sweep_rows = f64_of(&head.f_index_select(0, &sweep_t)?)?;
+        let cand = Tensor::f_cat(&[new.f_narrow(0, 0, moved as i64)?, sweep_rows.shallow_clone()], 0)?;
+        // nearest mean: argmax_c  w·μ_c − ½‖μ_c‖²  (empty clusters excluded)
+        let safe = self.counts.f_clamp_min(1.0)?.f_unsqueeze(1)?;
+        let mu = self.sums.f_div(&safe)?;
+        let half = mu.f_square()?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)? * 0.5;
+        let empty = self.counts.f_lt(0.5)?;
+        let score = cand.f_matmul(&mu.f_tr()?)?.f_sub(&half.f_unsqueeze(0)?)?.f_masked_fill(&empty.f_unsqueeze(0)?, f64::NEG_INFINITY)?;
+        let best: Vec<i64> = Vec::<i64>::try_from(&score.f_argmax(1, false)?.f_to_device(Device::Cpu)?)?;
+        // old and new cluster of every column and every swept row
+        let assign = &self.sampler.clusters.assign;
+        let mut old_id: Vec<i64> = plan.cols.iter().map(|&j| assign[j as usize] as i64).collect();
+        old_id.extend(sweep.iter().map(|&j| assign[j as usize] as i64));
+        let mut new_id = old_id.clone();
+        for (t, &b) in best.iter().enumerate() {
+            let slot = if t < moved { t } else { plan.cols.len() + (t - moved) };
+            new_id[slot] = b;
+        }
+        for (t, &j) in plan.cols.iter().chain(&sweep).enumerate() {
+            if new_id[t] < 0 || new_id[t] as usize >= ncl {
+                return Err(Error::Internal(format!("cluster id {} out of range", new_id[t])));
+            }
+            self.sampler.clusters.move_class(j as usize, new_id[t] as u32);
+        }
+        let rows_old = Tensor::f_cat(&[old, sweep_rows.shallow_clone()], 0)?;
+        let rows_new = Tensor::f_cat(&[new, sweep_rows], 0)?;
+        let ids = Tensor::f_from_slice(&[old_id, new_id].concat())?.f_to_device(dev)?;
+        let n = rows_old.size()[0];
+        let signed = Tensor::f_cat(&[rows_old.f_neg()?, rows_new], 0)?;
+        let sq = Tensor::f_cat(&[rows_old.f_square()?.f_neg()?, signed.f_narrow(0, n, n)?.f_square()?], 0)?;
+        let ones = Tensor::f_cat(&[Tensor::f_full([n], -1.0, (Kind::Double, dev))?, Tensor::f_ones([n], (Kind::Double, dev))?], 0)?;
+        self.sums = self.sums.f_index_add(0, &ids, &signed)?;
+        self.sq = self.sq.f_index_add(0, &ids, &sq)?;
+        self.counts = self.counts.f_index_add(0, &ids, &ones)?;
+        Ok(())
+    }
+}
+
+impl DisState {
+    /// Full k-means passes over all C rows (O(C·n·d) each): organises the clusters of a head that was
+    /// trained elsewhere (the benchmark's partly trained student). Training does not need it: its
+    /// re-assignment sweep does the same work spread over the steps.
+    pub fn kmeans(&mut self, head: &Tensor, iters: usize) -> Result<()> {
+        let _g = tch::no_grad_guard();
+        let c = self.sampler.classes() as i64;
+        let n = self.sampler.clusters.len();
+        for _ in 0..iters {
+            let safe = self.counts.f_clamp_min(1.0)?.f_unsqueeze(1)?;
+            let mu = self.sums.f_div(&safe)?.f_to_kind(Kind::Float)?;
+            let half = mu.f_square()?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? * 0.5;
+            let empty = self.counts.f_lt(0.5)?.f_unsqueeze(0)?;
+            let mut assign = Vec::with_capacity(c as usize);
+            let chunk = 8192i64;
+            for lo in (0..c).step_by(chunk as usize) {
+                let rows = head.f_narrow(0, lo, chunk.min(c - lo))?.f_detach()?;
+                let score = rows.f_matmul(&mu.f_tr()?)?.f_sub(&half.f_unsqueeze(0)?)?.f_masked_fill(&empty, f64::NEG_INFINITY)?;
+                assign.extend(Vec::<i64>::try_from(&score.f_argmax(1, false)?.f_to_device(Device::Cpu)?)?.into_iter().map(|a| a as u32));
+            }
+            self.sampler.clusters = crate::sample::Clusters::from_assign(assign, n).ok_or_else(|| Error::Internal("cluster id out of range".into()))?;
+            self.recompute(head)?;
+        }
+        Ok(())
+    }
+}
