@@ -99,8 +99,7 @@ pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<Sp
                     None => opt.step_all(&mut head, &g)?,
                 }
                 if let (Some(ds), Some(plan), Some(r)) = (dis.as_mut(), &o.plan, &o.rows) {
-                    ds.after_step(&head, r, &o.leaf.f_detach()?, plan)?;
-                    ds.refresh_mass(&crate::train::student::Student::augment(&hd.f_detach()?)?, temp)?;
+                    ds.after_step(&head, r, &o.leaf.f_detach()?, plan, &crate::train::student::Student::augment(&hd.f_detach()?)?, temp)?;
                 }
                 let t2 = Instant::now();
                 (&h * hd.grad()).f_sum(Kind::Float)?.f_backward()?;

@@ -55,9 +55,8 @@ impl DisState {
         Ok(())
     }
 
-    /// Sets the sampler's cluster masses from this batch's features `ha` [B, D]: the batch mean of each
-    /// row's estimated softmax distribution over clusters. Used by the next step's negative draws.
-    pub fn refresh_mass(&mut self, ha: &Tensor, temp: f64) -> Result<()> {
+    /// The batch mean of each row's estimated softmax distribution over clusters [n] (f64, on the device).
+    fn mass_tensor(&self, ha: &Tensor, temp: f64) -> Result<Tensor> {
         let _g = tch::no_grad_guard();
         let ha = ha.f_detach()?.f_to_kind(Kind::Float)?;
         let cnt = self.counts.f_unsqueeze(1)?;
@@ -69,73 +68,84 @@ impl DisState {
         let quad = (ha.f_square()?.f_matmul(&var.f_tr()?)? * (0.5 / (temp * temp))).f_clamp_max(8.0)?;
         let logn = self.counts.f_to_kind(Kind::Float)?.f_log()?; // −inf for empty clusters
         let logits = (lin + quad).f_add(&logn.f_unsqueeze(0)?)?;
-        let m = logits.f_softmax(1, Kind::Float)?.f_mean_dim([0i64].as_slice(), false, Kind::Double)?.f_nan_to_num(0.0, None, None)?;
+        Ok(logits.f_softmax(1, Kind::Float)?.f_mean_dim([0i64].as_slice(), false, Kind::Double)?.f_nan_to_num(0.0, None, None)?)
+    }
+
+    /// Sets the sampler's cluster masses from the features `ha` [B, D] (the proposal of the next draws).
+    pub fn refresh_mass(&mut self, ha: &Tensor, temp: f64) -> Result<()> {
+        let m = self.mass_tensor(ha, temp)?;
         self.sampler.mass = Vec::<f64>::try_from(&m.f_to_device(Device::Cpu)?)?;
         Ok(())
     }
 
     /// After the optimizer moved the plan's columns from `old` [n, D] to their current values in `head`:
-    /// updates the statistics and re-assigns up to `reassign` rows (the step's columns first, then the
-    /// rotating sweep) to their nearest cluster mean.
-    pub fn after_step(&mut self, head: &Tensor, cols: &Tensor, old: &Tensor, plan: &Plan) -> Result<()> {
+    /// keeps Σ all rows exact, sets the next step's proposal from this batch's features `ha`, and
+    /// re-assigns up to `reassign` rows (the step's first columns, then a rotating sweep over all
+    /// classes) to their nearest cluster mean. Cost O(reassign·(n + D)) plus one O(|columns|·D) sum:
+    /// the cluster statistics follow only the re-assigned rows (they steer the proposal, so they may
+    /// lag: nothing unbiased depends on them) and are recomputed exactly each time the sweep has passed
+    /// over all C classes (O(C·D) once per C/reassign steps). One read from the device.
+    pub fn after_step(&mut self, head: &Tensor, cols: &Tensor, old: &Tensor, plan: &Plan, ha: &Tensor, temp: f64) -> Result<()> {
         let _g = tch::no_grad_guard();
         let dev = head.device();
         let c = self.sampler.classes();
         let ncl = self.sampler.clusters.len();
-        let new = f64_of(&head.f_index_select(0, cols)?)?;
-        let old = f64_of(old)?;
-        self.total = self.total.f_add(&new.f_sub(&old)?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?)?;
+        let mass = self.mass_tensor(ha, temp)?;
+        let delta = crate::train::optim::gather_rows(head, cols)?.f_sub(&old.f_detach()?)?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?;
+        self.total = self.total.f_add(&delta)?;
         let budget = self.sampler.cfg.reassign;
         if ncl <= 1 || budget == 0 {
+            self.sampler.mass = Vec::<f64>::try_from(&mass.f_to_device(Device::Cpu)?)?;
             return Ok(());
         }
         // the rows to re-assign: the step's first columns (positives), then a sweep over all classes
         let moved = plan.cols.len().min(budget.div_ceil(2));
-        let in_plan: std::collections::HashSet<i64> = plan.cols.iter().copied().collect();
-        let sweep_n = budget - moved;
-        let mut sweep = Vec::with_capacity(sweep_n);
-        for t in 0..sweep_n.min(c) {
-            let j = ((self.cursor + t) % c) as i64;
-            if !in_plan.contains(&j) {
-                sweep.push(j);
-            }
-        }
-        self.cursor = (self.cursor + sweep_n.min(c)) % c.max(1);
-        let sweep_t = Tensor::f_from_slice(&sweep)?.f_to_device(dev)?;
-        let sweep_rows = f64_of(&head.f_index_select(0, &sweep_t)?)?;
-        let cand = Tensor::f_cat(&[new.f_narrow(0, 0, moved as i64)?, sweep_rows.shallow_clone()], 0)?;
+        let mut rows: Vec<i64> = plan.cols[..moved].to_vec();
+        let in_plan: std::collections::HashSet<i64> = rows.iter().copied().collect();
+        let sweep_n = (budget - moved).min(c);
+        rows.extend((0..sweep_n).map(|t| ((self.cursor + t) % c) as i64).filter(|j| !in_plan.contains(j)));
+        let wrapped = self.cursor + sweep_n >= c;
+        self.cursor = (self.cursor + sweep_n) % c.max(1);
+        let rows_t = Tensor::f_from_slice(&rows)?.f_to_device(dev)?;
+        let cand = f64_of(&crate::train::optim::gather_rows(head, &rows_t)?)?;
         // nearest mean: argmax_c  w·μ_c − ½‖μ_c‖²  (empty clusters excluded)
         let safe = self.counts.f_clamp_min(1.0)?.f_unsqueeze(1)?;
         let mu = self.sums.f_div(&safe)?;
         let half = mu.f_square()?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)? * 0.5;
         let empty = self.counts.f_lt(0.5)?;
         let score = cand.f_matmul(&mu.f_tr()?)?.f_sub(&half.f_unsqueeze(0)?)?.f_masked_fill(&empty.f_unsqueeze(0)?, f64::NEG_INFINITY)?;
-        let best: Vec<i64> = Vec::<i64>::try_from(&score.f_argmax(1, false)?.f_to_device(Device::Cpu)?)?;
-        // old and new cluster of every column and every swept row
-        let assign = &self.sampler.clusters.assign;
-        let mut old_id: Vec<i64> = plan.cols.iter().map(|&j| assign[j as usize] as i64).collect();
-        old_id.extend(sweep.iter().map(|&j| assign[j as usize] as i64));
-        let mut new_id = old_id.clone();
-        for (t, &b) in best.iter().enumerate() {
-            let slot = if t < moved { t } else { plan.cols.len() + (t - moved) };
-            new_id[slot] = b;
-        }
-        for (t, &j) in plan.cols.iter().chain(&sweep).enumerate() {
-            if new_id[t] < 0 || new_id[t] as usize >= ncl {
-                return Err(Error::Internal(format!("cluster id {} out of range", new_id[t])));
+        // one read: the new clusters and the next proposal
+        let both = Vec::<f64>::try_from(&Tensor::f_cat(&[score.f_argmax(1, false)?.f_to_kind(Kind::Double)?, mass], 0)?.f_to_device(Device::Cpu)?)?;
+        let (best, mass) = both.split_at(rows.len());
+        self.sampler.mass = mass.to_vec();
+        let (mut from, mut to, mut which) = (vec![], vec![], vec![]);
+        for (t, (&j, &b)) in rows.iter().zip(best).enumerate() {
+            let (a, b) = (self.sampler.clusters.assign[j as usize] as i64, b as i64);
+            if b < 0 || b as usize >= ncl {
+                return Err(Error::Internal(format!("cluster id {b} out of range")));
             }
-            self.sampler.clusters.move_class(j as usize, new_id[t] as u32);
+            if a != b {
+                self.sampler.clusters.move_class(j as usize, b as u32);
+                from.push(a);
+                to.push(b);
+                which.push(t as i64);
+            }
         }
-        let rows_old = Tensor::f_cat(&[old, sweep_rows.shallow_clone()], 0)?;
-        let rows_new = Tensor::f_cat(&[new, sweep_rows], 0)?;
-        let ids = Tensor::f_from_slice(&[old_id, new_id].concat())?.f_to_device(dev)?;
-        let n = rows_old.size()[0];
-        let signed = Tensor::f_cat(&[rows_old.f_neg()?, rows_new], 0)?;
-        let sq = Tensor::f_cat(&[rows_old.f_square()?.f_neg()?, signed.f_narrow(0, n, n)?.f_square()?], 0)?;
-        let ones = Tensor::f_cat(&[Tensor::f_full([n], -1.0, (Kind::Double, dev))?, Tensor::f_ones([n], (Kind::Double, dev))?], 0)?;
-        self.sums = self.sums.f_index_add(0, &ids, &signed)?;
-        self.sq = self.sq.f_index_add(0, &ids, &sq)?;
-        self.counts = self.counts.f_index_add(0, &ids, &ones)?;
+        if wrapped {
+            return self.recompute(head);
+        }
+        if !which.is_empty() {
+            let n = which.len() as i64;
+            let w = cand.f_index_select(0, &Tensor::f_from_slice(&which)?.f_to_device(dev)?)?;
+            let ids = Tensor::f_from_slice(&[from, to].concat())?.f_to_device(dev)?;
+            let signed = Tensor::f_cat(&[w.f_neg()?, w.shallow_clone()], 0)?;
+            let sq = w.f_square()?;
+            let sq = Tensor::f_cat(&[sq.f_neg()?, sq], 0)?;
+            let ones = Tensor::f_cat(&[Tensor::f_full([n], -1.0, (Kind::Double, dev))?, Tensor::f_ones([n], (Kind::Double, dev))?], 0)?;
+            self.sums = self.sums.f_index_add(0, &ids, &signed)?;
+            self.sq = self.sq.f_index_add(0, &ids, &sq)?;
+            self.counts = self.counts.f_index_add(0, &ids, &ones)?;
+        }
         Ok(())
     }
 }

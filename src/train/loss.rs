@@ -166,18 +166,21 @@ impl Upload {
     }
 }
 
-/// CE over labelled rows: mean of (logsumexp(logits) − logit at the label column); None if no labels.
-fn ce_rows(logits: &Tensor, col: &[i64], device: Device) -> Result<Option<Tensor>> {
+/// The labelled rows and their label columns, queued on an upload: (rows [n], columns [n, 1]).
+fn ce_slots(up: &mut Upload, col: &[i64]) -> Option<(usize, usize)> {
     let rows: Vec<i64> = (0..col.len() as i64).filter(|&i| col[i as usize] >= 0).collect();
     if rows.is_empty() {
-        return Ok(None);
+        return None;
     }
-    let sl: Vec<i64> = rows.iter().map(|&i| col[i as usize]).collect();
-    let mut up = Upload::default();
-    let (a, b) = (up.ints(&rows, &[rows.len() as i64]), up.ints(&sl, &[sl.len() as i64, 1]));
-    let t = up.send(device)?;
-    let lg = logits.f_index_select(0, &t[a])?;
-    let picked = lg.f_gather(1, &t[b], false)?.f_squeeze_dim(1)?;
+    let cols: Vec<i64> = rows.iter().map(|&i| col[i as usize]).collect();
+    Some((up.ints(&rows, &[rows.len() as i64]), up.ints(&cols, &[cols.len() as i64, 1])))
+}
+
+/// CE over labelled rows: mean of (logsumexp(logits) − logit at the label column); None if no labels.
+fn ce_rows(logits: &Tensor, slots: Option<(usize, usize)>, t: &[Tensor]) -> Result<Option<Tensor>> {
+    let Some((r, c)) = slots else { return Ok(None) };
+    let lg = logits.f_index_select(0, &t[r])?;
+    let picked = lg.f_gather(1, &t[c], false)?.f_squeeze_dim(1)?;
     Ok(Some((lg.f_logsumexp([1i64], false)? - picked).f_mean(Kind::Float)?))
 }
 
@@ -254,6 +257,7 @@ fn dense_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Res
     } else {
         None
     };
+    let ce = ce_slots(&mut up, &tg.label);
     let t = up.send(device)?;
     let (idx, p, tau) = (&t[i_idx], &t[i_p], &t[i_tau]);
     let leaf = head.f_detach()?.f_requires_grad_(true)?;
@@ -279,7 +283,7 @@ fn dense_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Res
             (target * &st).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_neg()? + &lse
         }
     };
-    let ce = ce_rows(&s, &tg.label, device)?;
+    let ce = ce_rows(&s, ce, &t)?;
     let loss = combine(kd.f_mean(Kind::Float)?, ce, cfg)?;
     Ok(StepOut { loss, constant: 0.0, rows: None, leaf, head_scale: None, computed_rows: tg.classes, plan: None })
 }
@@ -315,9 +319,10 @@ fn topk_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Resu
     let (bi, ki) = (b as i64, k as i64 + 1);
     let mut up = Upload::default();
     let (a, pc, pt) = (up.ints(&cols, &[n]), up.ints(&pos_col, &[bi, ki]), up.floats(pos_t.iter().copied(), &[bi, ki]));
+    let ce = ce_slots(&mut up, &label_col);
     let t = up.send(device)?;
     let rows = t[a].shallow_clone();
-    let leaf = head.f_index_select(0, &rows)?.f_detach()?.f_requires_grad_(true)?;
+    let leaf = crate::train::optim::gather_rows(head, &rows)?.f_detach()?.f_requires_grad_(true)?;
     let s_u = ha.f_matmul(&leaf.f_tr()?)?;
     let valid = Tensor::f_zeros([bi, n], (Kind::Bool, device))?.f_scatter_value(1, &t[pc], 1.0)?;
     let invalid = valid.f_logical_not()?;
@@ -325,7 +330,7 @@ fn topk_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Resu
     let z = (&s_u / cfg.temperature).f_masked_fill(&invalid, f64::NEG_INFINITY)?;
     let lin = (&target * (&s_u / cfg.temperature)).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
     let kd = z.f_logsumexp([1i64], false)?.f_sub(&lin)?.f_mean(Kind::Float)?;
-    let ce = ce_rows(&s_u.f_masked_fill(&invalid, f64::NEG_INFINITY)?, &label_col, device)?;
+    let ce = ce_rows(&s_u.f_masked_fill(&invalid, f64::NEG_INFINITY)?, ce, &t)?;
     let loss = combine(kd, ce, cfg)?;
     Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, head_scale: None, computed_rows: n as usize, plan: None })
 }
@@ -349,49 +354,63 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
     let i_mass = up.floats((0..tg.b).map(|i| tg.p[i * tg.k..(i + 1) * tg.k].iter().sum::<f64>() + tg.tau[i]), &[b]);
     let clipped = plan.head_scale.iter().any(|&x| x < 1.0);
     let i_hs = clipped.then(|| up.floats(plan.head_scale.iter().copied(), &[n]));
+    let ce = ce_slots(&mut up, &plan.label_col);
     let t = up.send(device)?;
     let rows = t[i_cols].shallow_clone();
-    let leaf = head.f_index_select(0, &rows)?.f_detach()?.f_requires_grad_(true)?;
+    let leaf = crate::train::optim::gather_rows(head, &rows)?.f_detach()?.f_requires_grad_(true)?;
     let s = ha.f_matmul(&leaf.f_tr()?)?; // [B, n]
     let st = &s / temp;
-    let z = st.f_add(&t[i_lw].f_unsqueeze(0)?)?;
+    let logw = t[i_lw].f_unsqueeze(0)?;
+    let z = st.f_add(&logw)?;
     let lse = z.f_logsumexp([1i64], false)?;
-    let target = Tensor::f_zeros([b, n + 1], (Kind::Float, device))?.f_scatter_add(1, &t[i_pc], &t[i_pt])?.f_narrow(1, 0, n)?;
-    let top = Tensor::f_zeros([b, n + 1], (Kind::Bool, device))?.f_scatter_value(1, &t[i_pc], 1.0)?.f_narrow(1, 0, n)?;
-    let tau = &t[i_tau];
-    let mut kd = lse.f_sub(&(&target * &st).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?)?;
-    match tail {
+    let (pos_col, tau) = (&t[i_pc], &t[i_tau]);
+    // the linear term Σ_j A_ij·s_ij/T with one coefficient matrix A [B, n+1] (a spare last column takes
+    // the positives that have no column): the positives' targets, plus the spread tail's
+    let a = match tail {
+        Tail::Spread if c > k => {
+            // fill_i·w_j on every column outside row i's top-K: the head gradient then carries the tail
+            // target with each column's weight (Horvitz–Thompson, unbiased for every row)
+            let fill = tau / (c - k) as f64;
+            let w = Tensor::f_cat(&[t[i_lw].f_exp()?, Tensor::f_zeros([1], (Kind::Float, device))?], 0)?;
+            fill.f_unsqueeze(1)?.f_mul(&w.f_unsqueeze(0)?)?.f_scatter_value(1, pos_col, 0.0)?
+        }
+        _ => Tensor::f_zeros([b, n + 1], (Kind::Float, device))?,
+    };
+    let a = a.f_scatter_add(1, pos_col, &t[i_pt])?.f_narrow(1, 0, n)?;
+    let lin = (&a * &st).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
+    let kd = match tail {
         Tail::Bucket => {
-            // −Σ_r p_r (s_r/T − log Ẑ) − τ (log Ẑ^tail − log Ẑ), as ghost
-            let tail_lse = z.f_masked_fill(&top, f64::NEG_INFINITY)?.f_logsumexp([1i64], false)?;
-            let lin = (&target * &st).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
-            kd = lse.f_mul(&t[i_mass])?.f_sub(&lin)?.f_sub(&tau.f_mul(&tail_lse.f_nan_to_num(0.0, None, None)?)?)?;
+            // −Σ_r p_r (s_r/T − log Ẑ) − τ (log Ẑ^tail − log Ẑ), as ghost: Ẑ^tail over the columns
+            // outside the row's top-K
+            let zt = Tensor::f_cat(&[&z, &Tensor::f_full([b, 1], f64::NEG_INFINITY, (Kind::Float, device))?], 1)?.f_scatter_value(1, pos_col, f64::NEG_INFINITY)?;
+            let tail_lse = zt.f_logsumexp([1i64], false)?.f_nan_to_num(0.0, None, None)?;
+            lse.f_mul(&t[i_mass])?.f_sub(&lin)?.f_sub(&tau.f_mul(&tail_lse)?)?
         }
         Tail::Spread if c > k => {
-            // target fill_i = τ_i/(C−K) on every class outside row i's top-K. The head gradient of a
-            // column carries it with the column's weight w_j (Horvitz–Thompson: unbiased for every
-            // row, sampled or not); the features' gradient and the value get the exact sum over every
-            // class: Σ_cols F_ij·s_ij plus h_i·(Σ all rows − Σ column rows) for the classes without a
-            // column. F_ij = fill_i·[j ∉ top_i].
+            // the features' gradient and the value get the exact tail sum: the columns carry fill·w_j, so
+            // add fill_i·h_i·Σ_j (1 − w_j)·H_j over the columns outside the top-K, and
+            // fill_i·h_i·(Σ all rows − Σ column rows) for the classes without a column (head detached)
             let fill = tau / (c - k) as f64;
-            let f = top.f_logical_not()?.f_to_kind(Kind::Float)?.f_mul(&fill.f_unsqueeze(1)?)?;
-            let w = t[i_lw].f_exp()?;
-            let mut lin = (&f * &st * w.f_unsqueeze(0)?).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
             let leaf_d = leaf.f_detach()?;
-            // features: replace Σ F·w·H by Σ F·H (the (1 − w) part, with the head detached)
-            let v = (&f * w.f_neg()?.f_add_scalar(1.0)?.f_unsqueeze(0)?).f_matmul(&leaf_d)?; // [B, D]
-            let mut corr = v;
+            let one_minus_w = t[i_lw].f_exp()?.f_neg()?.f_add_scalar(1.0)?;
+            let mut u = one_minus_w.f_unsqueeze(0)?.f_matmul(&leaf_d)?; // [1, D]: Σ_j (1 − w_j)·H_j
             if !plan.dense {
-                let rest = total.f_sub(&leaf_d.f_to_kind(Kind::Double)?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?)?.f_to_kind(Kind::Float)?;
-                corr = corr.f_add(&fill.f_unsqueeze(1)?.f_mul(&rest.f_unsqueeze(0)?)?)?;
+                let rest = total.f_sub(&leaf_d.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?)?.f_to_kind(Kind::Float)?;
+                u = u.f_add(&rest.f_unsqueeze(0)?)?;
             }
-            lin = lin.f_add(&(ha * corr).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_div_scalar(temp)?)?;
-            kd = kd.f_sub(&lin)?;
+            // minus the (1 − w_j)·H_j of the row's own top-K columns (nonzero only for sampled positives)
+            let omw = Tensor::f_cat(&[one_minus_w, Tensor::f_zeros([1], (Kind::Float, device))?], 0)?;
+            let own = omw.f_index_select(0, &pos_col.f_flatten(0, -1)?)?.f_reshape([b, k])?;
+            let rows_top = Tensor::f_cat(&[&leaf_d, &Tensor::f_zeros([1, leaf_d.size()[1]], (Kind::Float, device))?], 0)?;
+            let own = own.f_unsqueeze(1)?.f_bmm(&crate::train::optim::gather_rows(&rows_top, pos_col)?)?.f_squeeze_dim(1)?; // [B, D]
+            let v = u.f_sub(&own)?.f_mul(&fill.f_unsqueeze(1)?)?;
+            let corr = (ha * v).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_div_scalar(temp)?;
+            lse.f_sub(&lin)?.f_sub(&corr)?
         }
-        Tail::Spread => {}
-    }
+        Tail::Spread => lse.f_sub(&lin)?,
+    };
     let z_ce = s.f_add(&t[i_lw].f_unsqueeze(0)?)?;
-    let ce = ce_rows(&z_ce, &plan.label_col, device)?;
+    let ce = ce_rows(&z_ce, ce, &t)?;
     let loss = combine(kd.f_mean(Kind::Float)?, ce, cfg)?;
     let head_scale = i_hs.map(|i| t[i].shallow_clone());
     Ok(StepOut { loss, constant: 0.0, rows: if plan.dense { None } else { Some(rows) }, leaf, head_scale, computed_rows: n as usize, plan: None })

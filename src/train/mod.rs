@@ -402,8 +402,7 @@ fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch) -> Res
     st.bopt.step(&mut st.params)?;
     if let (Some(d), Some(plan), Some(rows)) = (st.dis.as_mut(), &out.plan, &out.rows) {
         // the sampler's bookkeeping: cluster statistics of the moved rows, and the next step's proposal
-        d.after_step(&st.student.head, rows, &out.leaf.f_detach()?, plan)?;
-        d.refresh_mass(&crate::train::student::Student::augment(&h.f_detach()?)?, o.temperature)?;
+        d.after_step(&st.student.head, rows, &out.leaf.f_detach()?, plan, &crate::train::student::Student::augment(&h.f_detach()?)?, o.temperature)?;
     }
     Ok(out)
 }
