@@ -112,14 +112,15 @@ struct TrainArgs {
     /// Estimator: full (exact), topk, ghost, rs (tail samples), dis (dynamic importance sampling).
     #[arg(long, value_enum, default_value = "dis")]
     loss: kdcache::train::loss::Estimator,
-    /// dis: head rows computed per step, positives and sampled negatives together (default: 5% of C,
-    /// at least 1,024, at most C). The batch's cached ranks are kept exactly while they fit; with
-    /// 60% of C or more the step is dense (dis = full or ghost exactly).
+    /// dis: shared head rows computed per step for every row of the batch (each row's own K ranks and
+    /// label are always computed exactly besides). Default: all of the batch's ranked classes U plus
+    /// max(|U|/3, 2% of C between 512 and 4,096) classes sampled from the clusters; an N below
+    /// 4|U|/3 subsamples the batch's ranked classes too. A step with 60% of C or more is dense (dis = full, or ghost with --dis-tail bucket).
     #[arg(long)]
     candidates: Option<usize>,
     /// dis: how the teacher's exact tail mass enters the target: bucket (one bucket against the
     /// student's tail, as ghost) or spread (evenly over the classes outside the top-K, as full).
-    #[arg(long, value_enum, default_value = "bucket")]
+    #[arg(long, value_enum, default_value = "spread")]
     dis_tail: kdcache::sample::Tail,
     /// dis: clusters of head rows that stratify the sampled negatives (0 = √C, at most 1,024).
     #[arg(long, default_value_t = 0)]
@@ -448,7 +449,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cache: a.cache, data: a.data, eval_data: a.eval_data, eval_cache: a.eval_cache,
                 student: a.student_ts.is_none().then_some(a.student), student_ts: a.student_ts, loss: a.loss,
                 dis: kdcache::sample::DisConfig {
-                    head_rows: a.candidates.unwrap_or_else(|| kdcache::sample::DisConfig::default_head_rows(c)),
+                    head_rows: match a.candidates {
+                        Some(0) => return Err(kdcache::Error::invalid(format!("--candidates 0 must be between 1 and the class count C = {c}")).into()),
+                        Some(n) => n,
+                        None => 0,
+                    },
                     tail: a.dis_tail,
                     clusters: a.dis_clusters,
                     clip: a.dis_clip,

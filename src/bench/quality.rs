@@ -25,10 +25,9 @@ pub struct QualityRow {
 
 fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps: usize, out: &Path) -> Result<crate::train::Summary> {
     let _ = std::fs::remove_dir_all(out);
-    let man = crate::format::Manifest::load(&cache.join("manifest.json"))?;
     let o = crate::train::TrainOptions {
         cache: cache.into(), data: data.into(), eval_data: None, eval_cache: Some(eval_cache.into()), student: Some("mlp:256".into()), student_ts: None,
-        loss: est, dis: DisConfig { head_rows: DisConfig::default_head_rows(man.classes as usize), ..Default::default() }, temperature: 2.0, alpha: 0.9,
+        loss: est, dis: DisConfig::default(), temperature: 2.0, alpha: 0.9,
         epochs: 1000, batch_size: 256, lr: 1e-3, head_opt: crate::train::optim::OptKind::Adam, head_lr: 1e-3, seed: 0, device: "cpu".into(),
         out: out.into(), checkpoint_every: 0, log_every: 50, max_steps: steps, resume: false, progress: false,
     };

@@ -94,12 +94,15 @@ pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<Sp
                 let o = step_loss(&LossConfig { estimator: est, temperature: temp, alpha: 0.9 }, &hd, &head, &tg, dis.as_mut(), &mut rng)?;
                 o.loss.f_backward()?;
                 let g = o.head_grad()?;
-                match &o.rows {
-                    Some(r) => opt.step_rows(&mut head, r, &g)?,
-                    None => opt.step_all(&mut head, &g)?,
-                }
-                if let (Some(ds), Some(plan), Some(r)) = (dis.as_mut(), &o.plan, &o.rows) {
-                    ds.after_step(&head, r, &o.leaf.f_detach()?, plan, &crate::train::student::Student::augment(&hd.f_detach()?)?, temp)?;
+                let delta = match &o.rows {
+                    Some(r) => Some(opt.step_rows(&mut head, r, &g)?),
+                    None => {
+                        opt.step_all(&mut head, &g)?;
+                        None
+                    }
+                };
+                if let (Some(ds), Some(plan), Some(delta)) = (dis.as_mut(), &o.plan, &delta) {
+                    ds.after_step(&head, delta, plan, &crate::train::student::Student::augment(&hd.f_detach()?)?, temp)?;
                 }
                 let t2 = Instant::now();
                 (&h * hd.grad()).f_sum(Kind::Float)?.f_backward()?;

@@ -2,30 +2,29 @@
 //! Everything here is host-side bookkeeping with cost independent of C per step (no torch, no files);
 //! the device side (cluster statistics, the student-mass estimate) lives in `train::dis`.
 //!
-//! One step computes a shared set of **columns** (head rows) for the whole batch, each with an inclusion
-//! probability π_j and weight w_j = 1/π_j:
+//! A step computes, for every row i of the batch,
 //!
-//! 1. **Positives, kept deterministically while they fit.** Every row's label, then rank 0 of every row,
-//!    rank 1, … are added as whole rank levels while the union fits the positive budget
-//!    (`head_rows` minus the negative reserve). Their teacher probabilities are known exactly, so they
-//!    are never dropped when they fit (π = 1).
-//! 2. **Positives beyond the budget** (the rank levels that did not fit) are Poisson-sampled per class
-//!    with π_j ∝ √(Σ_i p_ij²) (the teacher's second moment over the batch: the variance-optimal rule
-//!    for a Horvitz–Thompson sum of the rows' target terms), water-filled to the remaining budget and
-//!    floored at `pi_min`; a kept one carries target p_ij/π_j. Classes dropped this way are excluded
-//!    from the negatives, so every class is counted by exactly one design.
-//! 3. **Negatives: stratified sampling over online clusters of head rows.** The classes outside the
-//!    positives are split into strata, the clusters of [`Clusters`] (head rows near each other in
-//!    d-space, so the student's logits of a cluster's members are alike for every row). Stratum c of
-//!    R_c free classes receives an expected x_c = m·a_c draws, a_c ∝ (1−λ)·M_c·R_c/|c| + λ·R_c/R, where
-//!    M_c is the batch's current student softmax mass in cluster c (estimated on the device from the
-//!    cluster means and variances — the "dynamic" proposal that follows each row's softmax), capped at
-//!    R_c. It draws ⌊x_c⌋ or ⌈x_c⌉ members uniformly without replacement, so each member's inclusion
-//!    probability is exactly π_j = x_c/R_c and Σ_{j drawn} e^{s_ij/T}/π_j is an unbiased estimate of the
-//!    stratum's share of every row's normaliser. The uniform share λ keeps every free class reachable.
+//! 1. **its own positives exactly**: its K cached ranks and its label, B·(K+1) dot products (each row
+//!    gathers its own head rows). The teacher's probabilities are known exactly for every cached rank,
+//!    so none is ever dropped, whatever the budget.
+//! 2. **`head_rows` shared columns** for the rest of its normaliser, drawn once for the whole batch
+//!    from strata, each column with its exact inclusion probability π_j and weight w_j = 1/π_j:
+//!    - the batch's positives U (the other rows' ranked classes are each row's hardest negatives):
+//!      all of them while they fit in the budget less a reserve (`reserve`, kept for the classes
+//!      outside U), else a uniform subsample of that size;
+//!    - the classes outside U, stratified by the online clusters of head rows ([`Clusters`]: rows
+//!      near each other in d-space, so a cluster's logits are alike for every row). Stratum c with
+//!      R_c free classes receives an expected x_c = m·a_c draws, a_c ∝ (1−λ)·M_c + λ·R_c/R, where
+//!      M_c is the batch's current student softmax mass in cluster c — estimated on the device from
+//!      the cluster means and variances and the batch's features: the dynamic proposal, derived from
+//!      the student as it is now — capped at R_c. It draws ⌊x_c⌋ or ⌈x_c⌉ of its free members
+//!      uniformly without replacement, so π_j = x_c/R_c exactly; the uniform share λ keeps every
+//!      class reachable.
+//!    For row i, a column that is one of its own positives is masked, so
+//!    Σ_{columns j ∉ P_i} w_j·e^{s_ij/T} is an unbiased estimate of row i's normaliser outside P_i.
 //!
-//! Cost per step: O(B·K + m + number of clusters), plus O(|columns|) to reset the scratch map.
-//! With `head_rows` ≥ `dense_above`·C the step is dense: every class a column, π ≡ 1.
+//! Cost per step: O(B·K + |U| + head_rows + number of clusters). With `head_rows` ≥ `dense_above`·C
+//! the step is dense instead (the exact `full` or `ghost`).
 use rand::Rng;
 use rand::seq::index::sample as sample_indices;
 
@@ -44,38 +43,39 @@ pub enum Tail {
 /// The DIS hyper-parameters; `Default` is what `train` and `bench` use unless told otherwise.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DisConfig {
-    /// Head rows computed per step, positives and negatives together (the budget; ≥ C means dense).
+    /// Shared columns per step (head rows computed for every row of the batch, besides each row's own
+    /// positives); 0 = automatic: all the batch's positives U plus max(|U|·reserve/(1 − reserve),
+    /// [`DisConfig::auto_rest`]) sampled classes. A step with `dense_above`·C columns or more is dense.
     pub head_rows: usize,
-    /// Share of `head_rows` reserved for sampled negatives when the positives would fill it.
-    pub neg_reserve: f64,
-    /// Number of clusters (strata) of head rows; 0 = automatic (√C, between 1 and 1024, at most a
-    /// quarter of the negative reserve).
+    /// Share of the budget kept for the classes outside the batch's positives when those positives
+    /// would fill it.
+    pub reserve: f64,
+    /// Number of clusters (strata) of head rows; 0 = automatic (√C, at most a quarter of `head_rows`,
+    /// between 1 and 1024).
     pub clusters: usize,
-    /// Share λ of the negative draws spread over strata by size alone (keeps every class reachable).
+    /// Share λ of the draws spread over strata by size alone (keeps every class reachable).
     pub uniform_share: f64,
     /// Largest weight 1/π a sampled row's *head* update may carry; larger ones are scaled down to it
-    /// (their contribution to the normaliser and to the backbone gradient stays unbiased).
-    /// `f64::INFINITY` = no clipping.
+    /// (the normaliser and the features' gradient keep the unbiased weight). `f64::INFINITY` = no clipping.
     pub clip: f64,
-    /// Floor of a sampled positive's inclusion probability.
-    pub pi_min: f64,
     /// Head rows re-clustered per step (those the step moved, then a rotating sweep over all C).
     pub reassign: usize,
-    /// Dense step (every class a column) when `head_rows` ≥ this share of C.
+    /// Dense step (the exact `full` or `ghost`) when `head_rows` ≥ this share of C.
     pub dense_above: f64,
     pub tail: Tail,
 }
 
 impl Default for DisConfig {
     fn default() -> Self {
-        DisConfig { head_rows: 0, neg_reserve: 0.25, clusters: 0, uniform_share: 0.2, clip: 8.0, pi_min: 0.05, reassign: 256, dense_above: 0.6, tail: Tail::Bucket }
+        DisConfig { head_rows: 0, reserve: 0.25, clusters: 0, uniform_share: 0.2, clip: 8.0, reassign: 256, dense_above: 0.6, tail: Tail::Spread }
     }
 }
 
 impl DisConfig {
-    /// The default budget for C classes: 5% of C, at least 1,024 rows, at most C.
-    pub fn default_head_rows(classes: usize) -> usize {
-        classes.div_ceil(20).max(1024).min(classes)
+    /// Sampled classes outside the batch's positives in the automatic budget: 2% of C, between 512 and
+    /// 4,096 (at most C).
+    pub fn auto_rest(classes: usize) -> usize {
+        classes.div_ceil(50).clamp(512, 4096).min(classes)
     }
 
     /// The cluster count used for C classes.
@@ -84,24 +84,25 @@ impl DisConfig {
             return self.clusters.min(classes.max(1));
         }
         let by_c = (classes as f64).sqrt().round() as usize;
-        let by_budget = ((self.head_rows as f64 * self.neg_reserve) / 4.0) as usize;
-        by_c.min(by_budget).clamp(1, 1024).min(classes.max(1))
+        let rest = if self.head_rows == 0 { Self::auto_rest(classes) } else { self.head_rows };
+        by_c.min(rest / 4).clamp(1, 1024).min(classes.max(1))
     }
 
-    pub fn is_dense(&self, classes: usize) -> bool {
-        self.head_rows as f64 >= self.dense_above * classes as f64
+    /// Whether `columns` shared columns make a step dense.
+    pub fn is_dense(&self, columns: usize, classes: usize) -> bool {
+        columns as f64 >= self.dense_above * classes as f64
     }
 
     /// Checks the values a user can set; the message names the option.
     pub fn validate(&self, classes: usize) -> Result<(), String> {
-        if self.head_rows == 0 || self.head_rows > classes {
+        if self.head_rows > classes {
             return Err(format!("--candidates {} must be between 1 and the class count C = {classes}", self.head_rows));
         }
         if !(self.clip >= 1.0) {
             return Err(format!("--dis-clip {} must be at least 1 (inf = no clipping)", self.clip));
         }
-        if !(0.0..1.0).contains(&self.neg_reserve) || !(0.0..=1.0).contains(&self.uniform_share) || !(self.pi_min > 0.0 && self.pi_min <= 1.0) {
-            return Err("DIS shares must lie in [0, 1) and pi_min in (0, 1]".into());
+        if !(0.0..=1.0).contains(&self.uniform_share) || !(self.uniform_share > 0.0) || !(0.0..1.0).contains(&self.reserve) {
+            return Err("the DIS uniform share must lie in (0, 1] and the reserve in [0, 1)".into());
         }
         Ok(())
     }
@@ -184,30 +185,38 @@ pub struct RowsView<'a> {
     pub label: &'a [i64],
 }
 
-/// What a step computes: columns (classes) with weights, and where each row's positives sit.
+/// What a step computes: each row's positive slots, the shared sampled columns with their weights,
+/// and the union of head rows the step touches.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    /// Class of each column. Columns `[0, exact)` have π = 1.
-    pub cols: Vec<i64>,
-    /// log w_j = −log π_j per column (0 for exact ones).
-    pub logw: Vec<f64>,
-    /// Factor on each column's head gradient: min(1, clip·π_j).
-    pub head_scale: Vec<f64>,
-    pub exact: usize,
-    /// Columns holding positives: `[0, positives)`; the rest are sampled negatives.
-    pub positives: usize,
-    /// Column of rank r of row i at `[i*K + r]`, or `cols.len()` (a spare column) when not computed.
-    pub pos_col: Vec<i64>,
-    /// Target weight of that slot: p_ir·w_j (0 when not computed).
+    /// Slots per row: the K ranks, then the label (a label among the ranks is marked inactive).
+    pub slots: usize,
+    /// Class of each row's slot `[i*slots + r]` (the label slot holds rank 0's class when inactive).
+    pub pos: Vec<i64>,
+    /// Whether the slot counts (false for an absent label or one already among the ranks).
+    pub active: Vec<bool>,
+    /// Teacher target of each slot at the training temperature (0 for the label slot).
     pub pos_t: Vec<f64>,
-    /// Column of each row's label (−1 without one).
-    pub label_col: Vec<i64>,
-    /// Every class is a column (π ≡ 1): the step is the dense estimator.
+    /// Slot holding the row's label (−1 without one): CE picks it.
+    pub label_slot: Vec<i64>,
+    /// The shared sampled columns: class, log w_j = −log π_j, and the factor min(1, clip·π_j) on
+    /// each column's head gradient.
+    pub cols: Vec<i64>,
+    pub logw: Vec<f64>,
+    pub head_scale: Vec<f64>,
+    /// Column holding slot `[i*slots + r]`'s class, or −1 (those entries are masked for row i).
+    pub own_col: Vec<i64>,
+    /// The distinct head rows the step touches (positives, then columns), and where each slot and
+    /// each column sits among them.
+    pub union: Vec<i64>,
+    pub pos_u: Vec<i64>,
+    pub col_u: Vec<i64>,
+    /// The dense estimator applies instead (every class a column).
     pub dense: bool,
 }
 
 /// Sampler state that lives across steps: the clusters, the current student-mass estimate per cluster,
-/// and scratch space (a class → column map, reset after each step in O(|columns|)).
+/// and scratch space (class → union index, and → column; reset after each step in O(|union|)).
 #[derive(Debug, Clone)]
 pub struct Sampler {
     pub cfg: DisConfig,
@@ -215,17 +224,15 @@ pub struct Sampler {
     /// Batch-mean student softmax mass per cluster (from the device, updated each step).
     pub mass: Vec<f64>,
     slot: Vec<i32>,
-    excluded_in: Vec<u32>,
+    col: Vec<i32>,
 }
-
-const EXCLUDED: i32 = -2;
 
 impl Sampler {
     pub fn new(cfg: DisConfig, classes: usize, seed: u64) -> Self {
         let n = cfg.cluster_count(classes);
         let clusters = Clusters::new(classes, n, seed);
         let mass = clusters.members.iter().map(|m| m.len() as f64 / classes.max(1) as f64).collect();
-        Sampler { cfg, clusters, mass, slot: vec![-1; classes], excluded_in: vec![0; n] }
+        Sampler { cfg, clusters, mass, slot: vec![-1; classes], col: vec![-1; classes] }
     }
 
     pub fn classes(&self) -> usize {
@@ -236,257 +243,159 @@ impl Sampler {
     pub fn plan(&mut self, rows: &RowsView, rng: &mut impl Rng) -> Plan {
         let (b, k, c) = (rows.b, rows.k, rows.classes);
         debug_assert_eq!(c, self.slot.len());
-        let mut pl = Plan { label_col: vec![-1; b], ..Default::default() };
-        if self.cfg.is_dense(c) {
-            pl.dense = true;
-            pl.cols = (0..c as i64).collect();
-            pl.logw = vec![0.0; c];
-            pl.head_scale = vec![1.0; c];
-            pl.exact = c;
-            pl.positives = c;
-            pl.pos_col = rows.idx.to_vec();
-            pl.pos_t = rows.p.to_vec();
-            pl.label_col = rows.label.to_vec();
-            return pl;
+        if self.cfg.head_rows > 0 && self.cfg.is_dense(self.cfg.head_rows, c) {
+            return Plan { dense: true, ..Default::default() };
         }
-        let budget = self.cfg.head_rows.min(c);
-        let reserve = ((budget as f64) * self.cfg.neg_reserve).ceil() as usize;
-        // 1. labels, then whole rank levels while they fit
-        let add = |slot: &mut Vec<i32>, cols: &mut Vec<i64>, j: i64| {
+        let slots = k + 1;
+        let mut pl = Plan { slots, label_slot: vec![-1; b], ..Default::default() };
+        let union_of = |slot: &mut Vec<i32>, union: &mut Vec<i64>, j: i64| -> i64 {
             if slot[j as usize] < 0 {
-                slot[j as usize] = cols.len() as i32;
-                cols.push(j);
+                slot[j as usize] = union.len() as i32;
+                union.push(j);
             }
+            slot[j as usize] as i64
         };
-        for &l in rows.label {
-            if l >= 0 {
-                add(&mut self.slot, &mut pl.cols, l);
-            }
-        }
-        let mut level = 0;
-        let mut fresh = vec![];
-        while level < k {
-            fresh.clear();
-            for i in 0..b {
-                let j = rows.idx[i * k + level];
-                if self.slot[j as usize] < 0 {
-                    self.slot[j as usize] = i32::MAX; // tentatively taken
-                    fresh.push(j);
-                }
-            }
-            // the negative reserve is needed only for the classes the positives leave out
-            let after = pl.cols.len() + fresh.len();
-            if after + reserve.min(c - after) > budget.max(pl.cols.len()) && level > 0 {
-                for &j in &fresh {
-                    self.slot[j as usize] = -1;
-                }
-                break;
-            }
-            for &j in &fresh {
-                self.slot[j as usize] = pl.cols.len() as i32;
-                pl.cols.push(j);
-            }
-            level += 1;
-        }
-        pl.exact = pl.cols.len();
-        // 2. the ranks beyond: Poisson sampling by the teacher's second moment
-        let mut extra: Vec<(i64, f64)> = vec![]; // (class, Σ p²) — index into it via a negative slot
+        // 1. every row's own positives
         for i in 0..b {
-            for r in level..k {
-                let j = rows.idx[i * k + r];
-                let s = self.slot[j as usize];
-                let p2 = rows.p[i * k + r] * rows.p[i * k + r];
-                if s == -1 {
-                    self.slot[j as usize] = -3 - extra.len() as i32;
-                    extra.push((j, p2));
-                } else if s <= -3 {
-                    extra[(-3 - s) as usize].1 += p2;
-                }
+            let ranks = &rows.idx[i * k..(i + 1) * k];
+            for r in 0..k {
+                pl.pos.push(ranks[r]);
+                pl.active.push(true);
+                pl.pos_t.push(rows.p[i * k + r]);
+                pl.pos_u.push(union_of(&mut self.slot, &mut pl.union, ranks[r]));
             }
+            let l = rows.label[i];
+            let at = if l >= 0 { ranks.iter().position(|&j| j == l) } else { None };
+            let lab = if l >= 0 && at.is_none() { l } else { ranks[0] };
+            pl.pos.push(lab);
+            pl.active.push(l >= 0 && at.is_none());
+            pl.pos_t.push(0.0);
+            pl.pos_u.push(union_of(&mut self.slot, &mut pl.union, lab));
+            pl.label_slot[i] = match (l >= 0, at) {
+                (false, _) => -1,
+                (true, Some(r)) => r as i64,
+                (true, None) => k as i64,
+            };
         }
-        let mut pi_extra = vec![];
-        if !extra.is_empty() {
-            let w: Vec<f64> = extra.iter().map(|e| e.1.sqrt()).collect();
-            pi_extra = waterfill(&w, budget.saturating_sub(reserve + pl.exact) as f64, self.cfg.pi_min);
-            for (e, &pi) in extra.iter().zip(&pi_extra) {
-                if pi >= 1.0 || rng.random::<f64>() < pi {
-                    self.slot[e.0 as usize] = pl.cols.len() as i32;
-                    pl.cols.push(e.0);
-                } else {
-                    self.slot[e.0 as usize] = EXCLUDED;
-                }
+        // 2. shared columns. First stratum: the batch's positives U (every row's hard negatives are the
+        // other rows' positives), all of them while they fit in (1 − reserve) of the budget, else a
+        // uniform subsample. Then the clusters, restricted to the classes outside U.
+        let nu = pl.union.len();
+        let m = if self.cfg.head_rows == 0 {
+            let by_share = ((nu as f64) / (1.0 - self.cfg.reserve)).ceil() as usize;
+            by_share.max(nu + DisConfig::auto_rest(c)).min(c)
+        } else {
+            self.cfg.head_rows.min(c)
+        };
+        if self.cfg.is_dense(m, c) {
+            for &j in &pl.union {
+                self.slot[j as usize] = -1;
             }
+            return Plan { dense: true, ..Default::default() };
         }
-        pl.logw = vec![0.0; pl.exact];
-        for (e, &pi) in extra.iter().zip(&pi_extra) {
-            if self.slot[e.0 as usize] >= 0 {
-                pl.logw.push(-pi.min(1.0).ln());
-            }
+        let reserve = (((m as f64) * self.cfg.reserve).ceil() as usize).min(c - nu); // only the classes outside U need it
+        let m_u = nu.min(m.saturating_sub(reserve));
+        let pi_u = m_u as f64 / nu.max(1) as f64;
+        let picked: Vec<usize> = if m_u >= nu { (0..nu).collect() } else { sample_indices(rng, nu, m_u).into_vec() };
+        for u in picked {
+            let j = pl.union[u];
+            self.col[j as usize] = pl.cols.len() as i32;
+            pl.cols.push(j);
+            pl.logw.push(-pi_u.ln());
+            pl.col_u.push(u as i64);
         }
-        pl.positives = pl.cols.len();
-        // 3. negatives: stratified over the clusters, outside every positive
-        let m = budget.saturating_sub(pl.positives).max(reserve.min(c - pl.positives));
         let nclu = self.clusters.len();
-        self.excluded_in.iter_mut().for_each(|x| *x = 0);
-        for &j in &pl.cols {
-            self.excluded_in[self.clusters.assign[j as usize] as usize] += 1;
+        let mut free: Vec<f64> = self.clusters.members.iter().map(|m| m.len() as f64).collect();
+        for &j in &pl.union {
+            free[self.clusters.assign[j as usize] as usize] -= 1.0;
         }
-        for e in &extra {
-            if self.slot[e.0 as usize] == EXCLUDED {
-                self.excluded_in[self.clusters.assign[e.0 as usize] as usize] += 1;
-            }
-        }
-        let free: Vec<f64> = (0..nclu).map(|cl| (self.clusters.members[cl].len() as u32 - self.excluded_in[cl]) as f64).collect();
-        let x = allocate(&free, &self.mass, &self.clusters, m as f64, self.cfg.uniform_share);
-        let mut drawn = vec![];
+        let x = allocate(&free, &self.mass, (m - m_u) as f64, self.cfg.uniform_share);
+        let mut avail = vec![];
         for cl in 0..nclu {
             if x[cl] <= 0.0 || free[cl] <= 0.0 {
                 continue;
             }
-            let want = x[cl].floor() as usize + (rng.random::<f64>() < x[cl].fract()) as usize;
-            let want = want.min(free[cl] as usize);
-            if want == 0 {
-                continue;
-            }
+            let nfree = free[cl] as usize;
+            let want = (x[cl].floor() as usize + (rng.random::<f64>() < x[cl].fract()) as usize).min(nfree);
             let pi = (x[cl] / free[cl]).min(1.0);
-            drawn.clear();
             let mem = &self.clusters.members[cl];
-            if 4 * want <= free[cl] as usize && 2 * free[cl] as usize >= mem.len() {
+            let take = |j: i64, slot: &mut Vec<i32>, col: &mut Vec<i32>, pl: &mut Plan| {
+                col[j as usize] = pl.cols.len() as i32;
+                pl.cols.push(j);
+                pl.logw.push(-pi.ln());
+                pl.col_u.push(union_of(slot, &mut pl.union, j));
+            };
+            if 4 * want <= nfree && 2 * nfree >= mem.len() {
                 // rejection: most members are free and few are wanted
-                while drawn.len() < want {
+                let mut got = 0;
+                while got < want {
                     let j = mem[rng.random_range(0..mem.len())] as i64;
-                    if self.slot[j as usize] == -1 {
-                        self.slot[j as usize] = i32::MAX;
-                        drawn.push(j);
+                    if self.slot[j as usize] < 0 {
+                        take(j, &mut self.slot, &mut self.col, &mut pl);
+                        got += 1;
                     }
                 }
             } else {
-                let avail: Vec<i64> = mem.iter().map(|&j| j as i64).filter(|&j| self.slot[j as usize] == -1).collect();
+                avail.clear();
+                avail.extend(mem.iter().map(|&j| j as i64).filter(|&j| self.slot[j as usize] < 0));
                 for t in sample_indices(rng, avail.len(), want) {
-                    drawn.push(avail[t]);
+                    take(avail[t], &mut self.slot, &mut self.col, &mut pl);
                 }
             }
-            for &j in &drawn {
-                self.slot[j as usize] = pl.cols.len() as i32;
-                pl.cols.push(j);
-                pl.logw.push(-pi.ln());
-            }
         }
-        // per-row slots, label columns, head scales
-        let spare = pl.cols.len() as i64;
-        pl.pos_col = Vec::with_capacity(b * k);
-        pl.pos_t = Vec::with_capacity(b * k);
-        for i in 0..b {
-            for r in 0..k {
-                let j = rows.idx[i * k + r] as usize;
-                let s = self.slot[j];
-                if s >= 0 {
-                    pl.pos_col.push(s as i64);
-                    pl.pos_t.push(rows.p[i * k + r] * pl.logw[s as usize].exp());
-                } else {
-                    pl.pos_col.push(spare);
-                    pl.pos_t.push(0.0);
-                }
-            }
-            let l = rows.label[i];
-            pl.label_col[i] = if l >= 0 { self.slot[l as usize] as i64 } else { -1 };
-        }
+        pl.own_col = pl.pos.iter().zip(&pl.active).map(|(&j, &a)| if a { self.col[j as usize] as i64 } else { -1 }).collect();
         let clip = self.cfg.clip;
         pl.head_scale = pl.logw.iter().map(|&lw| (clip * (-lw).exp()).min(1.0)).collect();
-        // reset the scratch map
-        for &j in &pl.cols {
+        for &j in &pl.union {
             self.slot[j as usize] = -1;
-        }
-        for e in &extra {
-            self.slot[e.0 as usize] = -1;
+            self.col[j as usize] = -1;
         }
         pl
     }
 }
 
-/// Inclusion probabilities π_j = max(floor, min(1, c·w_j)) with Σπ = budget where possible
-/// (water-filling by bisection on c); all 1 when the budget covers every item.
-pub fn waterfill(w: &[f64], budget: f64, floor: f64) -> Vec<f64> {
-    let n = w.len() as f64;
-    if budget >= n {
-        return vec![1.0; w.len()];
-    }
-    if floor * n >= budget {
-        return vec![floor.max(budget / n).min(1.0); w.len()];
-    }
-    let f = |c: f64| -> f64 { w.iter().map(|&x| (c * x).min(1.0).max(floor)).sum() };
-    let (mut lo, mut hi) = (0.0f64, 1.0f64);
-    while f(hi) < budget && hi < 1e300 {
-        hi *= 2.0;
-    }
-    for _ in 0..60 {
-        let mid = 0.5 * (lo + hi);
-        if f(mid) > budget { hi = mid } else { lo = mid }
-    }
-    w.iter().map(|&x| (lo * x).min(1.0).max(floor)).collect()
-}
-
-/// Expected draws per stratum: x_c = m·a_c with a_c ∝ (1−λ)·M_c·R_c/|c| + λ·R_c/R, capped at R_c
-/// (the excess goes to the uncapped strata).
-fn allocate(free: &[f64], mass: &[f64], cl: &Clusters, m: f64, lambda: f64) -> Vec<f64> {
-    let n = free.len();
-    let total_free: f64 = free.iter().sum();
-    if total_free <= 0.0 || m <= 0.0 {
+/// Expected draws per stratum: x_c = m·a_c with a_c ∝ (1−λ)·M_c + λ·n_c/C, capped at n_c (the excess
+/// goes to the uncapped strata).
+fn allocate(size: &[f64], mass: &[f64], m: f64, lambda: f64) -> Vec<f64> {
+    let n = size.len();
+    let total: f64 = size.iter().sum();
+    if total <= 0.0 || m <= 0.0 {
         return vec![0.0; n];
     }
-    if m >= total_free {
-        return free.to_vec();
+    if m >= total {
+        return size.to_vec();
     }
-    let dyn_w: Vec<f64> = (0..n).map(|c| if free[c] > 0.0 { mass[c].max(0.0) * free[c] / cl.members[c].len().max(1) as f64 } else { 0.0 }).collect();
+    let dyn_w: Vec<f64> = (0..n).map(|c| if size[c] > 0.0 { mass[c].max(0.0) } else { 0.0 }).collect();
     let dyn_sum: f64 = dyn_w.iter().sum();
     let lam = if dyn_sum > 0.0 { lambda } else { 1.0 };
-    let a: Vec<f64> = (0..n).map(|c| lam * free[c] / total_free + if dyn_sum > 0.0 { (1.0 - lam) * dyn_w[c] / dyn_sum } else { 0.0 }).collect();
+    let a: Vec<f64> = (0..n).map(|c| lam * size[c] / total + if dyn_sum > 0.0 { (1.0 - lam) * dyn_w[c] / dyn_sum } else { 0.0 }).collect();
     let mut x = vec![0.0; n];
     let mut capped = vec![false; n];
-    let mut left = m;
     for _ in 0..n.min(64) {
+        let left = m - (0..n).filter(|&c| capped[c]).map(|c| size[c]).sum::<f64>();
         let s: f64 = (0..n).filter(|&c| !capped[c]).map(|c| a[c]).sum();
         if s <= 0.0 || left <= 0.0 {
             break;
         }
         let mut changed = false;
         for c in 0..n {
-            if !capped[c] {
-                x[c] = left * a[c] / s;
-                if x[c] >= free[c] {
-                    capped[c] = true;
-                    changed = true;
-                }
+            x[c] = if capped[c] { size[c] } else { left * a[c] / s };
+            if !capped[c] && x[c] >= size[c] {
+                capped[c] = true;
+                changed = true;
             }
         }
         if !changed {
             break;
         }
-        left = m - (0..n).filter(|&c| capped[c]).map(|c| free[c]).sum::<f64>();
-        for c in 0..n {
-            if capped[c] {
-                x[c] = free[c];
-            }
-        }
     }
-    x
+    (0..n).map(|c| x[c].min(size[c])).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
-
-    #[test]
-    fn waterfill_meets_budget_and_floor() {
-        let pi = waterfill(&[0.5, 0.2, 0.1, 0.05, 0.01, 0.001], 3.0, 0.05);
-        let s: f64 = pi.iter().sum();
-        assert!((s - 3.0).abs() < 1e-6, "{pi:?}");
-        assert_eq!(pi[0], 1.0);
-        assert!(pi.iter().all(|&p| p >= 0.05));
-        assert!(pi.windows(2).all(|w| w[0] >= w[1]));
-        assert_eq!(waterfill(&[1.0, 2.0], 5.0, 0.1), vec![1.0, 1.0]);
-    }
 
     #[test]
     fn clusters_move_keeps_membership_consistent() {
@@ -519,66 +428,72 @@ mod tests {
                 p.push(0.5f64.powi(r as i32 + 1));
             }
         }
-        let label = (0..b).map(|i| if i % 3 == 0 { -1 } else { idx[i * k] }).collect();
+        // rows 0, 3, …: no label; 1, 4, …: label = rank 0; 2, 5, …: a label outside the ranks
+        let label = (0..b).map(|i| match i % 3 { 0 => -1, 1 => idx[i * k], _ => (0..c as i64).find(|j| !idx[i * k..(i + 1) * k].contains(j)).unwrap() }).collect();
         (idx, p, label)
     }
 
-    /// Every class is counted by exactly one design, and the Horvitz–Thompson weights make every
-    /// sum over classes unbiased: E[Σ_{columns} f(j)·w_j] = Σ_j f(j) for an arbitrary f, and
-    /// E[target weight of (i, r)] = p_ir. Checked by averaging many plans with a frozen proposal.
+    /// The weights make every sum over classes unbiased (E[Σ_cols f(j)·w_j] = Σ_j f(j) for an
+    /// arbitrary f, with a skewed proposal), the positives are exact, and the bookkeeping is consistent.
     #[test]
-    fn plans_are_unbiased_for_every_class() {
-        let (b, k, c) = (16, 6, 300);
+    fn plans_are_unbiased_and_consistent() {
+        let (b, k, c) = (12, 5, 300);
         let (idx, p, label) = rows(b, k, c, 3);
         let view = RowsView { b, k, classes: c, idx: &idx, p: &p, label: &label };
-        // a budget the positives overflow, so both positives and negatives are sampled
-        let cfg = DisConfig { head_rows: 60, clusters: 5, ..Default::default() };
-        let mut s = Sampler::new(cfg, c, 4);
+        let mut s = Sampler::new(DisConfig { head_rows: 40, clusters: 5, ..Default::default() }, c, 4);
         s.mass = vec![0.5, 0.1, 0.2, 0.15, 0.05];
         let f: Vec<f64> = (0..c).map(|j| 1.0 + (j % 7) as f64).collect();
         let truth: f64 = f.iter().sum();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         let n = 20000;
-        let (mut est, mut tsum, mut ncols) = (0.0, vec![0.0; b * k], 0.0);
+        let (mut est, mut ncols) = (0.0, 0.0);
         for _ in 0..n {
             let pl = s.plan(&view, &mut rng);
             assert!(!pl.dense);
             let mut seen = std::collections::HashSet::new();
             for (t, &j) in pl.cols.iter().enumerate() {
-                assert!(seen.insert(j), "class {j} twice");
+                assert!(seen.insert(j), "class {j} drawn twice");
                 est += f[j as usize] * pl.logw[t].exp();
-            }
-            for (a, &t) in tsum.iter_mut().zip(&pl.pos_t) {
-                *a += t;
-            }
-            for (i, &l) in label.iter().enumerate() {
-                if l >= 0 {
-                    assert!(pl.label_col[i] >= 0 && (pl.label_col[i] as usize) < pl.exact, "labels are always exact columns");
-                }
+                assert_eq!(pl.union[pl.col_u[t] as usize], j);
             }
             ncols += pl.cols.len() as f64;
+            for i in 0..b {
+                for r in 0..k {
+                    let at = i * (k + 1) + r;
+                    assert_eq!((pl.pos[at], pl.pos_t[at], pl.active[at]), (idx[i * k + r], p[i * k + r], true));
+                }
+                let ls = pl.label_slot[i];
+                assert_eq!(ls >= 0, label[i] >= 0);
+                if ls >= 0 {
+                    assert_eq!(pl.pos[i * (k + 1) + ls as usize], label[i]);
+                }
+                assert_eq!(pl.active[i * (k + 1) + k], i % 3 == 2, "label slot active only for a label outside the ranks");
+            }
+            for (at, &j) in pl.pos.iter().enumerate() {
+                assert_eq!(pl.union[pl.pos_u[at] as usize], j);
+                let oc = pl.own_col[at];
+                assert_eq!(oc >= 0, pl.active[at] && pl.cols.contains(&j));
+                if oc >= 0 {
+                    assert_eq!(pl.cols[oc as usize], j);
+                }
+            }
         }
         let rel = (est / n as f64 - truth).abs() / truth;
-        assert!(rel < 0.003, "HT sum off by {rel}");
-        for (i, (&a, &pt)) in tsum.iter().zip(&p).enumerate() {
-            assert!((a / n as f64 - pt).abs() < 0.06 * pt + 1e-3, "slot {i}: mean target {} vs {pt}", a / n as f64);
-        }
-        let mean_cols = ncols / n as f64;
-        assert!((mean_cols - 60.0).abs() < 8.0, "mean columns {mean_cols} vs budget 60");
+        assert!(rel < 0.005, "HT sum off by {rel}");
+        assert!((ncols / n as f64 - 40.0).abs() < 1.0, "mean columns {} vs 40", ncols / n as f64);
     }
 
     #[test]
-    fn positives_that_fit_are_all_kept_exactly() {
+    fn dense_when_the_budget_covers_most_classes() {
         let (b, k, c) = (8, 4, 1000);
         let (idx, p, label) = rows(b, k, c, 7);
         let view = RowsView { b, k, classes: c, idx: &idx, p: &p, label: &label };
-        let mut s = Sampler::new(DisConfig { head_rows: 100, ..Default::default() }, c, 1);
-        let pl = s.plan(&view, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
-        assert!(pl.pos_col.iter().all(|&col| (col as usize) < pl.exact), "a positive was sampled although all fit");
-        assert_eq!(pl.pos_t, p);
-        assert!(pl.cols.len() >= 100 - 2 && pl.cols.len() <= 100 + 2, "{} columns", pl.cols.len());
-        // dense when the budget covers most classes
         let mut s = Sampler::new(DisConfig { head_rows: 900, ..Default::default() }, c, 1);
         assert!(s.plan(&view, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1)).dense);
+        // every class drawn when the budget is C and dense mode is off: weights all 1
+        let mut s = Sampler::new(DisConfig { head_rows: c, dense_above: 2.0, ..Default::default() }, c, 1);
+        let pl = s.plan(&view, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(pl.cols.len(), c);
+        assert!(pl.logw.iter().all(|&w| w.abs() < 1e-12));
     }
 }

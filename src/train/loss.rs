@@ -10,15 +10,16 @@
 //!            mass (dense student normaliser).
 //! - `rs`:    t = top-K + τ spread over the cached tail samples by their counts (unbiased for the true
 //!            tail); dense student normaliser. Needs a cache built with --tail-samples.
-//! - `dis`:   the columns of a [`crate::sample::Plan`] (shared by the batch: positives kept exactly while
-//!            they fit, then Poisson-sampled; negatives drawn by stratified sampling over clusters of head
-//!            rows), each with weight w_j = 1/π_j. Normaliser Ẑ_i = Σ_cols w_j·e^{s_ij/T} (unbiased);
-//!            target p_ir·w_j on the row's positives. The tail, exact on the teacher side:
-//!            `--dis-tail bucket` (default): −τ_i·log(Ẑ^tail_i/Ẑ_i), Ẑ^tail over the columns outside
-//!            the row's top-K, as `ghost`; `--dis-tail spread`: τ_i/(C−K) on every class outside the top-K
-//!            (exact on every column, and on the classes without a column through the running sum of
-//!            all head rows), as `full`. With every class a column, `dis` is `ghost` (bucket) or `full`
-//!            (spread) exactly. Cost O(B·|columns|·d).
+//! - `dis`:   each row's own positives (its K ranks and its label) exactly, plus the shared columns of
+//!            a [`crate::sample::Plan`] (the batch's positives while they fit, then classes drawn by
+//!            stratified sampling over online clusters of head rows), each with weight w_j = 1/π_j and
+//!            masked for the rows whose own positive it is. Normaliser
+//!            Ẑ_i = Σ_{own} e^{s_ij/T} + Σ_{columns ∉ own} w_j·e^{s_ij/T} (unbiased). The tail is exact on
+//!            the teacher side: `--dis-tail spread` (default): τ_i/(C−K) on every class outside the
+//!            top-K, as `full` — value and features' gradient through the running sum of all head rows,
+//!            head gradient on the columns with weight w_j; `--dis-tail bucket`: −τ_i·log(Ẑ^tail_i/Ẑ_i),
+//!            as `ghost`. With every class a column, `dis` is `full` (spread) or `ghost` (bucket)
+//!            exactly. Cost O(B·(K + |columns|)·d).
 //! CE on labels uses the same columns at T = 1 (labels are always exact columns).
 //! Loss = α·T²·mean_i KD_i + (1−α)·mean_{labelled i} CE_i.
 use rand::Rng;
@@ -335,83 +336,110 @@ fn topk_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Resu
     Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, head_scale: None, computed_rows: n as usize, plan: None })
 }
 
-/// `dis` on a plan's columns (see the module doc). `total` is Σ of all head rows (for `spread`).
+/// `dis` on a plan (see the module doc). `total` is Σ of all head rows (for the spread tail).
 fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &Plan, tail: Tail, total: &Tensor) -> Result<StepOut> {
+    if plan.dense {
+        let est = if tail == Tail::Spread { Estimator::Full } else { Estimator::Ghost };
+        return dense_loss(&LossConfig { estimator: est, ..*cfg }, ha, head, tg);
+    }
     let device = ha.device();
     let (b, k, c) = (tg.b as i64, tg.k as i64, tg.classes as i64);
-    let n = plan.cols.len() as i64;
-    if n == 0 {
-        return Err(Error::invalid("a batch with no candidate classes"));
-    }
+    let (sl, n, nu) = (plan.slots as i64, plan.cols.len() as i64, plan.union.len() as i64);
     let temp = cfg.temperature;
+    let fill: Vec<f64> = tg.tau.iter().map(|&t| if c > k && tail == Tail::Spread { t / (c - k) as f64 } else { 0.0 }).collect();
     let mut up = Upload::default();
-    let i_cols = up.ints(&plan.cols, &[n]);
-    let i_pc = up.ints(&plan.pos_col, &[b, k]);
+    let i_union = up.ints(&plan.union, &[nu]);
+    let i_pu = up.ints(&plan.pos_u, &[b * sl]);
+    let i_cu = up.ints(&plan.col_u, &[n]);
+    // own positives among the columns, masked per row (−1 → a spare column)
+    let own: Vec<i64> = plan.own_col.iter().map(|&o| if o >= 0 { o } else { n }).collect();
+    let i_own = up.ints(&own, &[b, sl]);
     let i_lw = up.floats(plan.logw.iter().copied(), &[n]);
-    let i_pt = up.floats(plan.pos_t.iter().copied(), &[b, k]);
-    let i_tau = up.floats(tg.tau.iter().copied(), &[b]);
+    // slot targets; an active label slot outside the top-K carries the spread tail's fill
+    let pos_t: Vec<f64> = (0..plan.pos_t.len()).map(|at| if at % plan.slots == plan.slots - 1 && plan.active[at] { fill[at / plan.slots] } else { plan.pos_t[at] }).collect();
+    let i_pt = up.floats(pos_t, &[b, sl]);
+    // masked entries get a large finite negative (not −inf: a row whose every column is masked must
+    // still have a finite log-sum-exp and gradient)
+    const MASKED: f64 = -1e30;
+    let i_act = up.floats(plan.active.iter().map(|&a| if a { 0.0 } else { MASKED }), &[b, sl]);
+    let i_tau = up.floats(tg.tau.iter().copied(), &[b, 1]);
+    let i_fill = up.floats(fill.iter().copied(), &[b, 1]);
     // the exact mass of each row's target (Σ_r p_ir + τ_i): the coefficient of log Ẑ_i with the bucket
     let i_mass = up.floats((0..tg.b).map(|i| tg.p[i * tg.k..(i + 1) * tg.k].iter().sum::<f64>() + tg.tau[i]), &[b]);
     let clipped = plan.head_scale.iter().any(|&x| x < 1.0);
-    let i_hs = clipped.then(|| up.floats(plan.head_scale.iter().copied(), &[n]));
-    let ce = ce_slots(&mut up, &plan.label_col);
+    let i_hs = clipped.then(|| up.floats(plan.head_scale.iter().copied(), &[n, 1]));
+    let ce_rows_l: Vec<i64> = (0..tg.b as i64).filter(|&i| plan.label_slot[i as usize] >= 0).collect();
+    let ce_slot: Vec<i64> = ce_rows_l.iter().map(|&i| plan.label_slot[i as usize]).collect();
+    let i_ce = (!ce_rows_l.is_empty()).then(|| (up.ints(&ce_rows_l, &[ce_rows_l.len() as i64]), up.ints(&ce_slot, &[ce_slot.len() as i64, 1])));
     let t = up.send(device)?;
-    let rows = t[i_cols].shallow_clone();
+    let rows = t[i_union].shallow_clone();
     let leaf = crate::train::optim::gather_rows(head, &rows)?.f_detach()?.f_requires_grad_(true)?;
-    let s = ha.f_matmul(&leaf.f_tr()?)?; // [B, n]
-    let st = &s / temp;
+    let d = leaf.size()[1];
+    // each row's own positives: B·(K+1) dot products
+    let pos_rows = leaf.f_index_select(0, &t[i_pu])?.f_reshape([b, sl, d])?;
+    let s_pos = pos_rows.f_bmm(&ha.f_unsqueeze(2)?)?.f_squeeze_dim(2)?; // [B, K+1]
+    // the shared columns (their head gradient scaled where the weight is clipped)
+    let mut col_rows = leaf.f_index_select(0, &t[i_cu])?;
+    if let Some(hs) = i_hs {
+        let s = &t[hs];
+        col_rows = col_rows.f_mul(s)?.f_add(&col_rows.f_mul(&s.f_neg()?.f_add_scalar(1.0)?)?.f_detach()?)?;
+    }
+    let s_col = ha.f_matmul(&col_rows.f_tr()?)?; // [B, n]
     let logw = t[i_lw].f_unsqueeze(0)?;
-    let z = st.f_add(&logw)?;
-    let lse = z.f_logsumexp([1i64], false)?;
-    let (pos_col, tau) = (&t[i_pc], &t[i_tau]);
-    // the linear term Σ_j A_ij·s_ij/T with one coefficient matrix A [B, n+1] (a spare last column takes
-    // the positives that have no column): the positives' targets, plus the spread tail's
-    let a = match tail {
-        Tail::Spread if c > k => {
-            // fill_i·w_j on every column outside row i's top-K: the head gradient then carries the tail
-            // target with each column's weight (Horvitz–Thompson, unbiased for every row)
-            let fill = tau / (c - k) as f64;
-            let w = Tensor::f_cat(&[t[i_lw].f_exp()?, Tensor::f_zeros([1], (Kind::Float, device))?], 0)?;
-            fill.f_unsqueeze(1)?.f_mul(&w.f_unsqueeze(0)?)?.f_scatter_value(1, pos_col, 0.0)?
-        }
-        _ => Tensor::f_zeros([b, n + 1], (Kind::Float, device))?,
+    let own_mask = |z: Tensor| -> Result<Tensor> {
+        Ok(Tensor::f_cat(&[z, Tensor::f_full([b, 1], MASKED, (Kind::Float, device))?], 1)?.f_scatter_value(1, &t[i_own], MASKED)?.f_narrow(1, 0, n)?)
     };
-    let a = a.f_scatter_add(1, pos_col, &t[i_pt])?.f_narrow(1, 0, n)?;
-    let lin = (&a * &st).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
+    let act = &t[i_act];
+    let z_pos = (&s_pos / temp).f_add(act)?;
+    let act_w = act.f_gt(-1.0)?.f_to_kind(Kind::Float)?; // 1 on active slots
+    let z_col = own_mask((&s_col / temp).f_add(&logw)?)?;
+    let lse_col = z_col.f_logsumexp([1i64], false)?;
+    let lse = Tensor::f_stack(&[z_pos.f_logsumexp([1i64], false)?, lse_col.shallow_clone()], 1)?.f_logsumexp([1i64], false)?;
+    let lin = (&t[i_pt] * &s_pos).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? / temp;
+    let tau = t[i_tau].f_squeeze_dim(1)?;
     let kd = match tail {
         Tail::Bucket => {
-            // −Σ_r p_r (s_r/T − log Ẑ) − τ (log Ẑ^tail − log Ẑ), as ghost: Ẑ^tail over the columns
-            // outside the row's top-K
-            let zt = Tensor::f_cat(&[&z, &Tensor::f_full([b, 1], f64::NEG_INFINITY, (Kind::Float, device))?], 1)?.f_scatter_value(1, pos_col, f64::NEG_INFINITY)?;
-            let tail_lse = zt.f_logsumexp([1i64], false)?.f_nan_to_num(0.0, None, None)?;
-            lse.f_mul(&t[i_mass])?.f_sub(&lin)?.f_sub(&tau.f_mul(&tail_lse)?)?
+            // −Σ_r p_r (s_r/T − log Ẑ) − τ (log Ẑ^tail − log Ẑ), as ghost; the tail: the columns outside
+            // the row's positives, and its label when that is outside the top-K
+            let label_z = z_pos.f_narrow(1, k, 1)?.f_squeeze_dim(1)?;
+            let lse_tail = Tensor::f_stack(&[lse_col, label_z], 1)?.f_logsumexp([1i64], false)?;
+            lse.f_mul(&t[i_mass])?.f_sub(&lin)?.f_sub(&tau.f_mul(&lse_tail)?)?
         }
-        Tail::Spread if c > k => {
-            // the features' gradient and the value get the exact tail sum: the columns carry fill·w_j, so
-            // add fill_i·h_i·Σ_j (1 − w_j)·H_j over the columns outside the top-K, and
-            // fill_i·h_i·(Σ all rows − Σ column rows) for the classes without a column (head detached)
-            let fill = tau / (c - k) as f64;
-            let leaf_d = leaf.f_detach()?;
-            let one_minus_w = t[i_lw].f_exp()?.f_neg()?.f_add_scalar(1.0)?;
-            let mut u = one_minus_w.f_unsqueeze(0)?.f_matmul(&leaf_d)?; // [1, D]: Σ_j (1 − w_j)·H_j
-            if !plan.dense {
-                let rest = total.f_sub(&leaf_d.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?)?.f_to_kind(Kind::Float)?;
-                u = u.f_add(&rest.f_unsqueeze(0)?)?;
-            }
-            // minus the (1 − w_j)·H_j of the row's own top-K columns (nonzero only for sampled positives)
-            let omw = Tensor::f_cat(&[one_minus_w, Tensor::f_zeros([1], (Kind::Float, device))?], 0)?;
-            let own = omw.f_index_select(0, &pos_col.f_flatten(0, -1)?)?.f_reshape([b, k])?;
-            let rows_top = Tensor::f_cat(&[&leaf_d, &Tensor::f_zeros([1, leaf_d.size()[1]], (Kind::Float, device))?], 0)?;
-            let own = own.f_unsqueeze(1)?.f_bmm(&crate::train::optim::gather_rows(&rows_top, pos_col)?)?.f_squeeze_dim(1)?; // [B, D]
-            let v = u.f_sub(&own)?.f_mul(&fill.f_unsqueeze(1)?)?;
-            let corr = (ha * v).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_div_scalar(temp)?;
-            lse.f_sub(&lin)?.f_sub(&corr)?
+        Tail::Spread => {
+            // fill_i = τ_i/(C−K) on every class outside the top-K. Value and features' gradient exact:
+            // fill_i·h_i·(Σ all rows − Σ own positive rows), the head detached (the label slot carries its
+            // own fill above). Head gradient: fill_i·w_j on the columns outside row i's positives
+            // (Horvitz–Thompson), added with no value and no features' gradient as
+            // Σ_j A_ij·s_ij − h_i·(A·H_detached)_i, A_ij = fill_i·w_j·[j not own].
+            let f = &t[i_fill];
+            let pos_d = pos_rows.f_detach()?;
+            let own_sum = act_w.f_unsqueeze(1)?.f_bmm(&pos_d)?.f_squeeze_dim(1)?; // Σ active own rows [B, D]
+            let rest = total.f_to_kind(Kind::Float)?.f_unsqueeze(0)?.f_sub(&own_sum)?;
+            let exact = (ha * rest).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_mul(&f.f_squeeze_dim(1)?)? / temp;
+            let w = t[i_lw].f_exp()?;
+            let a = own_mask(f.f_mul(&w.f_unsqueeze(0)?)?)?; // [B, n], own entries → −inf
+            let a = a.f_clamp_min(0.0)?;
+            let head_part = (&a * &s_col).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? / temp;
+            // A·H_detached = fill_i·(Σ_j w_j H_j − Σ_{own columns} w_j H_j)
+            let col_d = col_rows.f_detach()?;
+            let u = w.f_unsqueeze(0)?.f_matmul(&col_d)?; // [1, D]
+            let wx = Tensor::f_cat(&[w, Tensor::f_zeros([1], (Kind::Float, device))?], 0)?;
+            let own_w = wx.f_index_select(0, &t[i_own].f_flatten(0, -1)?)?.f_reshape([b, 1, sl])?;
+            let own_cols = own_w.f_bmm(&pos_d)?.f_squeeze_dim(1)?; // [B, D]
+            let ah = u.f_sub(&own_cols)?.f_mul(f)?;
+            let cancel = (ha * ah).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? / temp;
+            lse.f_sub(&lin)?.f_sub(&exact)?.f_sub(&head_part.f_sub(&cancel)?)?
         }
-        Tail::Spread => lse.f_sub(&lin)?,
     };
-    let z_ce = s.f_add(&t[i_lw].f_unsqueeze(0)?)?;
-    let ce = ce_rows(&z_ce, ce, &t)?;
+    let ce = match i_ce {
+        Some((r, sl_t)) => {
+            // CE at T = 1 over the same classes
+            let lse1 = Tensor::f_stack(&[s_pos.f_add(act)?.f_logsumexp([1i64], false)?, own_mask(s_col.f_add(&logw)?)?.f_logsumexp([1i64], false)?], 1)?.f_logsumexp([1i64], false)?;
+            let picked = s_pos.f_index_select(0, &t[r])?.f_gather(1, &t[sl_t], false)?.f_squeeze_dim(1)?;
+            Some(lse1.f_index_select(0, &t[r])?.f_sub(&picked)?.f_mean(Kind::Float)?)
+        }
+        None => None,
+    };
     let loss = combine(kd.f_mean(Kind::Float)?, ce, cfg)?;
-    let head_scale = i_hs.map(|i| t[i].shallow_clone());
-    Ok(StepOut { loss, constant: 0.0, rows: if plan.dense { None } else { Some(rows) }, leaf, head_scale, computed_rows: n as usize, plan: None })
+    Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, head_scale: None, computed_rows: nu as usize, plan: None })
 }

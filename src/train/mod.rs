@@ -395,14 +395,20 @@ fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch) -> Res
     }
     out.loss.f_backward()?;
     let g = out.head_grad()?;
-    match &out.rows {
-        Some(rows) => st.hopt.step_rows(&mut st.student.head, rows, &g)?,
-        None => st.hopt.step_all(&mut st.student.head, &g)?,
-    }
+    let delta = match &out.rows {
+        Some(rows) => Some(st.hopt.step_rows(&mut st.student.head, rows, &g)?),
+        None => {
+            st.hopt.step_all(&mut st.student.head, &g)?;
+            None
+        }
+    };
     st.bopt.step(&mut st.params)?;
-    if let (Some(d), Some(plan), Some(rows)) = (st.dis.as_mut(), &out.plan, &out.rows) {
-        // the sampler's bookkeeping: cluster statistics of the moved rows, and the next step's proposal
-        d.after_step(&st.student.head, rows, &out.leaf.f_detach()?, plan, &crate::train::student::Student::augment(&h.f_detach()?)?, o.temperature)?;
+    if let (Some(d), Some(plan)) = (st.dis.as_mut(), &out.plan) {
+        // the sampler's bookkeeping: the running sum of the head, cluster statistics, the next proposal
+        match &delta {
+            Some(delta) => d.after_step(&st.student.head, delta, plan, &crate::train::student::Student::augment(&h.f_detach()?)?, o.temperature)?,
+            None => d.resync_total(&st.student.head)?,
+        }
     }
     Ok(out)
 }

@@ -83,24 +83,34 @@ impl RowOptimizer {
         })
     }
 
-    /// Updates rows `rows` (unique, i64) of `table` with their gradient `g` [n, D].
-    pub fn step_rows(&mut self, table: &mut Tensor, rows: &Tensor, g: &Tensor) -> Result<()> {
+    /// Updates rows `rows` (unique, i64) of `table` with their gradient `g` [n, D]; returns the sum of
+    /// the changes, Σ_rows (w_new − w_old) [D] (f64), which keeps a running sum of the table exact.
+    pub fn step_rows(&mut self, table: &mut Tensor, rows: &Tensor, g: &Tensor) -> Result<Tensor> {
         let _ng = tch::no_grad_guard();
+        if self.host_ok(table, g) {
+            let idx = Vec::<i64>::try_from(rows)?;
+            return self.host_step(table, Some(&idx), g);
+        }
         let w = gather_rows(table, rows)?;
         let m = gather_rows(&self.m, rows)?;
         let v = gather_rows(&self.v, rows)?;
         let t = self.t.f_index_select(0, rows)?.f_add_scalar(1.0)?;
-        let (w, m, v) = update(&self.cfg, &w, g, &m, &v, &t.f_unsqueeze(1)?.f_to_kind(Kind::Float)?)?;
+        let (w_new, m, v) = update(&self.cfg, &w, g, &m, &v, &t.f_unsqueeze(1)?.f_to_kind(Kind::Float)?)?;
+        let delta = w_new.f_sub(&w)?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?;
+        let w = w_new;
         let _ = table.f_index_copy_(0, rows, &w)?;
         let _ = self.m.f_index_copy_(0, rows, &m)?;
         let _ = self.v.f_index_copy_(0, rows, &v)?;
         let _ = self.t.f_index_copy_(0, rows, &t)?;
-        Ok(())
+        Ok(delta)
     }
 
     /// Updates every row (a dense step): the same rule without index ops.
     pub fn step_all(&mut self, table: &mut Tensor, g: &Tensor) -> Result<()> {
         let _ng = tch::no_grad_guard();
+        if self.host_ok(table, g) {
+            return self.host_step(table, None, g).map(|_| ());
+        }
         let t = self.t.f_add_scalar(1.0)?;
         let (w, m, v) = update(&self.cfg, table, g, &self.m, &self.v, &t.f_unsqueeze(1)?.f_to_kind(Kind::Float)?)?;
         table.f_copy_(&w)?;
@@ -108,6 +118,81 @@ impl RowOptimizer {
         self.v = v;
         self.t = t;
         Ok(())
+    }
+
+    /// Whether the host loop applies: every tensor a contiguous CPU f32 table [R, D] (t: f64 [R]).
+    fn host_ok(&self, table: &Tensor, g: &Tensor) -> bool {
+        let cpu_f32 = |x: &Tensor| x.device() == tch::Device::Cpu && x.kind() == Kind::Float && x.is_contiguous();
+        cpu_f32(table) && cpu_f32(&self.m) && cpu_f32(&self.v) && g.device() == tch::Device::Cpu && g.kind() == Kind::Float
+            && self.t.kind() == Kind::Double && self.t.is_contiguous() && table.dim() == 2 && g.dim() == 2 && g.size()[1] == table.size()[1]
+    }
+
+    /// The same rule as [`update`], in one pass over each row's memory on the CPU (rayon over rows): the
+    /// tensor version makes ~20 passes with a temporary each, which made the optimizer the largest
+    /// part of a sparse step (measured 23 ms vs 3 ms for 9,000 rows of 257 floats).
+    fn host_step(&mut self, table: &mut Tensor, rows: Option<&[i64]>, g: &Tensor) -> Result<Tensor> {
+        use rayon::prelude::*;
+        let (r, d) = (table.size()[0] as usize, table.size()[1] as usize);
+        let g = g.f_contiguous()?;
+        let n = g.size()[0] as usize;
+        if rows.map_or(n != r, |x| x.len() != n) {
+            return Err(crate::Error::Internal(format!("optimizer: {n} gradient rows for {} table rows", rows.map_or(r, |x| x.len()))));
+        }
+        if let Some(x) = rows
+            && x.iter().any(|&i| i < 0 || i as usize >= r)
+        {
+            return Err(crate::Error::Internal("optimizer: a row index out of range".into()));
+        }
+        // SAFETY: the four tensors are contiguous CPU buffers of the checked shapes ([r, d] f32, [r]
+        // f64, g [n, d] f32) that live for this call; `rows` are unique (the callers pass a set), so
+        // each task touches disjoint rows.
+        let (wp, mp, vp, tp, gp) = (table.data_ptr() as usize, self.m.data_ptr() as usize, self.v.data_ptr() as usize, self.t.data_ptr() as usize, g.data_ptr() as usize);
+        let cfg = self.cfg;
+        let delta = (0..n).into_par_iter().with_min_len(64).fold(|| vec![0f64; d], |mut acc, i| {
+            let row = rows.map_or(i, |x| x[i] as usize);
+            let (w, m, v, gr, t) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut((wp as *mut f32).add(row * d), d),
+                    std::slice::from_raw_parts_mut((mp as *mut f32).add(row * d), d),
+                    std::slice::from_raw_parts_mut((vp as *mut f32).add(row * d), d),
+                    std::slice::from_raw_parts((gp as *const f32).add(i * d), d),
+                    &mut *((tp as *mut f64).add(row)),
+                )
+            };
+            *t += 1.0;
+            for (a, &x) in acc.iter_mut().zip(w.iter()) {
+                *a -= x as f64;
+            }
+            match cfg.kind {
+                OptKind::Sgd => {
+                    let (mu, lr) = (cfg.momentum as f32, cfg.lr as f32);
+                    for j in 0..d {
+                        m[j] = mu * m[j] + gr[j];
+                        w[j] -= lr * m[j];
+                    }
+                }
+                OptKind::Adam => {
+                    let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
+                    let bc1 = 1.0 - cfg.beta1.powf(*t as f32 as f64) as f32;
+                    let bc2 = 1.0 - cfg.beta2.powf(*t as f32 as f64) as f32;
+                    let (step, eps) = (cfg.lr as f32 / bc1, cfg.eps as f32);
+                    for j in 0..d {
+                        let gj = gr[j];
+                        m[j] = gj + b1 * (m[j] - gj);
+                        v[j] = gj * gj + b2 * (v[j] - gj * gj);
+                        w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
+                    }
+                }
+            }
+            for (a, &x) in acc.iter_mut().zip(w.iter()) {
+                *a += x as f64;
+            }
+            acc
+        }).reduce(|| vec![0f64; d], |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        });
+        Ok(Tensor::f_from_slice(&delta)?)
     }
 }
 
@@ -153,6 +238,33 @@ impl DenseOptimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The host loop and the tensor ops give the same update (the tensor path runs where the table is not
+    /// a CPU f32 one, e.g. on a GPU): checked on f32 tables against the same rule through [`update`].
+    #[test]
+    fn host_loop_matches_the_tensor_rule() {
+        for kind in [OptKind::Sgd, OptKind::Adam] {
+            let cfg = OptConfig::new(kind, 0.05);
+            tch::manual_seed(3);
+            let w0 = Tensor::randn([7, 5], (Kind::Float, tch::Device::Cpu));
+            let mut a = w0.copy();
+            let mut opt = RowOptimizer::new(cfg, &a).unwrap();
+            let (mut w, mut m, mut v) = (w0.copy(), w0.zeros_like(), w0.zeros_like());
+            let rows = Tensor::from_slice(&[5i64, 0, 3]);
+            for s in 1..=4 {
+                let g = Tensor::randn([3, 5], (Kind::Float, tch::Device::Cpu));
+                opt.step_rows(&mut a, &rows, &g).unwrap();
+                let t = Tensor::full([3, 1], s as f64, (Kind::Float, tch::Device::Cpu));
+                let (w2, m2, v2) = update(&cfg, &w.index_select(0, &rows), &g, &m.index_select(0, &rows), &v.index_select(0, &rows), &t).unwrap();
+                w = w.index_copy(0, &rows, &w2);
+                m = m.index_copy(0, &rows, &m2);
+                v = v.index_copy(0, &rows, &v2);
+            }
+            let diff = (&a - &w).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "{kind:?}: host and tensor updates differ by {diff}");
+            assert_eq!(Vec::<f64>::try_from(&opt.t).unwrap(), vec![4.0, 0.0, 0.0, 4.0, 0.0, 4.0, 0.0]);
+        }
+    }
 
     /// Rows touched by the row-wise step end where a dense step puts them; other rows do not move.
     #[test]
