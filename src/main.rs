@@ -114,7 +114,7 @@ struct TrainArgs {
     loss: kdcache::train::loss::Estimator,
     /// dis: shared head rows computed per step for every row of the batch (each row's own K ranks and
     /// label are always computed exactly besides). Default: all of the batch's ranked classes U plus
-    /// max(|U|/3, 2% of C between 512 and 4,096) classes sampled from the clusters; an N below
+    /// max(|U|/3, 15% of C between 512 and 8,192) classes sampled from the clusters; an N below
     /// 4|U|/3 subsamples the batch's ranked classes too. A step with 60% of C or more is dense (dis = full, or ghost with --dis-tail bucket).
     #[arg(long)]
     candidates: Option<usize>,
@@ -307,6 +307,7 @@ struct CacheArgs {
     out: OutArgs,
 }
 
+#[cfg(feature = "torch")]
 fn parse_part(s: &str) -> Result<(usize, usize), String> {
     let (a, b) = s.split_once('/').ok_or("use i/N, e.g. 0/4")?;
     let (i, n) = (a.parse::<usize>().map_err(|e| e.to_string())?, b.parse::<usize>().map_err(|e| e.to_string())?);

@@ -72,10 +72,11 @@ impl Default for DisConfig {
 }
 
 impl DisConfig {
-    /// Sampled classes outside the batch's positives in the automatic budget: 2% of C, between 512 and
-    /// 4,096 (at most C).
+    /// Sampled classes outside the batch's positives in the automatic budget: 15% of C, between 512 and
+    /// 8,192 (at most C). Measured at 20,000 classes (K = 12, 600 steps): 950 sampled classes lost 4.8
+    /// points of top-1 against `full`, 2,300 lost 0.3, 3,300 gained 0.8.
     pub fn auto_rest(classes: usize) -> usize {
-        classes.div_ceil(50).clamp(512, 4096).min(classes)
+        (classes * 3).div_ceil(20).clamp(512, 8192).min(classes)
     }
 
     /// The cluster count used for C classes.
@@ -346,6 +347,7 @@ impl Sampler {
         pl.own_col = pl.pos.iter().zip(&pl.active).map(|(&j, &a)| if a { self.col[j as usize] as i64 } else { -1 }).collect();
         let clip = self.cfg.clip;
         pl.head_scale = pl.logw.iter().map(|&lw| (clip * (-lw).exp()).min(1.0)).collect();
+
         for &j in &pl.union {
             self.slot[j as usize] = -1;
             self.col[j as usize] = -1;

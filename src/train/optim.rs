@@ -148,50 +148,56 @@ impl RowOptimizer {
         // each task touches disjoint rows.
         let (wp, mp, vp, tp, gp) = (table.data_ptr() as usize, self.m.data_ptr() as usize, self.v.data_ptr() as usize, self.t.data_ptr() as usize, g.data_ptr() as usize);
         let cfg = self.cfg;
-        let delta = (0..n).into_par_iter().with_min_len(64).fold(|| vec![0f64; d], |mut acc, i| {
-            let row = rows.map_or(i, |x| x[i] as usize);
-            let (w, m, v, gr, t) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut((wp as *mut f32).add(row * d), d),
-                    std::slice::from_raw_parts_mut((mp as *mut f32).add(row * d), d),
-                    std::slice::from_raw_parts_mut((vp as *mut f32).add(row * d), d),
-                    std::slice::from_raw_parts((gp as *const f32).add(i * d), d),
-                    &mut *((tp as *mut f64).add(row)),
-                )
-            };
-            *t += 1.0;
-            for (a, &x) in acc.iter_mut().zip(w.iter()) {
-                *a -= x as f64;
-            }
-            match cfg.kind {
-                OptKind::Sgd => {
-                    let (mu, lr) = (cfg.momentum as f32, cfg.lr as f32);
-                    for j in 0..d {
-                        m[j] = mu * m[j] + gr[j];
-                        w[j] -= lr * m[j];
+        // rows in fixed chunks, partial sums added in chunk order: the same bits whatever the threads do
+        const CHUNK: usize = 64;
+        let partials: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK)).into_par_iter().map(|ci| {
+            let mut acc = vec![0f64; d];
+            for i in ci * CHUNK..(ci * CHUNK + CHUNK).min(n) {
+                let row = rows.map_or(i, |x| x[i] as usize);
+                let (w, m, v, gr, t) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut((wp as *mut f32).add(row * d), d),
+                        std::slice::from_raw_parts_mut((mp as *mut f32).add(row * d), d),
+                        std::slice::from_raw_parts_mut((vp as *mut f32).add(row * d), d),
+                        std::slice::from_raw_parts((gp as *const f32).add(i * d), d),
+                        &mut *((tp as *mut f64).add(row)),
+                    )
+                };
+                *t += 1.0;
+                for (a, &x) in acc.iter_mut().zip(w.iter()) {
+                    *a -= x as f64;
+                }
+                match cfg.kind {
+                    OptKind::Sgd => {
+                        let (mu, lr) = (cfg.momentum as f32, cfg.lr as f32);
+                        for j in 0..d {
+                            m[j] = mu * m[j] + gr[j];
+                            w[j] -= lr * m[j];
+                        }
+                    }
+                    OptKind::Adam => {
+                        let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
+                        let bc1 = 1.0 - cfg.beta1.powf(*t as f32 as f64) as f32;
+                        let bc2 = 1.0 - cfg.beta2.powf(*t as f32 as f64) as f32;
+                        let (step, eps) = (cfg.lr as f32 / bc1, cfg.eps as f32);
+                        for j in 0..d {
+                            let gj = gr[j];
+                            m[j] = gj + b1 * (m[j] - gj);
+                            v[j] = gj * gj + b2 * (v[j] - gj * gj);
+                            w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
+                        }
                     }
                 }
-                OptKind::Adam => {
-                    let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
-                    let bc1 = 1.0 - cfg.beta1.powf(*t as f32 as f64) as f32;
-                    let bc2 = 1.0 - cfg.beta2.powf(*t as f32 as f64) as f32;
-                    let (step, eps) = (cfg.lr as f32 / bc1, cfg.eps as f32);
-                    for j in 0..d {
-                        let gj = gr[j];
-                        m[j] = gj + b1 * (m[j] - gj);
-                        v[j] = gj * gj + b2 * (v[j] - gj * gj);
-                        w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
-                    }
+                for (a, &x) in acc.iter_mut().zip(w.iter()) {
+                    *a += x as f64;
                 }
-            }
-            for (a, &x) in acc.iter_mut().zip(w.iter()) {
-                *a += x as f64;
             }
             acc
-        }).reduce(|| vec![0f64; d], |mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            a
-        });
+        }).collect();
+        let mut delta = vec![0f64; d];
+        for p in &partials {
+            delta.iter_mut().zip(p).for_each(|(x, y)| *x += y);
+        }
         Ok(Tensor::f_from_slice(&delta)?)
     }
 }
