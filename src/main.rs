@@ -86,6 +86,9 @@ struct BenchArgs {
     /// Training steps per estimator for the quality table.
     #[arg(long, default_value_t = 400)]
     quality_steps: usize,
+    /// The tables to run.
+    #[arg(long, value_delimiter = ',', default_value = "fidelity,speed,io,quality", value_parser = ["fidelity", "speed", "io", "quality"])]
+    only: Vec<String>,
 }
 
 #[cfg(feature = "torch")]
@@ -270,7 +273,7 @@ struct TeachArgs {
 #[derive(clap::Args)]
 struct CacheArgs {
     /// The teacher: a TorchScript module (.pt), a built-in MLP (.safetensors from `teach`), or `identity`
-    /// (the data rows are already logits).
+    /// (the data rows are already logits). It computes in float32 whatever dtype its file stores.
     #[arg(long)]
     teacher: String,
     /// Inputs: a synth directory, a features .npy (with --labels), or a .safetensors with tensors x, y.
@@ -482,7 +485,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let r = kdcache::bench::run(&a.out, &kdcache::bench::BenchOptions {
                 fidelity_classes: a.fidelity_classes, fidelity_k: a.fidelity_k, draws: if a.quick { a.draws.min(16) } else { a.draws },
                 speed_classes: a.classes, fixed_budget: a.fixed_budget, reps: if a.quick { 3 } else { 10 }, io_rows: a.io_rows,
-                quality: Some((q.clone(), q.join("cache/train"), q.join("cache/test"))), quality_steps: a.quality_steps,
+                quality: Some((q.clone(), q.join("cache/train"), q.join("cache/test"))), quality_steps: a.quality_steps, only: a.only,
             })?;
             print!("{}", kdcache::bench::markdown(&r));
             eprintln!("wrote {}/bench.md and bench.json", a.out.display());

@@ -24,6 +24,26 @@ fn pipeline_train_and_bit_for_bit_resume() {
     let rep: serde_json::Value = serde_json::from_str(&ok(&["cache", "--teacher", p(&teacher), "--data", p(&d), "--out", p(&taught), "--top-k", "8", "--batch-size", "100"])).unwrap();
     assert_eq!(rep["rows"], 1200);
     assert!(ok(&["verify", p(&taught)]).starts_with("ok:"));
+    // the same teacher stored in float16 computes in float32 and ranks the same classes first
+    let bytes = std::fs::read(&teacher).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let halves: Vec<(String, Vec<u8>, Vec<usize>)> = st.tensors().into_iter().map(|(n, v)| {
+        let f: &[f32] = bytemuck::cast_slice(v.data());
+        let h: Vec<half::f16> = f.iter().map(|&x| half::f16::from_f32(x)).collect();
+        (n, bytemuck::cast_slice(&h).to_vec(), v.shape().to_vec())
+    }).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = halves.iter().map(|(n, b, s)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b).unwrap())).collect();
+    let teacher16 = t.path().join("teacher16.safetensors");
+    safetensors::serialize_to_file(views, None, &teacher16).unwrap();
+    let taught16 = t.path().join("taught16");
+    ok(&["cache", "--teacher", p(&teacher16), "--data", p(&d), "--out", p(&taught16), "--top-k", "8", "--batch-size", "100"]);
+    let top1 = |c: &std::path::Path| -> Vec<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(&ok(&["dump", p(c), "--rows", "0..200", "--json"])).unwrap();
+        v["rows"].as_array().unwrap().iter().map(|r| r["ranks"][0]["class"].clone()).collect()
+    };
+    let (a, b) = (top1(&taught), top1(&taught16));
+    let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+    assert!(same >= 190, "the float16 teacher agrees on the top class in only {same} of 200 rows");
     // students learn from the generator's Bayes-optimal teacher (a 2-epoch teacher is too weak to judge them)
     let oracle = d.join("oracle.safetensors");
     let cache = t.path().join("cache");
@@ -113,7 +133,7 @@ fn crash_resume_and_parts_give_the_same_rows() {
     assert_eq!(rows_json(&merged), rows_json(&full));
     bad(&["merge", "--out", p(&t.path().join("m2")), p(&parts[0])], "parts");
     // rs trains from the tail samples
-    ok(&["train", "--cache", p(&full), "--data", p(&d), "--loss", "rs", "--epochs", "1", "--out", p(&t.path().join("rs"))]);
+    ok(&["train", "--cache", p(&full), "--data", p(&d), "--loss", "rs", "--temperature", "1", "--epochs", "1", "--out", p(&t.path().join("rs"))]);
 }
 
 #[test]

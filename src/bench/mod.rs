@@ -49,6 +49,8 @@ pub struct BenchOptions {
     /// (data, train cache, eval cache) for the quality table.
     pub quality: Option<(PathBuf, PathBuf, PathBuf)>,
     pub quality_steps: usize,
+    /// The tables to run (fidelity, speed, io, quality); the others are left empty.
+    pub only: Vec<String>,
 }
 
 fn machine() -> String {
@@ -96,24 +98,26 @@ pub fn markdown(r: &BenchReport) -> String {
 
 pub fn run(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let on = |t: &str| o.only.iter().any(|x| x == t);
     let report = BenchReport {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine: machine(),
         threads: tch::get_num_threads() as usize,
-        fidelity: {
+        fidelity: if !on("fidelity") { vec![] } else {
             eprintln!("bench 1/4: gradient fidelity at C = {:?}, K = {:?}", o.fidelity_classes, o.fidelity_k);
             fidelity::fidelity(&o.fidelity_classes, &o.fidelity_k, o.draws, true)?
         },
-        speed: {
+        speed: if !on("speed") { vec![] } else {
             eprintln!("bench 2/4: step time at C = {:?}", o.speed_classes);
             speed::speed(&o.speed_classes, o.fixed_budget, o.reps)?
         },
         speed_fixed_budget: o.fixed_budget,
-        io: {
+        io: if !on("io") { vec![] } else {
             eprintln!("bench 3/4: cache I/O, {} rows", o.io_rows);
             io::io(o.io_rows, out)?
         },
         quality: match &o.quality {
+            _ if !on("quality") => vec![],
             Some((d, c, e)) if c.join("manifest.json").exists() => {
                 eprintln!("bench 4/4: student quality, {} steps per estimator", o.quality_steps);
                 quality::quality(d, c, e, o.quality_steps, out)?

@@ -36,7 +36,7 @@ fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps
 
 pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: &Path) -> Result<Vec<QualityRow>> {
     let man = crate::format::Manifest::load(&cache.join("manifest.json"))?;
-    let ests: Vec<Estimator> = [Estimator::Dis, Estimator::Full, Estimator::Ghost, Estimator::Topk, Estimator::Rs].into_iter().filter(|e| *e != Estimator::Rs || man.tail_samples > 0).collect();
+    let ests: Vec<Estimator> = [Estimator::Dis, Estimator::Full, Estimator::Ghost, Estimator::Topk, Estimator::Rs].into_iter().filter(|e| *e != Estimator::Rs || (man.tail_samples > 0 && (man.temperatures[0] - 2.0).abs() < 1e-6)).collect();
     let mut rows = vec![];
     let row = |run: &str, s: &crate::train::Summary| QualityRow {
         run: run.into(), classes: s.classes, steps: s.steps, top1: s.top1, top5: s.top5, ece: s.ece, step_ms_median: s.step_ms_median, head_rows: s.candidates, wall_s: s.wall_s,

@@ -1,5 +1,6 @@
 //! Teachers: a TorchScript module (`.pt`, from `torch.jit.trace`), a built-in MLP (`.safetensors`), or
-//! `identity` (the data rows *are* logits — for measuring the pipeline alone). `teach` trains the
+//! `identity` (the data rows *are* logits — for measuring the pipeline alone). Teachers compute in
+//! float32 whatever dtype their file stores. `teach` trains the
 //! built-in MLP; `pipeline` runs a teacher over a dataset into a cache.
 pub mod pipeline;
 pub mod teach;
@@ -31,6 +32,8 @@ impl Teacher {
                 let mut vs = nn::VarStore::new(device);
                 let net = Mlp::new(&vs.root(), &dims, false);
                 vs.load(path).map_err(|e| Error::invalid(format!("{}: cannot load as an MLP {dims:?}: {e}", path.display())))?;
+                // one compute dtype whatever the file stores (f16/bf16 weights meet f32 inputs otherwise)
+                vs.float();
                 vs.freeze();
                 Teacher::Builtin { _vs: vs, net }
             }
@@ -38,6 +41,7 @@ impl Teacher {
                 let mut m = tch::CModule::load_on_device(path, device)
                     .map_err(|e| Error::invalid(format!("{}: not a loadable TorchScript module: {e}", path.display())))?;
                 m.f_set_eval()?;
+                m.to(device, tch::Kind::Float, false);
                 Teacher::Script(m)
             }
         };

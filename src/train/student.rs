@@ -35,7 +35,7 @@ pub fn parse_mlp(spec: &str) -> Result<Vec<i64>> {
 impl Student {
     pub fn new(in_shape: &[usize], classes: i64, mlp: Option<&[i64]>, script: Option<&Path>, device: Device, seed: u64) -> Result<Self> {
         tch::manual_seed(seed as i64);
-        let vs = nn::VarStore::new(device);
+        let mut vs = nn::VarStore::new(device);
         let in_dim: i64 = in_shape.iter().product::<usize>() as i64;
         let backbone = match (mlp, script) {
             (_, Some(p)) => {
@@ -45,6 +45,8 @@ impl Student {
                 if vs.trainable_variables().is_empty() {
                     return Err(Error::invalid(format!("{}: the TorchScript backbone has no trainable parameters", p.display())));
                 }
+                // one compute dtype: a .half() module's parameters become float32 (in place, shared with it)
+                vs.float();
                 Backbone::Script(m)
             }
             (Some(h), None) => {
