@@ -114,6 +114,11 @@ fn crash_resume_and_parts_give_the_same_rows() {
     assert!(!o.status.success(), "the crash hook did not fire");
     assert!(!crashed.join("manifest.json").exists(), "a crashed build published a manifest");
     assert!(crashed.join("manifest.partial.json").exists());
+    // a resume with another tail-sample seed would mix two samplings: refused, nothing lost
+    let mut other_seed = a.clone();
+    other_seed.extend(["--seed", "7"]);
+    bad(&other_seed, "partial build of another cache");
+    assert!(crashed.join("manifest.partial.json").exists());
     let rep: serde_json::Value = serde_json::from_str(&ok(&a)).unwrap();
     assert_eq!(rep["resumed_from"], 1000, "{rep}");
     assert_eq!(rows_json(&crashed), rows_json(&full));

@@ -207,8 +207,12 @@ pub fn run(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     if o.tail_samples > 0 && o.k as u64 == classes {
         return Err(Error::invalid("--tail-samples needs K < C: with K = C there is no tail to sample"));
     }
+    // the rows depend on the path that computed them (the CPU ranks in f64 with Rust's tie order, a
+    // GPU in f32 with torch's) and on the tail samples' seed: both are part of the teacher's identity,
+    // so a resume or a merge never mixes rows of two paths
+    let path = if o.device == Device::Cpu { "cpu" } else { "cuda" };
     let signature = Signature {
-        teacher: teacher_fp,
+        teacher: if o.tail_samples > 0 { format!("{teacher_fp};path={path};seed={}", o.seed) } else { format!("{teacher_fp};path={path}") },
         dataset: format!("{};rows={n}", ds.fingerprint),
         classes: format!("C={classes}"),
         augmentation: "none".into(),
