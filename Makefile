@@ -6,6 +6,12 @@ KD := target/release/kdcache
 SCALE ?= default
 RAYON_NUM_THREADS ?= $(shell nproc)
 export RAYON_NUM_THREADS
+# the CPU-only venv carries libtorch_cuda.so without the CUDA libraries: say so to build.rs (no link,
+# no warning); with the CUDA variant, build.rs finds the libraries and links libtorch_cuda
+ifneq ($(wildcard .venv/.kdcache-torch-*-cpu),)
+  KDCACHE_CUDA ?= 0
+  export KDCACHE_CUDA
+endif
 
 # Both scales are sparse: many classes, a teacher whose ranked logits say more than the labels (the
 # generator's Bayes-optimal teacher, oracle.safetensors), and students that train from the cache alone.

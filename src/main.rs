@@ -147,8 +147,10 @@ struct TrainArgs {
     /// Head optimizer (row-wise): adam (lazy) or sgd (momentum 0.9).
     #[arg(long, value_enum, default_value = "adam")]
     head_opt: kdcache::train::optim::OptKind,
-    #[arg(long, default_value_t = 1e-3)]
-    head_lr: f64,
+    /// Head learning rate (row-wise). Default 1e-2 for dis, which updates a head row only on the steps
+    /// that compute it (measured on the demo: 40.3% top-1 against 29.5% with 1e-3), 1e-3 otherwise.
+    #[arg(long)]
+    head_lr: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// auto, cpu, cuda or cuda:N.
@@ -464,7 +466,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 temperature: a.temperature, alpha: a.alpha, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr,
-                head_opt: a.head_opt, head_lr: a.head_lr, seed: a.seed, device: a.device, out: a.out.clone(),
+                head_opt: a.head_opt, head_lr: a.head_lr.unwrap_or(kdcache::train::default_head_lr(a.loss)), seed: a.seed, device: a.device, out: a.out.clone(),
                 checkpoint_every: a.checkpoint_every, log_every: a.log_every, max_steps: a.max_steps, resume: a.resume, progress,
             };
             let s = kdcache::train::train(&o)?;

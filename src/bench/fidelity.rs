@@ -181,7 +181,10 @@ pub fn fidelity(class_counts: &[usize], ks: &[usize], draws: usize, progress: bo
                         _ => Estimator::Dis,
                     };
                     let n = match est {
-                        Estimator::Dis => draws,
+                        // the default in full; its variants with fewer draws (their single-draw angles
+                        // and biases are what they are compared by)
+                        Estimator::Dis if name == "dis" => draws,
+                        Estimator::Dis => (draws / 16).max(draws.min(16)),
                         Estimator::Rs => draws.min(if c > 10_000 { 32 } else { 256 }),
                         _ => 1,
                     };

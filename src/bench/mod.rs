@@ -65,8 +65,9 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 pub fn markdown(r: &BenchReport) -> String {
     let mut s = format!("# kdcache bench\n\n`{}` on {} ({} threads).\n\n", r.command, r.machine, r.threads);
     s += "## 1. Gradient fidelity (T = 2, B = 256, d = 64; against the cache-based `full` gradient unless said)\n\n";
-    s += "`dis` computes 5% of C head rows per step; its mean is over i.i.d. draws with the proposal frozen. \
-`1 draw` is the mean over draws of one draw's angle. Norm ratio = ‖estimate‖/‖reference‖.\n\n";
+    s += "`dis` runs at a budget of 5% of C shared columns per step; its mean is over i.i.d. draws with the proposal \
+frozen (its variants use 1/16 of the draws). `1 draw` is the mean over draws of one draw's angle. Norm ratio = \
+‖estimate‖/‖reference‖. `head ∠ true` / `bb ∠ true`: the mean gradient against the true teacher's.\n\n";
     s += "| C | teacher | K | estimator | head rows (% of C) | draws | head ∠ 1 draw | head ratio | head ∠ mean | bb ∠ 1 draw | bb ratio | bb ∠ mean | head ∠ true | bb ∠ true |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for f in &r.fidelity {
         s += &format!(

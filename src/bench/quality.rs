@@ -28,7 +28,7 @@ fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps
     let o = crate::train::TrainOptions {
         cache: cache.into(), data: data.into(), eval_data: None, eval_cache: Some(eval_cache.into()), student: Some("mlp:256".into()), student_ts: None,
         loss: est, dis: DisConfig::default(), temperature: 2.0, alpha: 0.9,
-        epochs: 1000, batch_size: 256, lr: 1e-3, head_opt: crate::train::optim::OptKind::Adam, head_lr: 1e-3, seed: 0, device: "cpu".into(),
+        epochs: 1000, batch_size: 256, lr: 1e-3, head_opt: crate::train::optim::OptKind::Adam, head_lr: crate::train::default_head_lr(est), seed: 0, device: "cpu".into(),
         out: out.into(), checkpoint_every: 0, log_every: 50, max_steps: steps, resume: false, progress: false,
     };
     crate::train::train(&o)

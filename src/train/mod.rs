@@ -110,6 +110,12 @@ fn gather(ds: &Dataset, rows: &[u64], device: Device) -> Result<Tensor> {
     Ok(Tensor::f_from_slice(&x)?.f_reshape(&shape)?.f_to_device(device)?)
 }
 
+/// The head's default learning rate: `dis` moves a head row only on the steps that compute it, so its
+/// row-wise Adam needs larger steps than a dense one that moves every row at every step.
+pub fn default_head_lr(loss: Estimator) -> f64 {
+    if loss == Estimator::Dis { 1e-2 } else { 1e-3 }
+}
+
 /// Everything trained and checkpointed.
 struct State {
     student: Student,
@@ -383,7 +389,11 @@ fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch) -> Res
     let rows: Vec<usize> = (0..batch.len()).collect();
     let tg = Targets::from_rows(batch, &rows, inp.ti, o.temperature, inp.man.classes as usize);
     let x = gather(&inp.ds, &batch.row, inp.device)?;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed ^ st.step.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let step_seed = o.seed ^ st.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step_seed);
+    // torch's own generator (dropout in a TorchScript backbone) restarts from the step too, so a
+    // resumed run draws what the uninterrupted one drew
+    tch::manual_seed(step_seed as i64);
     let cfg = LossConfig { estimator: o.loss, temperature: o.temperature, alpha: o.alpha };
     let h = st.student.features(&x)?;
     let out = loss::step_loss(&cfg, &h, &st.student.head, &tg, st.dis.as_mut(), &mut rng)?;
