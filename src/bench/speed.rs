@@ -101,8 +101,11 @@ pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<Sp
                         None
                     }
                 };
-                if let (Some(ds), Some(plan), Some(delta)) = (dis.as_mut(), &o.plan, &delta) {
-                    ds.after_step(&head, delta, plan, &crate::train::student::Student::augment(&hd.f_detach()?)?, temp)?;
+                if let (Some(ds), Some(plan)) = (dis.as_mut(), &o.plan) {
+                    match &delta {
+                        Some(delta) => ds.after_step(&head, delta, plan, &crate::train::student::Student::augment(&hd.f_detach()?)?, temp)?,
+                        None => ds.total_stale = true,
+                    }
                 }
                 let t2 = Instant::now();
                 (&h * hd.grad()).f_sum(Kind::Float)?.f_backward()?;

@@ -288,7 +288,9 @@ impl Sampler {
         } else {
             self.cfg.head_rows.min(c)
         };
-        if self.cfg.is_dense(m, c) {
+        // dense when the columns, or the batch's own ranked classes alone, cover most classes: the
+        // per-row work would then cost more than the dense product
+        if self.cfg.is_dense(m.max(nu), c) {
             for &j in &pl.union {
                 self.slot[j as usize] = -1;
             }

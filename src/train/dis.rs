@@ -23,6 +23,8 @@ pub struct DisState {
     pub total: Tensor,
     /// Next class of the rotating re-assignment sweep.
     pub cursor: usize,
+    /// `total` needs recomputing before the next sparse step (a dense step moved every row).
+    pub total_stale: bool,
 }
 
 fn f64_of(t: &Tensor) -> Result<Tensor> {
@@ -34,7 +36,7 @@ impl DisState {
     pub fn new(cfg: DisConfig, head: &Tensor, seed: u64) -> Result<Self> {
         let c = head.size()[0] as usize;
         let sampler = Sampler::new(cfg, c, seed);
-        let mut st = DisState { sampler, counts: Tensor::new(), sums: Tensor::new(), sq: Tensor::new(), total: Tensor::new(), cursor: 0 };
+        let mut st = DisState { sampler, counts: Tensor::new(), sums: Tensor::new(), sq: Tensor::new(), total: Tensor::new(), cursor: 0, total_stale: false };
         st.recompute(head)?;
         Ok(st)
     }
@@ -55,9 +57,10 @@ impl DisState {
         Ok(())
     }
 
-    /// Σ of all head rows recomputed (after a dense step, which moves every row).
+    /// Σ of all head rows recomputed (before a sparse step that follows dense ones).
     pub fn resync_total(&mut self, head: &Tensor) -> Result<()> {
         self.total = f64_of(head)?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?;
+        self.total_stale = false;
         Ok(())
     }
 

@@ -237,6 +237,9 @@ pub fn step_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, dis:
         Estimator::Dis => {
             let st = dis.ok_or_else(|| Error::Internal("dis needs its sampler state".into()))?;
             let plan = st.sampler.plan(&tg.rows_view(), rng);
+            if !plan.dense && st.total_stale {
+                st.resync_total(head)?;
+            }
             let tail = st.sampler.cfg.tail;
             let mut out = dis_loss(cfg, &ha, head, tg, &plan, tail, &st.total)?;
             out.constant = t2a * entropy(tg, Estimator::Dis, tail);

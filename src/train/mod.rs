@@ -153,7 +153,7 @@ impl State {
             named.push(("dis_sums".into(), d.sums.shallow_clone()));
             named.push(("dis_sq".into(), d.sq.shallow_clone()));
             named.push(("dis_total".into(), d.total.shallow_clone()));
-            named.push(("dis_cursor".into(), Tensor::from_slice(&[d.cursor as i64])));
+            named.push(("dis_cursor".into(), Tensor::from_slice(&[d.cursor as i64, d.total_stale as i64])));
         }
         let named: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
         let tmp = path.with_extension("partial.safetensors");
@@ -200,7 +200,9 @@ impl State {
             d.sums = get("dis_sums", &d.sums)?;
             d.sq = get("dis_sq", &d.sq)?;
             d.total = get("dis_total", &d.total)?;
-            d.cursor = (get("dis_cursor", &Tensor::from_slice(&[0i64]))?.f_int64_value(&[0])?.max(0) as usize) % d.sampler.classes().max(1);
+            let cur = get("dis_cursor", &Tensor::from_slice(&[0i64, 0]))?;
+            d.cursor = (cur.f_int64_value(&[0])?.max(0) as usize) % d.sampler.classes().max(1);
+            d.total_stale = cur.f_int64_value(&[1])? != 0;
         }
         Ok(())
     }
@@ -417,7 +419,7 @@ fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch) -> Res
         // the sampler's bookkeeping: the running sum of the head, cluster statistics, the next proposal
         match &delta {
             Some(delta) => d.after_step(&st.student.head, delta, plan, &crate::train::student::Student::augment(&h.f_detach()?)?, o.temperature)?,
-            None => d.resync_total(&st.student.head)?,
+            None => d.total_stale = true,
         }
     }
     Ok(out)
