@@ -112,8 +112,6 @@ pub struct StepOut {
     pub rows: Option<Tensor>,
     /// The leaf holding those rows (gradient source for the row optimizer), as they were before the step.
     pub leaf: Tensor,
-    /// Per-row factor on the head gradient (clipped weights of sampled rows); None = all 1.
-    pub head_scale: Option<Tensor>,
     /// Distinct head rows computed this step.
     pub computed_rows: usize,
     /// The `dis` plan of this step (for the sampler's bookkeeping after the optimizer step).
@@ -126,13 +124,9 @@ impl StepOut {
         Ok(self.loss.f_double_value(&[])? + self.constant)
     }
 
-    /// The head gradient, scaled per row where the plan clips weights.
+    /// The head gradient on `rows` (clipped weights of sampled rows are applied inside the loss).
     pub fn head_grad(&self) -> Result<Tensor> {
-        let g = self.leaf.grad();
-        Ok(match &self.head_scale {
-            Some(s) => g.f_mul(&s.f_unsqueeze(1)?)?,
-            None => g,
-        })
+        Ok(self.leaf.grad())
     }
 }
 
@@ -289,7 +283,7 @@ fn dense_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Res
     };
     let ce = ce_rows(&s, ce, &t)?;
     let loss = combine(kd.f_mean(Kind::Float)?, ce, cfg)?;
-    Ok(StepOut { loss, constant: 0.0, rows: None, leaf, head_scale: None, computed_rows: tg.classes, plan: None })
+    Ok(StepOut { loss, constant: 0.0, rows: None, leaf, computed_rows: tg.classes, plan: None })
 }
 
 /// `topk`: the union of the batch's top-K (and labels) as columns; each row normalised over its own.
@@ -336,7 +330,7 @@ fn topk_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Resu
     let kd = z.f_logsumexp([1i64], false)?.f_sub(&lin)?.f_mean(Kind::Float)?;
     let ce = ce_rows(&s_u.f_masked_fill(&invalid, f64::NEG_INFINITY)?, ce, &t)?;
     let loss = combine(kd, ce, cfg)?;
-    Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, head_scale: None, computed_rows: n as usize, plan: None })
+    Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, computed_rows: n as usize, plan: None })
 }
 
 /// `dis` on a plan (see the module doc). `total` is Σ of all head rows (for the spread tail).
@@ -371,9 +365,7 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
     let i_mass = up.floats((0..tg.b).map(|i| tg.p[i * tg.k..(i + 1) * tg.k].iter().sum::<f64>() + tg.tau[i]), &[b]);
     let clipped = plan.head_scale.iter().any(|&x| x < 1.0);
     let i_hs = clipped.then(|| up.floats(plan.head_scale.iter().copied(), &[n, 1]));
-    let ce_rows_l: Vec<i64> = (0..tg.b as i64).filter(|&i| plan.label_slot[i as usize] >= 0).collect();
-    let ce_slot: Vec<i64> = ce_rows_l.iter().map(|&i| plan.label_slot[i as usize]).collect();
-    let i_ce = (!ce_rows_l.is_empty()).then(|| (up.ints(&ce_rows_l, &[ce_rows_l.len() as i64]), up.ints(&ce_slot, &[ce_slot.len() as i64, 1])));
+    let i_ce = ce_slots(&mut up, &plan.label_slot);
     let t = up.send(device)?;
     let rows = t[i_union].shallow_clone();
     let leaf = crate::train::optim::gather_rows(head, &rows)?.f_detach()?.f_requires_grad_(true)?;
@@ -444,5 +436,5 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
         None => None,
     };
     let loss = combine(kd.f_mean(Kind::Float)?, ce, cfg)?;
-    Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, head_scale: None, computed_rows: nu as usize, plan: None })
+    Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, computed_rows: nu as usize, plan: None })
 }
