@@ -284,3 +284,21 @@ fn rs_converges_to_the_true_teacher_and_topk_does_not() {
     assert!((0.95..1.05).contains(&ratio), "rs norm ratio {ratio}");
     assert!(top_angle > 2.0 * angle, "top-K bias ({top_angle:.1}°) should exceed rs's error ({angle:.2}°)");
 }
+
+/// Clipping bounds only the head updates of sampled rows: with the same draw, the features' gradient is
+/// unchanged, no head row grows, and rows drawn with weight above the clip shrink.
+#[test]
+fn clipping_touches_only_sampled_head_rows() {
+    let (zs, h, head, labels) = setup(4, C_SAMPLED);
+    let tg = targets(&zs, 4, 2.0, &labels, None);
+    let state = |clip: f64| DisState::new(DisConfig { head_rows: 60, clip, clusters: 3, dense_above: 2.0, ..Default::default() }, &head, 5).unwrap();
+    let (mut a, mut b) = (state(f64::INFINITY), state(1.0));
+    let (_, gh_a, gw_a) = estimate(Estimator::Dis, &tg, &h, &head, 2.0, 0.9, Some(&mut a), 7);
+    let (_, gh_b, gw_b) = estimate(Estimator::Dis, &tg, &h, &head, 2.0, 0.9, Some(&mut b), 7);
+    // (f32 rounding only: the clipped columns' values are rebuilt as c·s + c·(1 − s))
+    let scale = gh_a.abs().max().double_value(&[]);
+    assert!(max_diff(&gh_a, &gh_b) < 1e-5 * scale, "clipping changed the features' gradient by {}", max_diff(&gh_a, &gh_b));
+    let (na, nb) = (gw_a.norm_scalaropt_dim(2, [1i64].as_slice(), false), gw_b.norm_scalaropt_dim(2, [1i64].as_slice(), false));
+    assert!((&nb - &na).max().double_value(&[]) < 1e-6 * na.max().double_value(&[]), "a clipped head row grew");
+    assert!((&na - &nb).max().double_value(&[]) > 1e-6, "no head row was clipped");
+}
