@@ -166,6 +166,37 @@ fn torchscript_teacher_and_backbone() {
     ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&c2), "--top-k", "5"]);
     let s: serde_json::Value = serde_json::from_str(&ok(&["train", "--cache", p(&c2), "--data", p(&d), "--student-ts", p(&fx.join("backbone.pt")), "--epochs", "1", "--candidates", "10", "--out", p(&t.path().join("r"))])).unwrap();
     assert_eq!(s["loss"], "dis");
+    // a BatchNorm + dropout backbone: its running statistics and dropout masks survive a resume, bit for bit
+    let bn_pt = fx.join("backbone_bn.pt");
+    let bn = |out: &Path, epochs: &str, resume: bool| -> serde_json::Value {
+        let mut a = vec!["train", "--cache", p(&c2), "--data", p(&d), "--student-ts", p(&bn_pt), "--epochs", epochs, "--batch-size", "64",
+            "--candidates", "10", "--out", p(out)];
+        if resume {
+            a.push("--resume");
+        }
+        serde_json::from_str(&ok(&a)).unwrap()
+    };
+    let (a, b) = (t.path().join("bn_a"), t.path().join("bn_b"));
+    let sa = bn(&a, "2", false);
+    bn(&b, "1", false);
+    let after_one = std::fs::read(b.join("checkpoint.safetensors")).unwrap();
+    let sb = bn(&b, "2", true);
+    let (ca, cb) = (std::fs::read(a.join("checkpoint.safetensors")).unwrap(), std::fs::read(b.join("checkpoint.safetensors")).unwrap());
+    assert_ne!(after_one, cb, "the resumed run trained nothing");
+    let read = |bytes: &[u8]| -> Vec<(String, Vec<u8>)> {
+        let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+        let mut v: Vec<(String, Vec<u8>)> = st.tensors().into_iter().filter(|(n, _)| n != "backbone_ts").map(|(n, t)| (n, t.data().to_vec())).collect();
+        v.sort();
+        v
+    };
+    assert!(read(&ca) == read(&cb), "a resumed BatchNorm backbone differs from an uninterrupted one");
+    // evaluation runs on the running statistics, which only the checkpointed module carries
+    for key in ["top1", "nll", "ece"] {
+        assert_eq!(sa[key], sb[key], "{key}: the resumed run evaluates differently (running statistics lost?)");
+    }
+    let ts = |bytes: &[u8]| safetensors::SafeTensors::deserialize(bytes).unwrap().tensor("backbone_ts").map(|t| t.data().to_vec()).ok();
+    assert!(ts(&ca).is_some(), "no TorchScript module in the checkpoint");
+    assert_eq!(ts(&ca), ts(&cb), "the checkpointed modules differ");
 }
 
 #[test]

@@ -5,6 +5,7 @@
   tests/fixtures/teacher_x.npy    16 input rows, float32
   tests/fixtures/teacher_z.npy    the teacher's logits for them, float32 (what kdcache must reproduce)
   tests/fixtures/backbone.pt      a trainable student backbone: [B, 8] -> features [B, 16]
+  tests/fixtures/backbone_bn.pt   the same with BatchNorm and dropout: buffers and RNG a checkpoint must carry
 
 This is also the recipe for exporting your own teacher: trace it with an example batch and save.
 """
@@ -24,4 +25,7 @@ with torch.no_grad():
     np.save(os.path.join(out, "teacher_z.npy"), teacher(x).numpy().astype(np.float32))
 backbone = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU())
 torch.jit.trace(backbone, x).save(os.path.join(out, "backbone.pt"))
+torch.manual_seed(1)
+bn = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Dropout(0.1)).train()
+torch.jit.script(bn).save(os.path.join(out, "backbone_bn.pt"))
 print("fixtures written to", os.path.abspath(out))

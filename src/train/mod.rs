@@ -116,6 +116,14 @@ pub fn default_head_lr(loss: Estimator) -> f64 {
     if loss == Estimator::Dis { 1e-2 } else { 1e-3 }
 }
 
+/// A checkpoint's tensors by name.
+type Checkpoint = std::collections::HashMap<String, Tensor>;
+
+fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let tensors = Tensor::read_safetensors(path).map_err(|e| Error::corrupt(path, None, format!("unreadable checkpoint: {e}")))?;
+    Ok(tensors.into_iter().collect())
+}
+
 /// Everything trained and checkpointed.
 struct State {
     student: Student,
@@ -155,6 +163,9 @@ impl State {
             named.push(("dis_total".into(), d.total.shallow_clone()));
             named.push(("dis_cursor".into(), Tensor::from_slice(&[d.cursor as i64, d.total_stale as i64])));
         }
+        if let Some(b) = self.student.script_bytes(&path.with_extension("partial.pt"))? {
+            named.push(("backbone_ts".into(), Tensor::from_slice(&b)));
+        }
         let named: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
         let tmp = path.with_extension("partial.safetensors");
         Tensor::write_safetensors(&named, &tmp)?;
@@ -162,10 +173,8 @@ impl State {
         Ok(())
     }
 
-    fn load(&mut self, path: &Path) -> Result<()> {
+    fn load(&mut self, path: &Path, map: &Checkpoint) -> Result<()> {
         let bad = |w: String| Error::corrupt(path, None, w);
-        let tensors = Tensor::read_safetensors(path).map_err(|e| bad(format!("unreadable checkpoint: {e}")))?;
-        let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
         let get = |n: &str, like: &Tensor| -> Result<Tensor> {
             let t = map.get(n).ok_or_else(|| bad(format!("missing tensor {n}")))?;
             if t.size() != like.size() || t.kind() != like.kind() {
@@ -334,7 +343,13 @@ fn open_run(o: &TrainOptions, inp: &Inputs) -> Result<State> {
 
     let classes = inp.man.classes as usize;
     let mlp = o.student.as_deref().map(student::parse_mlp).transpose()?;
-    let student = Student::new(inp.ds.feature_shape(), classes as i64, mlp.as_deref(), o.student_ts.as_deref(), inp.device, o.seed)?;
+    let saved = if o.resume { Some(read_checkpoint(&ckpt)?) } else { None };
+    // a TorchScript backbone resumes from its checkpointed module: parameters and buffers
+    let script_state: Option<Vec<u8>> = match saved.as_ref().and_then(|m| m.get("backbone_ts")) {
+        Some(t) => Some(Vec::<u8>::try_from(t).map_err(|e| Error::corrupt(&ckpt, None, format!("backbone_ts: {e}")))?),
+        None => None,
+    };
+    let student = Student::new(inp.ds.feature_shape(), classes as i64, mlp.as_deref(), o.student_ts.as_deref(), script_state.as_deref(), inp.device, o.seed)?;
     let vars = student.vs.variables();
     let mut names: Vec<String> = vars.keys().cloned().collect();
     names.sort();
@@ -343,8 +358,8 @@ fn open_run(o: &TrainOptions, inp: &Inputs) -> Result<State> {
     let hopt = RowOptimizer::new(OptConfig::new(o.head_opt, o.head_lr), &student.head)?;
     let dis = if o.loss == Estimator::Dis { Some(DisState::new(o.dis.clone(), &student.head, o.seed)?) } else { None };
     let mut st = State { student, names, params, bopt, hopt, dis, step: 0, epoch: 0, step_in_epoch: 0 };
-    if o.resume {
-        st.load(&ckpt)?;
+    if let Some(map) = &saved {
+        st.load(&ckpt, map)?;
     }
     Ok(st)
 }

@@ -33,14 +33,20 @@ pub fn parse_mlp(spec: &str) -> Result<Vec<i64>> {
 }
 
 impl Student {
-    pub fn new(in_shape: &[usize], classes: i64, mlp: Option<&[i64]>, script: Option<&Path>, device: Device, seed: u64) -> Result<Self> {
+    /// `saved` is a TorchScript backbone as [`Student::script_bytes`] wrote it into a checkpoint: on a
+    /// resume it replaces the file `script`, so the module's buffers (BatchNorm running statistics) carry
+    /// on from where the run stopped.
+    pub fn new(in_shape: &[usize], classes: i64, mlp: Option<&[i64]>, script: Option<&Path>, saved: Option<&[u8]>, device: Device, seed: u64) -> Result<Self> {
         tch::manual_seed(seed as i64);
         let mut vs = nn::VarStore::new(device);
         let in_dim: i64 = in_shape.iter().product::<usize>() as i64;
         let backbone = match (mlp, script) {
             (_, Some(p)) => {
-                let mut m = tch::TrainableCModule::load(p, vs.root())
-                    .map_err(|e| Error::invalid(format!("{}: not a loadable TorchScript backbone: {e}", p.display())))?;
+                let loaded = match saved {
+                    Some(mut b) => tch::TrainableCModule::load_data(&mut b, vs.root()),
+                    None => tch::TrainableCModule::load(p, vs.root()),
+                };
+                let mut m = loaded.map_err(|e| Error::invalid(format!("{}: not a loadable TorchScript backbone: {e}", p.display())))?;
                 m.set_train();
                 if vs.trainable_variables().is_empty() {
                     return Err(Error::invalid(format!("{}: the TorchScript backbone has no trainable parameters", p.display())));
@@ -57,11 +63,13 @@ impl Student {
             (None, None) => return Err(Error::invalid("give --student mlp:H or --student-ts backbone.pt")),
         };
         let mut s = Student { vs, backbone, head: Tensor::new(), d: 0, classes };
-        // probe the feature size
+        // probe the feature size, in eval mode: a training-mode forward would move BatchNorm statistics
         let mut shape = vec![2i64];
         shape.extend(in_shape.iter().map(|&d| d as i64));
+        s.set_train(false);
         let h = tch::no_grad(|| s.features(&Tensor::zeros(&shape, (Kind::Float, device))))
             .map_err(|e| Error::invalid(format!("the student backbone rejected input of shape {shape:?}: {e}")))?;
+        s.set_train(true);
         if h.dim() != 2 || h.size()[0] != 2 {
             return Err(Error::invalid(format!("the student backbone gave shape {:?}; expected features [B, d]", h.size())));
         }
@@ -89,6 +97,16 @@ impl Student {
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
         let h = Self::augment(&self.features(x)?)?;
         Ok(h.f_matmul(&self.head.f_tr()?)?)
+    }
+
+    /// A TorchScript backbone serialised whole (parameters and buffers), for the checkpoint; `None` for
+    /// the built-in MLP, whose state is its parameters. `scratch` is a file name it may use and removes.
+    pub fn script_bytes(&self, scratch: &Path) -> Result<Option<Vec<u8>>> {
+        let Backbone::Script(m) = &self.backbone else { return Ok(None) };
+        m.save(scratch)?;
+        let bytes = std::fs::read(scratch).map_err(|e| Error::io(scratch, e))?;
+        let _ = std::fs::remove_file(scratch);
+        Ok(Some(bytes))
     }
 
     pub fn set_train(&mut self, on: bool) {
