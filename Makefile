@@ -21,8 +21,6 @@ ifeq ($(SCALE),large)
   TEST_ROWS := 10000
   TOPK := 32
   EPOCHS ?= 1
-  # B×C logits stay small enough for the allocator to reuse them (100 MB blocks go back to the OS each time)
-  CACHE_BATCH := 32
 else
   # 20,000 classes, 10 training rows per class: the regime where a full softmax is the cost
   CLASSES := 20000
@@ -30,7 +28,6 @@ else
   TEST_ROWS := 10000
   TOPK := 12
   EPOCHS ?= 1
-  CACHE_BATCH := 256
 endif
 TEACHER = $(DATA)/oracle.safetensors
 DATA := data/$(SCALE)
@@ -61,17 +58,15 @@ test: setup
 
 $(DATA)/synth.json: | setup
 	$(KD) synth --out $(DATA) --classes $(CLASSES) --train $(TRAIN_ROWS) --test $(TEST_ROWS)
-$(CACHE)/train/manifest.json: $(DATA)/synth.json $(TEACHER)
-	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split train --out $(CACHE)/train --top-k $(TOPK) --temperatures 1,2,4 --batch-size $(CACHE_BATCH) --overwrite
-$(CACHE)/test/manifest.json: $(DATA)/synth.json $(TEACHER)
-	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split test --out $(CACHE)/test --top-k $(TOPK) --temperatures 1,2,4 --batch-size $(CACHE_BATCH) --overwrite
+# one rule per split; the teacher's batch is picked from the device and the class count
+$(CACHE)/%/manifest.json: $(DATA)/synth.json $(TEACHER)
+	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split $* --out $(CACHE)/$* --top-k $(TOPK) --temperatures 1,2,4 --overwrite
 
 cache: setup $(CACHE)/train/manifest.json $(CACHE)/test/manifest.json
 	$(KD) verify $(CACHE)/train
 
 train: cache
-	$(KD) train --cache $(CACHE)/train --eval-cache $(CACHE)/test --data $(DATA) --loss dis --epochs $(EPOCHS) --out $(RUNS)/dis --resume 2>/dev/null \
-	  || $(KD) train --cache $(CACHE)/train --eval-cache $(CACHE)/test --data $(DATA) --loss dis --epochs $(EPOCHS) --out $(RUNS)/dis
+	$(KD) train --cache $(CACHE)/train --eval-cache $(CACHE)/test --data $(DATA) --loss dis --epochs $(EPOCHS) --out $(RUNS)/dis --resume
 
 demo: cache
 	rm -rf $(RUNS)/demo

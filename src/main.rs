@@ -297,8 +297,10 @@ struct CacheArgs {
     /// auto, cpu, cuda or cuda:N (cuda fails when no GPU is visible; it never falls back).
     #[arg(long, default_value = "auto")]
     device: String,
-    #[arg(long, default_value_t = 1024)]
-    batch_size: usize,
+    /// Rows per teacher batch [default: the largest power of two whose float32 logits [B, C] fit 32 MiB
+    /// on the CPU (16..1,024 rows) or 1 GiB on a GPU (up to 4,096 rows)]. A resume must use the same.
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Build slice i of N (0-based) of the rows, for `kdcache merge`.
     #[arg(long, value_parser = parse_part)]
     part: Option<(usize, usize)>,

@@ -4,6 +4,7 @@
 mod cli_common;
 use cli_common::*;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn synth(dir: &Path, classes: usize, dim: usize, train: usize) {
     ok(&["synth", "--out", p(dir), "--classes", &classes.to_string(), "--dim", &dim.to_string(), "--train", &train.to_string(), "--test", "200", "--group", "5"]);
@@ -244,4 +245,52 @@ fn user_errors_exit_2() {
     let rep: serde_json::Value = serde_json::from_str(&ok(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n")), "--top-k", "2", "--nan", "skip"])).unwrap();
     assert_eq!(rep["rows"], 49);
     assert_eq!(rep["skipped_nonfinite"], 1);
+    // the same through the tensor path (tail samples are drawn by torch)
+    bad(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n2")), "--top-k", "2", "--tail-samples", "2"], "row 17, class 2");
+    let rep: serde_json::Value = serde_json::from_str(&ok(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n2")), "--top-k", "2", "--tail-samples", "2", "--nan", "skip", "--batch-size", "16"])).unwrap();
+    assert_eq!(rep["rows"], 49);
+    assert_eq!(rep["skipped_nonfinite"], 1);
+    let rows = rows_json(&t.path().join("n2"));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 49);
+    assert!(rows.iter().all(|r| r["row"] != 17), "the non-finite row was kept");
+}
+
+#[test]
+fn resume_is_safe_to_pass_always_and_survives_kill_9() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 30, 8, 3000);
+    let cache = t.path().join("c");
+    ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&cache), "--top-k", "5"]);
+    let args = |out: &Path| -> Vec<String> {
+        ["train", "--cache", p(&cache), "--data", p(&d), "--candidates", "10", "--batch-size", "32", "--epochs", "3", "--checkpoint-every", "7",
+            "--resume", "--out", p(out)].iter().map(|s| s.to_string()).collect()
+    };
+    // --resume on a run that does not exist yet starts it
+    let a = t.path().join("a");
+    let o = Command::new(env!("CARGO_BIN_EXE_kdcache")).args(args(&a)).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to resume"));
+    // the same run, killed with SIGKILL at growing delays (before the first checkpoint, between
+    // checkpoints, while one is written) and resumed each time, ends with the same bytes
+    let b = t.path().join("b");
+    let mut kills = 0;
+    for delay_ms in (0..).map(|i| 40 + 90 * i) {
+        let mut child = kd().args(args(&b)).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before the kill
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        assert!(kills < 200, "the run never finished");
+    }
+    ok(&args(&b).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(kills >= 3, "only {kills} kills: the test did not interrupt the run");
+    assert_eq!(std::fs::read(a.join("checkpoint.safetensors")).unwrap(), std::fs::read(b.join("checkpoint.safetensors")).unwrap(), "a killed and resumed run differs");
+    let sa: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("summary.json")).unwrap()).unwrap();
+    let sb: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(sa["top1"], sb["top1"]);
 }

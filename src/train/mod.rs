@@ -323,7 +323,13 @@ fn open_run(o: &TrainOptions, inp: &Inputs) -> Result<State> {
     let cfg_json = serde_json::to_string_pretty(&rec).map_err(|e| Error::Internal(e.to_string()))?;
     let cfg_path = o.out.join("config.json");
     let ckpt = o.out.join("checkpoint.safetensors");
-    if o.resume {
+    // `--resume` is safe to pass always: with no checkpoint yet (a first launch, or a run killed before
+    // its first checkpoint) the run starts from scratch
+    let resume = o.resume && ckpt.exists();
+    if o.resume && !resume && o.progress {
+        eprintln!("nothing to resume in {}: starting the run", o.out.display());
+    }
+    if resume {
         let old = std::fs::read_to_string(&cfg_path).ctx(&cfg_path)?;
         let strip = |s: &str| -> serde_json::Value {
             let mut v: serde_json::Value = serde_json::from_str(s).unwrap_or_default();
@@ -339,11 +345,18 @@ fn open_run(o: &TrainOptions, inp: &Inputs) -> Result<State> {
     } else if ckpt.exists() {
         return Err(Error::Exists { path: o.out.clone(), why: "it holds a training run; pass --resume to continue it or choose another --out".into() });
     }
+    if !resume {
+        // a run killed before its first checkpoint may have left metrics behind
+        let metrics = o.out.join("metrics.jsonl");
+        if metrics.exists() {
+            std::fs::remove_file(&metrics).ctx(&metrics)?;
+        }
+    }
     write_atomic(&cfg_path, cfg_json.as_bytes())?;
 
     let classes = inp.man.classes as usize;
     let mlp = o.student.as_deref().map(student::parse_mlp).transpose()?;
-    let saved = if o.resume { Some(read_checkpoint(&ckpt)?) } else { None };
+    let saved = if resume { Some(read_checkpoint(&ckpt)?) } else { None };
     // a TorchScript backbone resumes from its checkpointed module: parameters and buffers
     let script_state: Option<Vec<u8>> = match saved.as_ref().and_then(|m| m.get("backbone_ts")) {
         Some(t) => Some(Vec::<u8>::try_from(t).map_err(|e| Error::corrupt(&ckpt, None, format!("backbone_ts: {e}")))?),
