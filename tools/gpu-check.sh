@@ -29,7 +29,7 @@ say "data: 100,000 classes (oracle teacher), 20,000 rows"
 say "cache on the GPU and on the CPU, same rows"
 for dev in cuda cpu; do
   "$KD" --quiet cache --teacher "$WORK/data/oracle.safetensors" --data "$WORK/data" --out "$WORK/cache-$dev" \
-    --top-k 64 --temperatures 1,2 --device "$dev" --batch-size 512 --overwrite | tee "$WORK/cache-$dev.json"
+    --top-k 64 --temperatures 1,2 --device "$dev" --overwrite | tee "$WORK/cache-$dev.json"
 done
 "$KD" verify "$WORK/cache-cuda"
 "$KD" dump "$WORK/cache-cuda" --rows 0..2000 --json > "$WORK/gpu.json"
@@ -59,4 +59,4 @@ for loss in full ghost topk dis; do
     --epochs 100 --out "$WORK/run-$loss" --log-every 50 > "$WORK/run-$loss.json"
   $PY -c "import json; s=json.load(open('$WORK/run-$loss.json')); print(f\"{s['loss']:6s} top-1 {s['top1']:.4f}  {s['step_ms_median']:.2f} ms/step  {s['candidates']:.0f} head rows/step\")"
 done
-say "done: cache rows/s and overhead share are in $WORK/cache-*.json"
+say "done: cache rows/s, batch size and overhead share are in $WORK/cache-*.json (printed above)"
