@@ -12,6 +12,7 @@ pub enum ErrorKind {
     Mismatch,
     NonFinite,
     Interrupted,
+    Complete,
     Internal,
 }
 
@@ -36,6 +37,9 @@ pub enum Error {
     NonFinite { row: u64, class: u64 },
     #[error("interrupted; re-run the same command to resume")]
     Interrupted,
+    /// Not a failure: the output directory already holds the complete cache that was asked for.
+    #[error("{} already holds this cache, complete ({rows} rows): nothing to do", path.display())]
+    Complete { path: PathBuf, rows: u64 },
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
@@ -60,6 +64,7 @@ impl Error {
             Error::Mismatch { .. } => ErrorKind::Mismatch,
             Error::NonFinite { .. } => ErrorKind::NonFinite,
             Error::Interrupted => ErrorKind::Interrupted,
+            Error::Complete { .. } => ErrorKind::Complete,
             Error::Arrow(_) | Error::Internal(_) => ErrorKind::Internal,
             #[cfg(feature = "torch")]
             Error::Torch(_) => ErrorKind::Internal,

@@ -1,4 +1,4 @@
-//! `kdcache import`: a cache from dense teacher logits [N, C] computed elsewhere (.npy, f32 or f16).
+//! `kdcache import`: a cache from dense teacher logits [N, C] computed elsewhere (.npy, f32, f16 or f64).
 //! Streams the memory-mapped file in chunks, so a file larger than RAM imports. No libtorch needed.
 use std::path::PathBuf;
 
@@ -14,6 +14,8 @@ use crate::rank::rank_row;
 pub struct ImportOptions {
     pub logits: PathBuf,
     pub labels: Option<PathBuf>,
+    /// The inputs the logits were computed from (bound into the signature, so `train` checks them).
+    pub data: Option<PathBuf>,
     pub k: usize,
     pub temperatures: Vec<f32>,
     pub dtype: LogitDtype,
@@ -27,41 +29,62 @@ const CHUNK: usize = 4096;
 
 pub fn import(o: &ImportOptions) -> Result<Manifest> {
     let logits = Npy::open(&o.logits)?;
-    if !matches!(logits.dtype, NpyDtype::F32 | NpyDtype::F16) || logits.shape.len() != 2 {
+    if !logits.dtype.is_float() || logits.shape.len() != 2 {
         return Err(Error::invalid(format!(
-            "{}: logits must be a float32 or float16 array of shape [N, C], got {:?} {:?}",
-            o.logits.display(), logits.dtype, logits.shape
+            "{}: logits must be a float array (float32, float16 or float64) of shape [N, C], got {} {:?}",
+            o.logits.display(), logits.dtype.name(), logits.shape
         )));
     }
+    if logits.dtype == NpyDtype::F64 {
+        eprintln!("note: {}: float64 logits are ranked as float32", o.logits.display());
+    }
     let (n, c) = (logits.shape[0], logits.shape[1]);
-    let labels = match &o.labels {
-        Some(p) => {
-            let l = Npy::open(p)?;
-            if !matches!(l.dtype, NpyDtype::I64 | NpyDtype::I32) || l.shape != [n] {
-                return Err(Error::invalid(format!("{}: labels must be an int64/int32 array of shape [{n}], got {:?} {:?}", p.display(), l.dtype, l.shape)));
+    // the inputs the logits were computed from bind the cache to them, as `cache` does
+    let ds = match &o.data {
+        Some(d) => {
+            let ds = crate::data::source::Dataset::open(d, o.labels.as_deref(), "train")?;
+            if ds.len() != n {
+                return Err(Error::invalid(format!("{}: {} rows, but the logits have {n}", ds.source.display(), ds.len())));
             }
-            let v = l.i64_values();
-            if let Some((i, y)) = v.iter().enumerate().find(|(_, y)| **y < -1 || **y >= c as i64) {
-                return Err(Error::invalid(format!("{}: label {y} of row {i} is not in -1..{c}", p.display())));
-            }
-            Some((v, crate::fingerprint::file(p)?))
+            Some(ds)
         }
         None => None,
+    };
+    let labels: Option<Vec<i64>> = match (&ds, &o.labels) {
+        (Some(ds), _) => ds.y.clone(),
+        (None, Some(p)) => {
+            let l = Npy::open(p)?;
+            if l.dtype.is_float() || l.shape != [n] {
+                return Err(Error::invalid(format!(
+                    "{}: labels must be an integer array of shape [{n}] (any width; -1 = unknown), got {} {:?}",
+                    p.display(), l.dtype.name(), l.shape
+                )));
+            }
+            Some(l.i64_values())
+        }
+        (None, None) => None,
+    };
+    if let Some(v) = &labels
+        && let Some((i, y)) = v.iter().enumerate().find(|(_, y)| **y < -1 || **y >= c as i64)
+    {
+        return Err(Error::invalid(format!("label {y} of row {i} is not in -1..{c}")));
+    }
+    let dataset = match (&ds, &labels) {
+        (Some(ds), _) => ds.signature(),
+        (None, Some(v)) => format!("labels:{};rows={n}", crate::data::source::labels_fingerprint(v)),
+        (None, None) => format!("rows={n}"),
     };
     let spec = RowSpec { classes: c as u64, k: o.k, temperatures: o.temperatures.clone(), tail_samples: 0, aug_dim: 0, logit_dtype: o.dtype };
     spec.validate()?;
     let signature = Signature {
         teacher: format!("logits:{}", crate::fingerprint::file(&o.logits)?),
-        dataset: match &labels {
-            Some((_, h)) => format!("rows={n};labels:{h}"),
-            None => format!("rows={n}"),
-        },
+        dataset,
         classes: format!("C={c}"),
         augmentation: "none".into(),
     };
     let mut w = CacheWriter::create(&o.out, &spec, signature, o.writer.clone(), None)?;
     let start = w.resumed_rows() as usize;
-    let bar = crate::progress::bar(n as u64, "import", o.progress);
+    let mut bar = crate::progress::Progress::new(n as u64, "import", "rows", o.progress);
     bar.set_position(start as u64);
     let mut buf = Vec::new();
     for lo in (start..n).step_by(CHUNK) {
@@ -92,7 +115,7 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
             let r = r.map_err(|class| Error::NonFinite { row: i as u64, class: class as u64 })?;
             batch.row.push(i as u64);
             batch.view.push(0);
-            batch.label.push(labels.as_ref().map(|(l, _)| l[i]).unwrap_or(-1));
+            batch.label.push(labels.as_ref().map(|l| l[i]).unwrap_or(-1));
             batch.topk_idx.extend_from_slice(&r.idx);
             for &z in &r.logit {
                 batch.topk_logit.push(z);
@@ -101,7 +124,7 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
             batch.log_tail.extend_from_slice(&r.log_tail);
         }
         w.push(&batch, Some(&prior))?;
-        bar.set_position(hi as u64);
+        bar.advance_to(hi as u64, "");
         if crate::progress::interrupted() {
             return Err(Error::Interrupted);
         }

@@ -11,6 +11,7 @@ pub mod import;
 pub mod nn;
 pub mod progress;
 pub mod rank;
+pub mod run;
 pub mod sample;
 pub mod report;
 #[cfg(feature = "torch")]

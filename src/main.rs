@@ -97,12 +97,10 @@ struct TrainArgs {
     /// Cache directory (from `kdcache cache`).
     #[arg(long)]
     cache: PathBuf,
-    /// The training data the cache was built from (synth directory, .npy or .safetensors).
-    #[arg(long)]
-    data: PathBuf,
-    /// Held-out data (default: the test split of a synth --data directory).
-    #[arg(long)]
-    eval_data: Option<PathBuf>,
+    #[command(flatten)]
+    input: DataArgs,
+    #[command(flatten)]
+    eval: EvalArgs,
     /// A cache of the held-out data, for student–teacher agreement.
     #[arg(long)]
     eval_cache: Option<PathBuf>,
@@ -159,9 +157,13 @@ struct TrainArgs {
     /// Run directory.
     #[arg(long)]
     out: PathBuf,
-    /// Continue the run in --out from its last checkpoint (same options; --epochs may grow).
-    #[arg(long)]
+    /// Continue the run in --out from its last checkpoint (same options; --epochs may grow). With no
+    /// checkpoint yet it starts the run, so job scripts can always pass it.
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Replace a run already in --out.
+    #[arg(long)]
+    overwrite: bool,
     /// Also checkpoint every N steps (0 = only at epoch ends).
     #[arg(long, default_value_t = 0)]
     checkpoint_every: usize,
@@ -249,9 +251,10 @@ struct SynthArgs {
 #[cfg(feature = "torch")]
 #[derive(clap::Args)]
 struct TeachArgs {
-    /// A synth directory (train_x.npy, train_y.npy; test_* for held-out accuracy).
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    input: DataArgs,
+    #[command(flatten)]
+    eval: EvalArgs,
     /// Hidden layer sizes.
     #[arg(long, value_delimiter = ',', default_value = "512,512")]
     hidden: Vec<i64>,
@@ -278,12 +281,8 @@ struct CacheArgs {
     /// (the data rows are already logits). It computes in float32 whatever dtype its file stores.
     #[arg(long)]
     teacher: String,
-    /// Inputs: a synth directory, a features .npy (with --labels), or a .safetensors with tensors x, y.
-    #[arg(long)]
-    data: PathBuf,
-    /// Labels .npy [N] for a features .npy.
-    #[arg(long)]
-    labels: Option<PathBuf>,
+    #[command(flatten)]
+    input: DataArgs,
     /// Split of a synth directory.
     #[arg(long, default_value = "train")]
     split: String,
@@ -323,10 +322,14 @@ fn parse_part(s: &str) -> Result<(usize, usize), String> {
 
 #[derive(clap::Args)]
 struct ImportArgs {
-    /// Dense teacher logits, shape [N, C], float32 or float16 .npy (memory-mapped, streamed).
+    /// Dense teacher logits, shape [N, C], float32, float16 or float64 .npy (memory-mapped, streamed).
     #[arg(long)]
     logits: PathBuf,
-    /// Ground-truth labels, shape [N], int64 or int32 .npy (-1 = unknown).
+    /// The inputs the logits were computed from, named as for `cache` (row i of --logits is the
+    /// teacher's output for row i): binds the cache to them, so `train --data` refuses other data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Ground-truth labels .npy [N] (any integer type; -1 = unknown).
     #[arg(long)]
     labels: Option<PathBuf>,
     /// How many top classes to keep per row (K <= C).
@@ -337,6 +340,29 @@ struct ImportArgs {
     temperatures: Vec<f32>,
     #[command(flatten)]
     out: OutArgs,
+}
+
+/// Inputs, named the same way by teach, cache and train.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// Inputs: a directory written by `synth` ({split}_x.npy, {split}_y.npy), a features .npy [N, ...]
+    /// (float32, float16 or float64) with --labels, or a .safetensors with tensors x (and y).
+    #[arg(long)]
+    data: PathBuf,
+    /// Labels .npy [N] for a features .npy (any integer type; -1 = unknown).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+}
+
+/// Held-out inputs, named as --data and --labels.
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Held-out data, as --data (default: the test split of a synth --data directory).
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// Labels .npy [N] for --eval-data.
+    #[arg(long, requires = "eval_data")]
+    eval_labels: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -377,6 +403,13 @@ struct DumpArgs {
     /// Machine-readable JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Ranks shown per row: a number or `all` [default: 10 as text, all with --json].
+    #[arg(long, value_parser = parse_ranks)]
+    ranks: Option<usize>,
+}
+
+fn parse_ranks(s: &str) -> Result<usize, String> {
+    if s == "all" { Ok(usize::MAX) } else { s.parse::<usize>().map_err(|_| format!("{s:?}: use a number of ranks or `all`")) }
 }
 
 #[derive(clap::Args)]
@@ -404,6 +437,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let m = kdcache::import::import(&kdcache::import::ImportOptions {
                 logits: a.logits,
                 labels: a.labels,
+                data: a.data,
                 k: a.top_k,
                 temperatures: a.temperatures,
                 dtype: a.out.dtype,
@@ -421,12 +455,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let reader = CacheReader::open(&a.dir)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            kdcache::report::dump::dump(&reader, a.rows, a.json, &mut out)?;
+            kdcache::report::dump::dump(&reader, a.rows, a.json, a.ranks, &mut out)?;
         }
         Cmd::Verify(a) => {
             let reader = CacheReader::open(&a.dir)?;
-            let bar = kdcache::progress::bar(reader.rows(), "verify", progress);
-            let r = reader.verify(Some(&bar)).with_context(|| format!("{} failed verification", a.dir.display()))?;
+            let bar = kdcache::progress::Progress::new(reader.rows(), "verify", "rows", progress);
+            let r = reader.verify(Some(&bar.bar)).with_context(|| format!("{} failed verification", a.dir.display()))?;
             bar.finish_and_clear();
             println!("ok: {} rows in {} shards, {} blocks, {} bytes; all checksums and row invariants hold", r.rows, r.shards, r.blocks, r.bytes);
         }
@@ -444,7 +478,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "torch")]
         Cmd::Teach(a) => {
             let r = kdcache::teacher::teach::teach(&kdcache::teacher::teach::TeachOptions {
-                data: a.data, hidden: a.hidden, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, seed: a.seed,
+                data: a.input.data, labels: a.input.labels, eval_data: a.eval.eval_data, eval_labels: a.eval.eval_labels, hidden: a.hidden, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, seed: a.seed,
                 device: kdcache::nn::parse_device(&a.device)?, out: a.out.clone(), progress,
             })?;
             println!("{}", serde_json::to_string(&r)?);
@@ -454,7 +488,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let man = kdcache::format::Manifest::load(&a.cache.join("manifest.json"))?;
             let c = man.classes as usize;
             let o = kdcache::train::TrainOptions {
-                cache: a.cache, data: a.data, eval_data: a.eval_data, eval_cache: a.eval_cache,
+                cache: a.cache, data: a.input.data, labels: a.input.labels, eval_data: a.eval.eval_data, eval_labels: a.eval.eval_labels, eval_cache: a.eval_cache,
                 student: a.student_ts.is_none().then_some(a.student), student_ts: a.student_ts, loss: a.loss,
                 dis: kdcache::sample::DisConfig {
                     head_rows: match a.candidates {
@@ -469,13 +503,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 temperature: a.temperature, alpha: a.alpha, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr,
                 head_opt: a.head_opt, head_lr: a.head_lr.unwrap_or(kdcache::train::default_head_lr(a.loss)), seed: a.seed, device: a.device, out: a.out.clone(),
-                checkpoint_every: a.checkpoint_every, log_every: a.log_every, max_steps: a.max_steps, resume: a.resume, progress,
+                checkpoint_every: a.checkpoint_every, log_every: a.log_every, max_steps: a.max_steps, resume: a.resume, overwrite: a.overwrite, progress,
             };
             let s = kdcache::train::train(&o)?;
-            eprintln!(
-                "train {}: held-out top-1 {:.4}, ECE {:.4}, {:.2} ms/step, {:.0} rows/s -> {}",
-                s.loss, s.top1, s.ece, s.step_ms_median, s.rows_per_s, a.out.display()
-            );
+            let held_out = match (s.top1, s.ece) {
+                (Some(t), Some(e)) => format!("held-out top-1 {t:.4}, ECE {e:.4}"),
+                _ => "no held-out set".into(),
+            };
+            eprintln!("train {}: {held_out}, {:.2} ms/step, {:.0} rows/s -> {}", s.loss, s.step_ms_median, s.rows_per_s, a.out.display());
             println!("{}", serde_json::to_string(&s)?);
         }
         #[cfg(feature = "torch")]
@@ -496,7 +531,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Report(a) => {
             let r = kdcache::report::html::report(&a.dir, &a.runs, &a.out)?;
-            eprintln!("report of {} rows: {} ({} charts)", r.rows_read, r.html.display(), r.charts.len());
+            let n = r.charts.iter().filter(|p| p.extension().is_some_and(|e| e == "svg")).count();
+            eprintln!("report of {} rows: {} ({n} charts, each as SVG and PNG beside it)", r.rows_read, r.html.display());
         }
         Cmd::Compare(a) => {
             kdcache::report::compare::compare(&a.runs, a.plot.as_deref(), &mut std::io::stdout().lock())?;
@@ -504,7 +540,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "torch")]
         Cmd::Cache(a) => {
             let (m, r) = kdcache::teacher::pipeline::run(&kdcache::teacher::pipeline::CacheOptions {
-                teacher: a.teacher, data: a.data, labels: a.labels, split: a.split, out: a.out.out.clone(), k: a.top_k,
+                teacher: a.teacher, data: a.input.data, labels: a.input.labels, split: a.split, out: a.out.out.clone(), k: a.top_k,
                 temperatures: a.temperatures, tail_samples: a.tail_samples, dtype: a.out.dtype, writer: a.out.writer(),
                 device: kdcache::nn::parse_device(&a.device)?, batch_size: a.batch_size, part: a.part, nan: a.nan, seed: a.seed, progress,
             })?;
@@ -559,6 +595,11 @@ fn main() -> ExitCode {
                     || matches!(c.downcast_ref::<kdcache::Error>(), Some(kdcache::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe)
             });
             if broken_pipe {
+                return ExitCode::SUCCESS;
+            }
+            // rerunning a build whose output is already complete succeeds (Makefiles, job arrays)
+            if let Some(done @ kdcache::Error::Complete { .. }) = lib {
+                eprintln!("{done}");
                 return ExitCode::SUCCESS;
             }
             eprintln!("error: {e:#}");

@@ -56,7 +56,7 @@ fn pipeline_train_and_bit_for_bit_resume() {
         let run = t.path().join(format!("run_{loss}"));
         let s: serde_json::Value = serde_json::from_str(&ok(&["train", "--cache", p(&cache), "--data", p(&d), "--eval-cache", p(&test_cache), "--loss", loss,
             "--epochs", "2", "--batch-size", "64", "--candidates", "10", "--out", p(&run)])).unwrap();
-        for key in ["loss", "top1", "top5", "ece", "teacher_agreement", "steps", "step_ms_median", "rows_per_s", "classes", "candidates"] {
+        for key in ["loss", "top1", "top5", "ece", "teacher_agreement", "steps", "step_ms_median", "rows_per_s", "classes", "head_rows", "best_top1", "best_epoch"] {
             assert!(!s[key].is_null(), "{loss}: summary lacks {key}: {s}");
         }
         assert_eq!(s["steps"], 38);

@@ -6,26 +6,71 @@ use crate::error::{Error, IoContext, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NpyDtype {
+    F64,
     F32,
     F16,
     I64,
     I32,
+    I16,
+    I8,
+    U64,
+    U32,
+    U16,
+    U8,
 }
 
 impl NpyDtype {
     pub fn width(self) -> usize {
         match self {
-            NpyDtype::F32 | NpyDtype::I32 => 4,
-            NpyDtype::F16 => 2,
-            NpyDtype::I64 => 8,
+            NpyDtype::F64 | NpyDtype::I64 | NpyDtype::U64 => 8,
+            NpyDtype::F32 | NpyDtype::I32 | NpyDtype::U32 => 4,
+            NpyDtype::F16 | NpyDtype::I16 | NpyDtype::U16 => 2,
+            NpyDtype::I8 | NpyDtype::U8 => 1,
         }
+    }
+    pub fn is_float(self) -> bool {
+        matches!(self, NpyDtype::F64 | NpyDtype::F32 | NpyDtype::F16)
     }
     fn descr(self) -> &'static str {
         match self {
+            NpyDtype::F64 => "<f8",
             NpyDtype::F32 => "<f4",
             NpyDtype::F16 => "<f2",
             NpyDtype::I64 => "<i8",
             NpyDtype::I32 => "<i4",
+            NpyDtype::I16 => "<i2",
+            NpyDtype::I8 => "|i1",
+            NpyDtype::U64 => "<u8",
+            NpyDtype::U32 => "<u4",
+            NpyDtype::U16 => "<u2",
+            NpyDtype::U8 => "|u1",
+        }
+    }
+    fn from_descr(d: &str) -> Option<Self> {
+        // one-byte types are written '|i1' by NumPy; '<' and '=' are accepted for them too
+        let d = match d {
+            "|i1" | "<i1" | "=i1" => "|i1",
+            "|u1" | "<u1" | "=u1" => "|u1",
+            d => d,
+        };
+        [Self::F64, Self::F32, Self::F16, Self::I64, Self::I32, Self::I16, Self::I8, Self::U64, Self::U32, Self::U16, Self::U8]
+            .into_iter()
+            .find(|t| t.descr() == d)
+    }
+    /// NumPy's name for the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            NpyDtype::F64 => "float64",
+            NpyDtype::F32 => "float32",
+            NpyDtype::F16 => "float16",
+            NpyDtype::I64 => "int64",
+            NpyDtype::I32 => "int32",
+            NpyDtype::I16 => "int16",
+            NpyDtype::I8 => "int8",
+            NpyDtype::U64 => "uint64",
+            NpyDtype::U32 => "uint32",
+            NpyDtype::U16 => "uint16",
+            NpyDtype::U8 => "uint8",
         }
     }
 }
@@ -74,13 +119,12 @@ impl Npy {
         let header = std::str::from_utf8(&map[start..start + hlen]).map_err(|_| bad("header is not text".into()))?;
         let descr = dict_value(header, "descr").ok_or_else(|| bad("no 'descr'".into()))?;
         let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-        let dtype = match descr {
-            "<f4" => NpyDtype::F32,
-            "<f2" => NpyDtype::F16,
-            "<i8" => NpyDtype::I64,
-            "<i4" => NpyDtype::I32,
-            d => return Err(Error::invalid(format!("{}: dtype {d:?} is not supported (want float32, float16, int64 or int32, little-endian)", path.display()))),
-        };
+        let dtype = NpyDtype::from_descr(descr).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: dtype {descr:?} is not supported (want a little-endian float64/32/16 or integer array)",
+                path.display()
+            ))
+        })?;
         let fortran = dict_value(header, "fortran_order").ok_or_else(|| bad("no 'fortran_order'".into()))?;
         if fortran.trim() != "False" {
             return Err(Error::invalid(format!("{}: Fortran-order arrays are not supported; save with np.ascontiguousarray", path.display())));
@@ -110,27 +154,36 @@ impl Npy {
         &self.map[self.offset..self.end]
     }
 
-    /// Rows of a rank-≥1 array as f32 values (f16 converted).
+    /// Rows of a rank-≥1 float array as f32 values (f16 and f64 converted).
     pub fn f32_rows(&self, rows: std::ops::Range<usize>, out: &mut Vec<f32>) {
         let per: usize = self.shape[1..].iter().product();
-        let d = self.data();
+        let w = self.dtype.width();
+        let d = &self.data()[rows.start * per * w..rows.end * per * w];
         out.clear();
         match self.dtype {
-            NpyDtype::F32 => out.extend_from_slice(bytemuck::cast_slice(&d[rows.start * per * 4..rows.end * per * 4])),
+            NpyDtype::F32 => out.extend_from_slice(bytemuck::cast_slice(d)),
             NpyDtype::F16 => {
-                let h: &[half::f16] = bytemuck::cast_slice(&d[rows.start * per * 2..rows.end * per * 2]);
+                let h: &[half::f16] = bytemuck::cast_slice(d);
                 out.resize(h.len(), 0.0);
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(h, out);
             }
-            NpyDtype::I64 | NpyDtype::I32 => unreachable!("f32_rows on an integer array"),
+            NpyDtype::F64 => out.extend(bytemuck::cast_slice::<u8, f64>(d).iter().map(|&v| v as f32)),
+            _ => unreachable!("f32_rows on an integer array"),
         }
     }
 
-    /// All values of an integer array as i64.
+    /// All values of an integer array as i64 (u64 values above i64::MAX saturate).
     pub fn i64_values(&self) -> Vec<i64> {
+        let d = self.data();
         match self.dtype {
-            NpyDtype::I64 => bytemuck::cast_slice::<u8, i64>(self.data()).to_vec(),
-            NpyDtype::I32 => bytemuck::cast_slice::<u8, i32>(self.data()).iter().map(|&v| v as i64).collect(),
+            NpyDtype::I64 => bytemuck::cast_slice::<u8, i64>(d).to_vec(),
+            NpyDtype::I32 => bytemuck::cast_slice::<u8, i32>(d).iter().map(|&v| v as i64).collect(),
+            NpyDtype::I16 => bytemuck::cast_slice::<u8, i16>(d).iter().map(|&v| v as i64).collect(),
+            NpyDtype::I8 => d.iter().map(|&v| v as i8 as i64).collect(),
+            NpyDtype::U64 => bytemuck::cast_slice::<u8, u64>(d).iter().map(|&v| v.min(i64::MAX as u64) as i64).collect(),
+            NpyDtype::U32 => bytemuck::cast_slice::<u8, u32>(d).iter().map(|&v| v as i64).collect(),
+            NpyDtype::U16 => bytemuck::cast_slice::<u8, u16>(d).iter().map(|&v| v as i64).collect(),
+            NpyDtype::U8 => d.iter().map(|&v| v as i64).collect(),
             _ => unreachable!("i64_values on a float array"),
         }
     }
@@ -208,11 +261,18 @@ impl Npy {
             .map_err(|e| Error::corrupt(path, None, format!("not a usable .safetensors file: {e}")))?;
         let info = meta.info(key).ok_or_else(|| Error::invalid(format!("{}: no tensor named {key:?}", path.display())))?;
         let dtype = match info.dtype {
+            safetensors::Dtype::F64 => NpyDtype::F64,
             safetensors::Dtype::F32 => NpyDtype::F32,
             safetensors::Dtype::F16 => NpyDtype::F16,
             safetensors::Dtype::I64 => NpyDtype::I64,
             safetensors::Dtype::I32 => NpyDtype::I32,
-            d => return Err(Error::invalid(format!("{}: tensor {key:?} has dtype {d:?}; want F32, F16, I64 or I32", path.display()))),
+            safetensors::Dtype::I16 => NpyDtype::I16,
+            safetensors::Dtype::I8 => NpyDtype::I8,
+            safetensors::Dtype::U64 => NpyDtype::U64,
+            safetensors::Dtype::U32 => NpyDtype::U32,
+            safetensors::Dtype::U16 => NpyDtype::U16,
+            safetensors::Dtype::U8 => NpyDtype::U8,
+            d => return Err(Error::invalid(format!("{}: tensor {key:?} has dtype {d:?}; want a float (F64, F32, F16) or integer type", path.display()))),
         };
         let (a, b) = info.data_offsets;
         let offset = 8 + hlen + a;

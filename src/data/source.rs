@@ -8,9 +8,58 @@ use crate::error::{Error, Result};
 pub struct Dataset {
     pub x: Npy,
     pub y: Option<Vec<i64>>,
-    /// `xxh3:…` of the features (and labels): part of a cache's signature.
+    /// `xxh3:<features>[;labels:xxh3:<labels>]`: part of a cache's signature.
     pub fingerprint: String,
+    /// `xxh3:…` of the feature bytes as stored.
+    pub features: String,
+    /// `xxh3:…` of the labels as int64 (the same labels in any integer width give the same value).
+    pub labels: Option<String>,
     pub source: PathBuf,
+}
+
+/// `xxh3:…` of labels as little-endian int64.
+pub fn labels_fingerprint(y: &[i64]) -> String {
+    crate::fingerprint::bytes(bytemuck::cast_slice(y))
+}
+
+/// How much of a dataset a cache's signature pins down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// The features (and the labels, if both sides have them) match.
+    Features,
+    /// Only the labels and the row count match (an import without `--data`).
+    Labels,
+    /// Only the row count: rows are matched by position alone.
+    RowsOnly,
+}
+
+/// The parts of a dataset signature `[xxh3:<features>][;labels:<labels>][;rows=N]`.
+struct SignatureParts<'a> {
+    features: Option<&'a str>,
+    labels: Option<&'a str>,
+    rows: Option<u64>,
+}
+
+impl<'a> SignatureParts<'a> {
+    fn parse(sig: &'a str) -> Self {
+        let mut p = SignatureParts { features: None, labels: None, rows: None };
+        // imports before labels were fingerprinted as int64 wrote `rows=N;labels:<file hash>`: that
+        // hash matches no dataset, so only the row count of such a cache is checked
+        let legacy = sig.starts_with("rows=");
+        for part in sig.split(';') {
+            if let Some(l) = part.strip_prefix("labels:") {
+                if legacy {
+                    continue;
+                }
+                p.labels = Some(l);
+            } else if let Some(r) = part.strip_prefix("rows=") {
+                p.rows = r.parse().ok();
+            } else if part.starts_with("xxh3:") {
+                p.features = Some(part);
+            }
+        }
+        p
+    }
 }
 
 impl Dataset {
@@ -35,22 +84,68 @@ impl Dataset {
         } else {
             (Npy::open(&xpath)?, ypath.as_deref().map(Npy::open).transpose()?)
         };
-        if !matches!(x.dtype, NpyDtype::F32 | NpyDtype::F16) || x.shape.len() < 2 || x.shape[0] == 0 {
-            return Err(Error::invalid(format!("{}: features must be float32/float16 of shape [N, ...] with N >= 1, got {:?} {:?}", xpath.display(), x.dtype, x.shape)));
+        if !x.dtype.is_float() || x.shape.len() < 2 || x.shape[0] == 0 {
+            return Err(Error::invalid(format!(
+                "{}: features must be a float array (float32, float16 or float64) of shape [N, ...] with N >= 1, got {} {:?}",
+                xpath.display(), x.dtype.name(), x.shape
+            )));
+        }
+        if x.dtype == NpyDtype::F64 {
+            eprintln!("note: {}: float64 features are used as float32", xpath.display());
         }
         let n = x.shape[0];
-        let mut fp = crate::fingerprint::bytes(x.data());
+        let features = crate::fingerprint::bytes(x.data());
         let y = match y {
             Some(y) => {
-                if !matches!(y.dtype, NpyDtype::I64 | NpyDtype::I32) || y.shape != [n] {
-                    return Err(Error::invalid(format!("{}: labels must be int64/int32 of shape [{n}], got {:?} {:?}", y.path.display(), y.dtype, y.shape)));
+                if y.dtype.is_float() || y.shape != [n] {
+                    return Err(Error::invalid(format!(
+                        "{}: labels must be an integer array of shape [{n}] (any width; -1 = unknown), got {} {:?}",
+                        y.path.display(), y.dtype.name(), y.shape
+                    )));
                 }
-                fp = format!("{fp};labels:{}", crate::fingerprint::bytes(y.data()));
                 Some(y.i64_values())
             }
             None => None,
         };
-        Ok(Dataset { x, y, fingerprint: fp, source: xpath })
+        let labels_fp = y.as_deref().map(labels_fingerprint);
+        let fingerprint = match &labels_fp {
+            Some(l) => format!("{features};labels:{l}"),
+            None => features.clone(),
+        };
+        Ok(Dataset { x, y, fingerprint, features, labels: labels_fp, source: xpath })
+    }
+
+    /// The dataset part of a cache signature: `xxh3:<features>[;labels:xxh3:<labels>];rows=N`.
+    pub fn signature(&self) -> String {
+        format!("{};rows={}", self.fingerprint, self.len())
+    }
+
+    /// Checks this dataset against a cache's dataset signature (from `cache`, or `import` with or without
+    /// `--data`/`--labels`): the features must match when the cache binds them, the labels when both sides
+    /// have them, the row count always. Returns what was checked.
+    pub fn check_signature(&self, sig: &str) -> Result<Binding> {
+        let parts = SignatureParts::parse(sig);
+        let mismatch = |what: &str, cache: &str, given: &str| Error::Mismatch { what: what.into(), cache: cache.into(), given: given.into() };
+        if let Some(rows) = parts.rows
+            && rows != self.len() as u64
+        {
+            return Err(mismatch("example count", &rows.to_string(), &format!("{} rows in {}", self.len(), self.source.display())));
+        }
+        if let Some(f) = parts.features
+            && f != self.features
+        {
+            return Err(mismatch("dataset fingerprint (features)", f, &format!("{} ({})", self.features, self.source.display())));
+        }
+        if let (Some(l), Some(mine)) = (parts.labels, &self.labels)
+            && l != mine
+        {
+            return Err(mismatch("dataset fingerprint (labels)", l, mine));
+        }
+        Ok(match (parts.features, parts.labels) {
+            (Some(_), _) => Binding::Features,
+            (None, Some(_)) if self.labels.is_some() => Binding::Labels,
+            _ => Binding::RowsOnly,
+        })
     }
 
     pub fn len(&self) -> usize {

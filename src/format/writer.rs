@@ -151,9 +151,7 @@ impl CacheWriter {
         let mut accum = Accum::default();
         match check_existing(dir, &manifest) {
             Ok(Existing::Nothing) => {}
-            Ok(Existing::Same(_)) if !opts.overwrite => {
-                return Err(Error::Exists { path: dir.into(), why: "an identical cache is already complete".into() });
-            }
+            Ok(Existing::Same(m)) if !opts.overwrite => return Err(Error::Complete { path: dir.into(), rows: m.rows }),
             Ok(Existing::Different(why)) if !opts.overwrite => return Err(Error::Exists { path: dir.into(), why }),
             Err(e) if !opts.overwrite => return Err(e),
             _ => remove_cache_files(dir)?,

@@ -2,22 +2,26 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
+use crate::run::Summary;
 
+/// One table row per run: the end-of-run metrics, the best epoch-end top-1 (with its epoch), speed.
 pub fn compare(runs: &[PathBuf], plot: Option<&Path>, out: &mut dyn Write) -> Result<()> {
     let io = |e| Error::io("<stdout>", e);
-    writeln!(out, "| run | estimator | top-1 | top-5 | ECE | NLL | teacher agreement | ms/step | rows/s | head rows/step | steps |").map_err(io)?;
-    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|").map_err(io)?;
+    writeln!(out, "| run | estimator | top-1 | best top-1 (epoch) | top-5 | ECE | NLL | teacher agreement | ms/step | rows/s | head rows/step | steps |").map_err(io)?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|").map_err(io)?;
     for r in runs {
-        let p = r.join("summary.json");
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).ctx(&p)?)
-            .map_err(|e| Error::corrupt(&p, None, e.to_string()))?;
-        let f = |k: &str, d: usize| v.get(k).and_then(|x| x.as_f64()).map(|x| format!("{x:.d$}")).unwrap_or("–".into());
+        let s = Summary::load(r)?;
+        let f = |x: Option<f64>, d: usize| x.map(|x| format!("{x:.d$}")).unwrap_or("–".into());
+        let best = match (s.best_top1, s.best_epoch) {
+            (Some(b), Some(e)) => format!("{b:.4} ({e})"),
+            _ => "–".into(),
+        };
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.display(), v.get("loss").and_then(|x| x.as_str()).unwrap_or("?"), f("top1", 4), f("top5", 4), f("ece", 4), f("nll", 3),
-            f("teacher_agreement", 4), f("step_ms_median", 2), f("rows_per_s", 0), f("candidates", 0), f("steps", 0)
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {} |",
+            r.display(), s.loss, f(s.top1, 4), best, f(s.top5, 4), f(s.ece, 4), f(s.nll, 3),
+            f(s.teacher_agreement, 4), s.step_ms_median, s.rows_per_s, s.head_rows, s.steps
         )
         .map_err(io)?;
     }

@@ -35,8 +35,8 @@ pub fn manifest_summary(m: &Manifest) -> serde_json::Value {
     })
 }
 
-fn row_json(r: RowRef<'_>, temps: &[f32]) -> serde_json::Value {
-    let ranks: Vec<_> = (0..r.batch.k)
+fn row_json(r: RowRef<'_>, temps: &[f32], shown: usize) -> serde_json::Value {
+    let ranks: Vec<_> = (0..shown)
         .map(|j| {
             let z = r.logit(j);
             let p: Vec<f64> = temps.iter().zip(r.lse()).map(|(t, l)| ((z / t - l) as f64).exp()).collect();
@@ -59,10 +59,15 @@ fn io(e: std::io::Error) -> Error {
     Error::io("<stdout>", e)
 }
 
-/// Writes the dump of cache rows `range` to `out`.
-pub fn dump(reader: &CacheReader, range: std::ops::Range<u64>, as_json: bool, out: &mut dyn Write) -> Result<()> {
+/// Writes the dump of cache rows `range` (its end may pass the last row; its start may not) to `out`,
+/// each with its first `ranks` ranks (default: 10 as text, all as JSON).
+pub fn dump(reader: &CacheReader, range: std::ops::Range<u64>, as_json: bool, ranks: Option<usize>, out: &mut dyn Write) -> Result<()> {
     let m = reader.manifest();
+    if range.start >= m.rows && !range.is_empty() {
+        return Err(Error::invalid(format!("--rows {}..{}: the cache has {} rows (0..{})", range.start, range.end, m.rows, m.rows)));
+    }
     let range = range.start.min(m.rows)..range.end.min(m.rows);
+    let shown = ranks.unwrap_or(if as_json { usize::MAX } else { 10 }).min(m.top_k as usize);
     let temps = &m.temperatures;
     if as_json {
         write!(out, "{{\"manifest\":{},\"rows\":[", manifest_summary(m)).map_err(io)?;
@@ -91,16 +96,19 @@ pub fn dump(reader: &CacheReader, range: std::ops::Range<u64>, as_json: bool, ou
                     out.write_all(b",").map_err(io)?;
                 }
                 first = false;
-                write!(out, "{}", row_json(r, temps)).map_err(io)?;
+                write!(out, "{}", row_json(r, temps, shown)).map_err(io)?;
             } else {
                 let tail: Vec<String> = r.log_tail().iter().map(|l| format!("{:.4e}", (*l as f64).exp())).collect();
                 writeln!(out, "\nrow {} view {} label {}  tail mass {}", r.row(), r.view(), r.label(), tail.join(" ")).map_err(io)?;
                 let ph: Vec<String> = temps.iter().map(|t| format!("p@T={t}")).collect();
                 writeln!(out, "  {:>5} {:>9} {:>10}  {}", "rank", "class", "logit", ph.iter().map(|h| format!("{h:>10}")).collect::<String>()).map_err(io)?;
-                for j in 0..batch.k {
+                for j in 0..shown {
                     let z = r.logit(j);
                     let ps: String = temps.iter().zip(r.lse()).map(|(t, l)| format!("{:>10.6}", ((z / t - l) as f64).exp())).collect();
                     writeln!(out, "  {:>5} {:>9} {:>10.4}  {ps}", j, r.topk_idx()[j], z).map_err(io)?;
+                }
+                if shown < batch.k {
+                    writeln!(out, "  … {} more ranks (--ranks all)", batch.k - shown).map_err(io)?;
                 }
             }
         }

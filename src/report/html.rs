@@ -14,6 +14,7 @@ const MAX_ROWS: u64 = 200_000;
 
 pub struct Report {
     pub html: PathBuf,
+    /// The chart files: one SVG and one PNG per chart.
     pub charts: Vec<PathBuf>,
     pub rows_read: u64,
 }

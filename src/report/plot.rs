@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
 const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
 
@@ -16,22 +16,20 @@ struct Series {
 }
 
 fn read_run(dir: &Path) -> Result<Series> {
-    let path = dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path).ctx(&path)?;
+    let lines = crate::run::read_metrics(dir)?;
     let name = std::fs::read_to_string(dir.join("config.json"))
         .ok()
         .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
         .and_then(|v| v.get("loss").and_then(|l| l.as_str()).map(String::from))
         .unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
     let mut s = Series { name, ..Default::default() };
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let step = v.get("step").and_then(|x| x.as_f64()).unwrap_or(0.0);
-        if let Some(l) = v.get("loss").and_then(|x| x.as_f64()) {
+    for m in lines {
+        let step = m.step as f64;
+        if let Some(l) = m.loss {
             s.loss.push((step, l));
         }
-        if let Some(t) = v.get("eval").and_then(|e| e.get("top1")).and_then(|x| x.as_f64()) {
-            s.top1.push((step, t));
+        if let Some(e) = m.eval {
+            s.top1.push((step, e.top1));
         }
     }
     Ok(s)

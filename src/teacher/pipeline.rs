@@ -264,7 +264,7 @@ pub fn run(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let path = if o.device == Device::Cpu { "cpu" } else { "cuda" };
     let signature = Signature {
         teacher: if o.tail_samples > 0 { format!("{teacher_fp};path={path};seed={}", o.seed) } else { format!("{teacher_fp};path={path}") },
-        dataset: format!("{};rows={n}", ds.fingerprint),
+        dataset: ds.signature(),
         classes: format!("C={classes}"),
         augmentation: "none".into(),
     };
@@ -275,7 +275,7 @@ pub fn run(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let mut writer = CacheWriter::create(&o.out, &spec, signature, wopts, part)?;
     let resumed = writer.next_example().map(|r| r as usize).unwrap_or(lo).max(lo);
     let resumed_from = writer.rows_written();
-    let bar = crate::progress::bar((hi - lo) as u64, "cache", o.progress);
+    let mut bar = crate::progress::Progress::new((hi - lo) as u64, "cache", "rows", o.progress);
     bar.set_position((resumed - lo) as u64);
 
     let setup_s = t0.elapsed().as_secs_f64();
@@ -358,7 +358,7 @@ pub fn run(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
         if tx.send((batch, r.prior)).is_err() {
             break; // the writer failed; its error is reported below
         }
-        bar.set_position((r.first + r.keep.len() - lo) as u64);
+        bar.advance_to((r.first + r.keep.len() - lo) as u64, "");
         if crate::progress::interrupted() {
             result = Err(Error::Interrupted);
             break;

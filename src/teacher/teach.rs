@@ -11,6 +11,11 @@ use crate::nn::{Mlp, rows_tensor, save_atomic};
 
 pub struct TeachOptions {
     pub data: PathBuf,
+    /// Labels for a features `.npy`.
+    pub labels: Option<PathBuf>,
+    /// Held-out data (default: the test split of a synth directory) and its labels.
+    pub eval_data: Option<PathBuf>,
+    pub eval_labels: Option<PathBuf>,
     pub hidden: Vec<i64>,
     pub epochs: usize,
     pub batch_size: usize,
@@ -50,9 +55,15 @@ pub fn accuracy(ds: &Dataset, device: Device, f: &dyn Fn(&Tensor) -> Result<Tens
 }
 
 pub fn teach(o: &TeachOptions) -> Result<TeachReport> {
-    let train = Dataset::open(&o.data, None, "train")?;
-    let test = if o.data.is_dir() && o.data.join("test_x.npy").exists() { Some(Dataset::open(&o.data, None, "test")?) } else { None };
-    let y = train.y.as_ref().ok_or_else(|| Error::invalid("teach needs labels"))?;
+    let train = Dataset::open(&o.data, o.labels.as_deref(), "train")?;
+    let eval_path = o.eval_data.clone().or_else(|| (o.data.is_dir() && o.data.join("test_x.npy").exists()).then(|| o.data.clone()));
+    let test = eval_path.as_deref().map(|p| Dataset::open(p, o.eval_labels.as_deref(), "test")).transpose()?;
+    if let Some(t) = &test
+        && t.y.is_none()
+    {
+        return Err(Error::invalid(format!("the held-out data {} has no labels: pass --eval-labels", t.source.display())));
+    }
+    let y = train.y.as_ref().ok_or_else(|| Error::invalid(format!("teach needs labels: pass --labels for {}", train.source.display())))?;
     let classes = y.iter().copied().max().unwrap_or(-1) + 1;
     if classes < 2 {
         return Err(Error::invalid("teach needs at least 2 classes in the labels"));
@@ -74,7 +85,8 @@ pub fn teach(o: &TeachOptions) -> Result<TeachReport> {
     let mut test_top1 = None;
     for epoch in 0..o.epochs {
         order.shuffle(&mut rng);
-        let bar = crate::progress::bar(train.len() as u64, &format!("epoch {}", epoch + 1), o.progress);
+        let mut bar = crate::progress::Progress::new(train.len() as u64, "teach", "rows", o.progress);
+        bar.set_message(format!("epoch {}/{}", epoch + 1, o.epochs));
         let mut loss_sum = 0.0;
         let mut steps = 0;
         for chunk in order.chunks(o.batch_size) {
@@ -90,7 +102,7 @@ pub fn teach(o: &TeachOptions) -> Result<TeachReport> {
             opt.backward_step(&loss);
             loss_sum += loss.f_double_value(&[])?;
             steps += 1;
-            bar.inc(chunk.len() as u64);
+            bar.inc(chunk.len() as u64, "");
             if crate::progress::interrupted() {
                 return Err(Error::Interrupted);
             }

@@ -7,15 +7,7 @@ use crate::error::Result;
 use crate::nn::rows_tensor;
 use crate::train::student::Student;
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct EvalReport {
-    pub rows: usize,
-    pub top1: f64,
-    pub top5: f64,
-    pub nll: f64,
-    pub ece: f64,
-    pub teacher_agreement: Option<f64>,
-}
+pub use crate::run::EvalReport;
 
 pub const ECE_BINS: usize = 15;
 

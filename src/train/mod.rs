@@ -36,7 +36,12 @@ use student::Student;
 pub struct TrainOptions {
     pub cache: PathBuf,
     pub data: PathBuf,
+    /// Labels for a features `.npy` (`--labels`); the cache's own labels are used for training either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PathBuf>,
     pub eval_data: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_labels: Option<PathBuf>,
     pub eval_cache: Option<PathBuf>,
     pub student: Option<String>,
     pub student_ts: Option<PathBuf>,
@@ -60,38 +65,15 @@ pub struct TrainOptions {
     pub max_steps: usize,
     #[serde(skip)]
     pub resume: bool,
+    /// Start afresh in an --out that holds another run (its files are replaced).
+    #[serde(skip)]
+    pub overwrite: bool,
     #[serde(skip)]
     pub progress: bool,
 }
 
-/// `RUN/summary.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Summary {
-    /// The estimator (`full`, `topk`, `ghost`, `rs`, `dis`).
-    pub loss: String,
-    /// Held-out accuracy with the full softmax.
-    pub top1: f64,
-    pub top5: f64,
-    /// Expected calibration error (15 bins) and negative log-likelihood on the held-out rows.
-    pub ece: f64,
-    pub nll: f64,
-    /// Fraction of held-out rows where student and teacher agree on the top class (null without an eval cache).
-    pub teacher_agreement: Option<f64>,
-    pub steps: u64,
-    /// Median milliseconds of a training step: forward, loss, backward, both optimizers and the
-    /// sampler's bookkeeping (no data loading).
-    pub step_ms_median: f64,
-    /// Cache rows trained per second of wall time, data loading included.
-    pub rows_per_s: f64,
-    pub classes: u64,
-    /// Mean number of distinct head rows computed per step (C for the dense estimators).
-    pub candidates: f64,
-    pub temperature: f64,
-    pub alpha: f64,
-    pub epochs: usize,
-    pub wall_s: f64,
-    pub eval_rows: usize,
-}
+pub use crate::run::Summary;
+use crate::run::MetricsLine;
 
 fn gather(ds: &Dataset, rows: &[u64], device: Device) -> Result<Tensor> {
     let per: usize = ds.feature_shape().iter().product();
@@ -286,26 +268,76 @@ fn validate(o: &TrainOptions) -> Result<Inputs> {
         }
     }
     // the cache must belong to the data
-    let ds = Dataset::open(&o.data, None, "train")?;
+    let ds = Dataset::open(&o.data, o.labels.as_deref(), "train")?;
     if man.examples != ds.len() as u64 {
         return Err(Error::Mismatch { what: "example count".into(), cache: man.examples.to_string(), given: format!("{} rows in {}", ds.len(), ds.source.display()) });
     }
-    let data_sig = format!("{};rows={}", ds.fingerprint, ds.len());
-    if man.signature.dataset.starts_with("xxh3:") && man.signature.dataset != data_sig {
-        return Err(Error::Mismatch { what: "dataset fingerprint".into(), cache: man.signature.dataset.clone(), given: data_sig });
+    if ds.check_signature(&man.signature.dataset)? == crate::data::source::Binding::RowsOnly && o.progress {
+        eprintln!("note: {} binds no dataset (imported without --data): its rows are matched to {} by position only", o.cache.display(), ds.source.display());
     }
     let eval_path = o.eval_data.clone().or_else(|| (o.data.is_dir() && o.data.join("test_x.npy").exists()).then(|| o.data.clone()));
-    let eval_ds = eval_path.as_deref().map(|p| Dataset::open(p, None, "test")).transpose()?;
-    if let Some(e) = &eval_ds
-        && e.feature_shape() != ds.feature_shape()
-    {
-        return Err(Error::invalid(format!("eval features {:?} differ from training features {:?}", e.feature_shape(), ds.feature_shape())));
+    let eval_ds = eval_path.as_deref().map(|p| Dataset::open(p, o.eval_labels.as_deref(), "test")).transpose()?;
+    if let Some(e) = &eval_ds {
+        if e.feature_shape() != ds.feature_shape() {
+            return Err(Error::invalid(format!("eval features {:?} differ from training features {:?}", e.feature_shape(), ds.feature_shape())));
+        }
+        match &e.y {
+            None => return Err(Error::invalid(format!("the held-out data {} has no labels: pass --eval-labels", e.source.display()))),
+            Some(y) if y.iter().all(|&l| l < 0) => return Err(Error::invalid(format!("the held-out data {} has no known label (all -1)", e.source.display()))),
+            Some(_) => {}
+        }
+    } else if o.eval_labels.is_some() {
+        return Err(Error::invalid("--eval-labels needs --eval-data"));
+    } else if o.progress {
+        eprintln!("note: no held-out set (pass --eval-data and --eval-labels): the run reports no accuracy");
     }
     let teacher_eval = match (&o.eval_cache, &eval_ds) {
         (Some(c), Some(e)) => Some(teacher_top1(c, e.len())?),
         _ => None,
     };
     Ok(Inputs { device, reader, man, ti, ds, eval_ds, teacher_eval })
+}
+
+/// The options that differ between a run's recorded configuration and a resume's, as `--flag old (now
+/// new)`; `--epochs` and `--max-steps` may change on a resume.
+fn config_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let flag = |k: &str| -> String {
+        match k {
+            "dis.head_rows" => "--candidates".into(),
+            "dis.tail" => "--dis-tail".into(),
+            "dis.clusters" => "--dis-clusters".into(),
+            "dis.clip" => "--dis-clip".into(),
+            "device" => "--device (resolved)".into(),
+            k => format!("--{}", k.replace('_', "-")),
+        }
+    };
+    let show = |v: Option<&serde_json::Value>| v.map(|v| v.to_string()).unwrap_or("(none)".into());
+    let mut out = vec![];
+    let empty = serde_json::Map::new();
+    let (a, b) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        if k == "epochs" || k == "max_steps" {
+            continue;
+        }
+        match (a.get(k), b.get(k)) {
+            (Some(serde_json::Value::Object(x)), Some(serde_json::Value::Object(y))) => {
+                let mut inner: Vec<&String> = x.keys().chain(y.keys()).collect();
+                inner.sort();
+                inner.dedup();
+                for i in inner {
+                    if x.get(i) != y.get(i) {
+                        out.push(format!("{} {} (now {})", flag(&format!("{k}.{i}")), show(x.get(i)), show(y.get(i))));
+                    }
+                }
+            }
+            (x, y) if x != y => out.push(format!("{} {} (now {})", flag(k), show(x), show(y))),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn device_name(d: Device) -> String {
@@ -331,25 +363,29 @@ fn open_run(o: &TrainOptions, inp: &Inputs) -> Result<State> {
     }
     if resume {
         let old = std::fs::read_to_string(&cfg_path).ctx(&cfg_path)?;
-        let strip = |s: &str| -> serde_json::Value {
-            let mut v: serde_json::Value = serde_json::from_str(s).unwrap_or_default();
-            if let Some(m) = v.as_object_mut() {
-                m.remove("epochs");
-                m.remove("max_steps");
-            }
-            v
-        };
-        if strip(&old) != strip(&cfg_json) {
-            return Err(Error::Mismatch { what: format!("run configuration ({})", cfg_path.display()), cache: old, given: cfg_json });
+        let old: serde_json::Value = serde_json::from_str(&old).map_err(|e| Error::corrupt(&cfg_path, None, e.to_string()))?;
+        let new: serde_json::Value = serde_json::from_str(&cfg_json).map_err(|e| Error::Internal(e.to_string()))?;
+        let diff = config_diff(&old, &new);
+        if !diff.is_empty() {
+            return Err(Error::invalid(format!(
+                "--resume: the run in {} was started with other options: {}; pass the same ones, or --overwrite to start afresh",
+                o.out.display(),
+                diff.join(", ")
+            )));
         }
-    } else if ckpt.exists() {
-        return Err(Error::Exists { path: o.out.clone(), why: "it holds a training run; pass --resume to continue it or choose another --out".into() });
+    } else if ckpt.exists() && !o.overwrite {
+        return Err(Error::invalid(format!(
+            "{} holds a training run: pass --resume to continue it, --overwrite to replace it, or choose another --out",
+            o.out.display()
+        )));
     }
     if !resume {
-        // a run killed before its first checkpoint may have left metrics behind
-        let metrics = o.out.join("metrics.jsonl");
-        if metrics.exists() {
-            std::fs::remove_file(&metrics).ctx(&metrics)?;
+        // a run killed before its first checkpoint may have left files behind; --overwrite replaces a run
+        for f in ["metrics.jsonl", "checkpoint.safetensors", "summary.json", "curves.svg"] {
+            let p = o.out.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).ctx(&p)?;
+            }
         }
     }
     write_atomic(&cfg_path, cfg_json.as_bytes())?;
@@ -467,11 +503,13 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     let train_t0 = Instant::now();
     let steps_per_epoch = (inp.man.rows as usize).div_ceil(o.batch_size) as u64;
     let total_steps = if o.max_steps > 0 { (o.max_steps as u64).min(steps_per_epoch * o.epochs as u64) } else { steps_per_epoch * o.epochs as u64 };
-    let bar = crate::progress::bar(total_steps, &format!("train {}", o.loss.name()), o.progress);
+    let mut bar = crate::progress::Progress::new(total_steps, &format!("train {}", o.loss.name()), "steps", o.progress);
     bar.set_position(st.step);
     let mut last_eval = None;
+    let mut last_loss = None;
     let log_every = o.log_every.max(1) as u64;
     'epochs: while st.epoch < o.epochs {
+        bar.set_message(format!("epoch {}/{}", st.epoch + 1, o.epochs));
         let mut batches = Batches::new(&inp.reader, o.seed, st.epoch, o.batch_size);
         let mut skip = st.step_in_epoch;
         while let Some(batch) = batches.next_batch()? {
@@ -493,15 +531,16 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
             st.step += 1;
             st.step_in_epoch += 1;
             rows_done += batch.len() as u64;
-            bar.inc(1);
             if st.step % log_every == 0 {
                 let value = out.value()?;
                 if !value.is_finite() {
                     return Err(Error::Internal(format!("the loss became {value} by step {}; lower --lr or --head-lr", st.step)));
                 }
-                let line = serde_json::json!({"step": st.step, "epoch": st.epoch, "loss": value, "step_ms": ms, "head_rows": out.computed_rows});
-                writeln!(metrics, "{line}").ctx(&metrics_path)?;
+                last_loss = Some(value);
+                let line = MetricsLine { step: st.step, epoch: st.epoch, loss: Some(value), step_ms: Some(ms), head_rows: Some(out.computed_rows as f64), eval: None };
+                writeln!(metrics, "{}", serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?).ctx(&metrics_path)?;
             }
+            bar.inc(1, &last_loss.map(|l| format!(", loss {l:.4}")).unwrap_or_default());
             if o.checkpoint_every > 0 && st.step % o.checkpoint_every as u64 == 0 {
                 st.save(&ckpt)?;
             }
@@ -512,12 +551,13 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
         }
         st.epoch += 1;
         st.step_in_epoch = 0;
+        bar.line(&last_loss.map(|l| format!(", loss {l:.4}")).unwrap_or_default());
         if let Some(e) = &inp.eval_ds {
             let r = eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), inp.device)?;
-            let line = serde_json::json!({"step": st.step, "epoch": st.epoch, "eval": r});
-            writeln!(metrics, "{line}").ctx(&metrics_path)?;
+            let line = MetricsLine { step: st.step, epoch: st.epoch, eval: Some(r.clone()), ..Default::default() };
+            writeln!(metrics, "{}", serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?).ctx(&metrics_path)?;
             if o.progress {
-                bar.println(format!("epoch {}: held-out top-1 {:.4}, ECE {:.4}", st.epoch, r.top1, r.ece));
+                bar.println(format!("epoch {}/{}: held-out top-1 {:.4}, ECE {:.4}", st.epoch, o.epochs, r.top1, r.ece));
             }
             last_eval = Some(r);
         }
@@ -530,25 +570,31 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
         last_eval = Some(eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), inp.device)?);
     }
     st.save(&ckpt)?;
-    let ev = last_eval.unwrap_or_default();
+    drop(metrics);
+    // the best epoch-end evaluation, over every process of a resumed run
+    let evals: Vec<(usize, f64)> = crate::run::read_metrics(&o.out)?.into_iter().filter_map(|m| m.eval.map(|e| (m.epoch, e.top1))).collect();
+    let best = evals.iter().copied().fold(None, |b: Option<(usize, f64)>, (e, t)| if b.is_none_or(|b| t > b.1) { Some((e, t)) } else { b });
+    let ev = last_eval.as_ref();
     let wall = train_t0.elapsed().as_secs_f64();
     let summary = Summary {
         loss: o.loss.name().into(),
-        top1: ev.top1,
-        top5: ev.top5,
-        ece: ev.ece,
-        nll: ev.nll,
-        teacher_agreement: ev.teacher_agreement,
+        top1: ev.map(|e| e.top1),
+        top5: ev.map(|e| e.top5),
+        ece: ev.map(|e| e.ece),
+        nll: ev.map(|e| e.nll),
+        teacher_agreement: ev.and_then(|e| e.teacher_agreement),
+        best_top1: best.map(|b| b.1),
+        best_epoch: best.map(|b| b.0),
         steps: st.step,
         step_ms_median: median(&mut step_ms),
         rows_per_s: rows_done as f64 / wall.max(1e-9),
         classes: inp.man.classes,
-        candidates: if computed.is_empty() { 0.0 } else { computed.iter().sum::<f64>() / computed.len() as f64 },
+        head_rows: if computed.is_empty() { 0.0 } else { computed.iter().sum::<f64>() / computed.len() as f64 },
         temperature: o.temperature,
         alpha: o.alpha,
-        epochs: o.epochs,
+        epochs: st.step as f64 / steps_per_epoch.max(1) as f64,
         wall_s: t0.elapsed().as_secs_f64(),
-        eval_rows: ev.rows,
+        eval_rows: ev.map(|e| e.rows).unwrap_or(0),
     };
     write_atomic(&o.out.join("summary.json"), serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?.as_bytes())?;
     crate::report::plot::training_curves(&[o.out.clone()], &o.out.join("curves.svg"))?;
@@ -556,25 +602,78 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
 }
 
 /// `kdcache export`: the student as safetensors for Python — `backbone.<name>` (the backbone's own
-/// parameter names, e.g. `backbone.l0.weight`), `head.weight` [C, d], `head.bias` [C].
+/// parameter names, e.g. `backbone.l0.weight`), `head.weight` [C, d], `head.bias` [C] — with its
+/// architecture in the file's metadata (see [`export_metadata`]), so it can be rebuilt without guessing.
 pub fn export(run: &Path, out: &Path) -> Result<()> {
     let ckpt = run.join("checkpoint.safetensors");
-    let tensors = Tensor::read_safetensors(&ckpt).map_err(|e| Error::corrupt(&ckpt, None, format!("unreadable checkpoint: {e}")))?;
-    let mut named = vec![];
-    for (n, t) in tensors {
+    if !ckpt.exists() {
+        return Err(Error::invalid(format!("{}: no training run there (no checkpoint.safetensors)", run.display())));
+    }
+    let cfg_path = run.join("config.json");
+    let cfg: TrainOptions = serde_json::from_str(&std::fs::read_to_string(&cfg_path).ctx(&cfg_path)?)
+        .map_err(|e| Error::corrupt(&cfg_path, None, format!("not a run configuration: {e}")))?;
+    let map = read_checkpoint(&ckpt)?;
+    let mut named: Vec<(String, Tensor)> = vec![];
+    for (n, t) in &map {
         if let Some(b) = n.strip_prefix("backbone/") {
-            named.push((format!("backbone.{b}"), t));
-        } else if n == "head" {
-            let d = t.size()[1] - 1;
-            named.push(("head.weight".to_string(), t.narrow(1, 0, d).contiguous()));
-            named.push(("head.bias".to_string(), t.narrow(1, d, 1).squeeze_dim(1).contiguous()));
+            named.push((format!("backbone.{b}"), t.shallow_clone()));
         }
     }
-    if !named.iter().any(|(n, _)| n == "head.weight") {
-        return Err(Error::corrupt(&ckpt, None, "no head in the checkpoint"));
+    let head = map.get("head").ok_or_else(|| Error::corrupt(&ckpt, None, "no head in the checkpoint"))?;
+    if head.dim() != 2 || head.size()[1] < 2 {
+        return Err(Error::corrupt(&ckpt, None, format!("head of shape {:?}", head.size())));
     }
-    let tmp = out.with_extension("partial.safetensors");
-    Tensor::write_safetensors(&named, &tmp)?;
-    std::fs::rename(&tmp, out).ctx(out)?;
-    Ok(())
+    let (classes, d) = (head.size()[0], head.size()[1] - 1);
+    named.push(("head.weight".to_string(), head.f_narrow(1, 0, d)?.f_contiguous()?));
+    named.push(("head.bias".to_string(), head.f_narrow(1, d, 1)?.f_squeeze_dim(1)?.f_contiguous()?));
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let meta = export_metadata(&cfg, &map, classes, d);
+    let mut data = vec![];
+    for (n, t) in &named {
+        let v: Vec<f32> = Vec::<f32>::try_from(&t.f_to_kind(tch::Kind::Float)?.f_flatten(0, -1)?)?;
+        data.push((n.clone(), t.size().iter().map(|&s| s as usize).collect::<Vec<_>>(), bytemuck::cast_slice::<f32, u8>(&v).to_vec()));
+    }
+    let views = data
+        .iter()
+        .map(|(n, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).map(|v| (n.clone(), v)).map_err(|e| Error::Internal(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Internal(e.to_string()))?;
+    write_atomic(out, &bytes)
+}
+
+/// The exported student's architecture, as safetensors metadata (strings):
+/// `kdcache.backbone` `mlp` (with `kdcache.layers` `[in, h1, …, d]` and `kdcache.activation` `relu`,
+/// applied after every layer: the features are the last hidden layer's activations) or `torchscript`
+/// (with `kdcache.torchscript`, the module file the run started from); `kdcache.features` d,
+/// `kdcache.classes` C, `kdcache.temperature` (the distillation temperature), `kdcache.logits`
+/// (the formula), `kdcache.loss` (the estimator).
+pub fn export_metadata(cfg: &TrainOptions, ckpt: &Checkpoint, classes: i64, d: i64) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::new();
+    m.insert("kdcache.classes".into(), classes.to_string());
+    m.insert("kdcache.features".into(), d.to_string());
+    m.insert("kdcache.temperature".into(), cfg.temperature.to_string());
+    m.insert("kdcache.loss".into(), cfg.loss.name().into());
+    m.insert("kdcache.logits".into(), "features @ head.weight.T + head.bias".into());
+    match &cfg.student_ts {
+        Some(p) => {
+            m.insert("kdcache.backbone".into(), "torchscript".into());
+            m.insert("kdcache.torchscript".into(), p.display().to_string());
+        }
+        None => {
+            m.insert("kdcache.backbone".into(), "mlp".into());
+            let mut layers = vec![];
+            for i in 0.. {
+                let Some(w) = ckpt.get(&format!("backbone/l{i}.weight")) else { break };
+                if i == 0 {
+                    layers.push(w.size()[1]);
+                }
+                layers.push(w.size()[0]);
+            }
+            m.insert("kdcache.layers".into(), format!("{layers:?}"));
+            m.insert("kdcache.activation".into(), "relu".into());
+        }
+    }
+    m
 }

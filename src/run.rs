@@ -1,0 +1,90 @@
+//! The files of a training run directory that other commands read back (`compare`, `report`, `bench`):
+//! their types live here, free of libtorch, so the writer (`train`) and every reader share them.
+//!
+//! A run directory holds `config.json` (the options, see `train::TrainOptions`), `metrics.jsonl` (one
+//! [`MetricsLine`] per logged step or evaluation), `checkpoint.safetensors`, `curves.svg` and
+//! `summary.json` ([`Summary`]).
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Held-out metrics with the full softmax.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub rows: usize,
+    pub top1: f64,
+    pub top5: f64,
+    pub nll: f64,
+    pub ece: f64,
+    pub teacher_agreement: Option<f64>,
+}
+
+/// One line of `metrics.jsonl`: a logged training step (`loss`, `step_ms`, `head_rows`) or an
+/// evaluation at an epoch's end (`eval`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MetricsLine {
+    pub step: u64,
+    pub epoch: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_rows: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<EvalReport>,
+}
+
+/// Reads `metrics.jsonl`; lines that do not parse (a line cut short by a crash) are skipped.
+pub fn read_metrics(run: &Path) -> Result<Vec<MetricsLine>> {
+    let p = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&p).ctx(&p)?;
+    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+/// `RUN/summary.json`. The held-out metrics are null when the run had no held-out set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// The estimator (`full`, `topk`, `ghost`, `rs`, `dis`).
+    pub loss: String,
+    /// Held-out accuracy with the full softmax, at the end of the run.
+    pub top1: Option<f64>,
+    pub top5: Option<f64>,
+    /// Expected calibration error (15 bins) and negative log-likelihood on the held-out rows.
+    pub ece: Option<f64>,
+    pub nll: Option<f64>,
+    /// Fraction of held-out rows where student and teacher agree on the top class (null without an eval cache).
+    pub teacher_agreement: Option<f64>,
+    /// The best held-out top-1 of the epoch-end evaluations, and the epoch (1-based) that reached it.
+    #[serde(default)]
+    pub best_top1: Option<f64>,
+    #[serde(default)]
+    pub best_epoch: Option<usize>,
+    pub steps: u64,
+    /// Median milliseconds of a training step: forward, loss, backward, both optimizers and the
+    /// sampler's bookkeeping (no data loading).
+    pub step_ms_median: f64,
+    /// Cache rows trained per second of wall time, data loading included.
+    pub rows_per_s: f64,
+    pub classes: u64,
+    /// Mean number of distinct head rows computed per step (C for the dense estimators).
+    #[serde(alias = "candidates")]
+    pub head_rows: f64,
+    pub temperature: f64,
+    pub alpha: f64,
+    /// Epochs trained: steps / steps per epoch (fractional when --max-steps stopped the run early).
+    pub epochs: f64,
+    pub wall_s: f64,
+    /// Held-out rows evaluated (0: no held-out set, and the metrics above are null).
+    pub eval_rows: usize,
+}
+
+impl Summary {
+    pub fn load(run: &Path) -> Result<Self> {
+        let p = run.join("summary.json");
+        let text = std::fs::read_to_string(&p).ctx(&p)?;
+        serde_json::from_str(&text).map_err(|e| Error::corrupt(&p, None, format!("not a run summary: {e}")))
+    }
+}
