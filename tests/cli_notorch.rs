@@ -107,7 +107,7 @@ fn bad_inputs_give_one_error_and_exit_2() {
     assert!(!d.join("b/manifest.json").exists());
     // wrong dtype and rank
     npy::write(&d.join("i.npy"), NpyDtype::I64, &[5, 2], &[0u8; 80]).unwrap();
-    bad(&["import", "--logits", p(&d.join("i.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "float32 or float16");
+    bad(&["import", "--logits", p(&d.join("i.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "must be a float array");
     npy::write(&d.join("r1.npy"), NpyDtype::F32, &[8], &[0u8; 32]).unwrap();
     bad(&["import", "--logits", p(&d.join("r1.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "shape [N, C]");
     // labels out of range

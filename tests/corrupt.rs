@@ -1030,10 +1030,10 @@ fn npy_rejects() {
     };
     let data = &g[header_end..];
     let cases: Vec<(&str, ErrorKind, Vec<u8>)> = vec![
-        ("float64", ErrorKind::Invalid, with_header(&header.replace("<f4", "<f8"), &[data, data].concat())),
+        ("complex64", ErrorKind::Invalid, with_header(&header.replace("<f4", "<c8"), &[data, data].concat())),
         ("big-endian float32", ErrorKind::Invalid, with_header(&header.replace("<f4", ">f4"), data)),
         ("bool", ErrorKind::Invalid, with_header(&header.replace("<f4", "|b1"), &data[..24])),
-        ("uint32", ErrorKind::Invalid, with_header(&header.replace("<f4", "<u4"), data)),
+        ("unicode strings", ErrorKind::Invalid, with_header(&header.replace("<f4", "<U1"), data)),
         ("Fortran order", ErrorKind::Invalid, with_header(&header.replace("False", "True"), data)),
         ("truncated data", ErrorKind::Corrupt, g[..g.len() - 1].to_vec()),
         ("half the data", ErrorKind::Corrupt, g[..header_end + data.len() / 2].to_vec()),
@@ -1104,6 +1104,7 @@ fn import_refuses_wrong_rank_and_dtype() {
     let opts = |logits: PathBuf, labels: Option<PathBuf>, out: &str| ImportOptions {
         logits,
         labels,
+        data: None,
         k: 2,
         temperatures: vec![1.0],
         dtype: LogitDtype::F16,
@@ -1390,8 +1391,8 @@ fn write_corpus() {
         b[i..i + from.len()].copy_from_slice(to.as_bytes());
         b
     };
-    std::fs::write(root.join("npy-wrong-dtype.npy"), swap("<f4", "<f8")).unwrap();
-    add("npy-wrong-dtype.npy", "npy", "Invalid", &["npy-wrong-dtype.npy", "not supported"], "dtype `<f8` (float64)");
+    std::fs::write(root.join("npy-wrong-dtype.npy"), swap("<f4", "<c8")).unwrap();
+    add("npy-wrong-dtype.npy", "npy", "Invalid", &["npy-wrong-dtype.npy", "not supported"], "dtype `<c8` (complex64)");
     std::fs::write(root.join("npy-big-endian.npy"), swap("<f4", ">f4")).unwrap();
     add("npy-big-endian.npy", "npy", "Invalid", &["npy-big-endian.npy", "not supported"], "dtype `>f4`");
     std::fs::write(root.join("npy-fortran.npy"), swap("False", "True ")).unwrap();

@@ -219,6 +219,34 @@ pub fn write(path: &Path, dtype: NpyDtype, shape: &[usize], data: &[u8]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_width_reads_back() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("a.npy");
+        let f: Vec<f64> = vec![1.5, -2.25, 3.0, 1e-3];
+        write(&p, NpyDtype::F64, &[2, 2], bytemuck::cast_slice(&f)).unwrap();
+        let a = Npy::open(&p).unwrap();
+        let mut out = vec![];
+        a.f32_rows(1..2, &mut out);
+        assert_eq!(out, vec![3.0, 1e-3f32]);
+        let labels: Vec<i64> = vec![-1, 0, 7, 120];
+        let cases: Vec<(NpyDtype, Vec<u8>)> = vec![
+            (NpyDtype::I8, labels.iter().map(|&v| v as i8 as u8).collect()),
+            (NpyDtype::I16, labels.iter().flat_map(|&v| (v as i16).to_le_bytes()).collect()),
+            (NpyDtype::I32, labels.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect()),
+            (NpyDtype::I64, labels.iter().flat_map(|&v| v.to_le_bytes()).collect()),
+        ];
+        for (dt, bytes) in cases {
+            write(&p, dt, &[4], &bytes).unwrap();
+            assert_eq!(Npy::open(&p).unwrap().i64_values(), labels, "{dt:?}");
+        }
+        let unsigned: Vec<u8> = [0u16, 7, 65535, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+        write(&p, NpyDtype::U16, &[4], &unsigned).unwrap();
+        assert_eq!(Npy::open(&p).unwrap().i64_values(), vec![0, 7, 65535, 3]);
+        write(&p, NpyDtype::U64, &[1], &u64::MAX.to_le_bytes()).unwrap();
+        assert_eq!(Npy::open(&p).unwrap().i64_values(), vec![i64::MAX], "u64 saturates, never wraps to -1");
+    }
     #[test]
     fn zero_rows_with_huge_row_size_is_refused() {
         assert_eq!(elements(&[0, 1 << 62, 8]), None);
