@@ -46,6 +46,8 @@ pub struct DisConfig {
     /// Shared columns per step (head rows computed for every row of the batch, besides each row's own
     /// positives); 0 = automatic: all the batch's positives U plus max(|U|·reserve/(1 − reserve),
     /// [`DisConfig::auto_rest`]) sampled classes. A step with `dense_above`·C columns or more is dense.
+    /// Recorded in a run's config.json as `candidates`, the option that sets it.
+    #[serde(rename = "candidates", alias = "head_rows")]
     pub head_rows: usize,
     /// Share of the budget kept for the classes outside the batch's positives when those positives
     /// would fill it.

@@ -303,7 +303,7 @@ fn validate(o: &TrainOptions) -> Result<Inputs> {
 fn config_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
     let flag = |k: &str| -> String {
         match k {
-            "dis.head_rows" => "--candidates".into(),
+            "dis.candidates" => "--candidates".into(),
             "dis.tail" => "--dis-tail".into(),
             "dis.clusters" => "--dis-clusters".into(),
             "dis.clip" => "--dis-clip".into(),
