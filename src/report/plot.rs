@@ -35,10 +35,66 @@ fn read_run(dir: &Path) -> Result<Series> {
     Ok(s)
 }
 
-/// A tick label with as many decimals as the axis range needs (3 significant digits of the range).
-fn tick(v: f64, range: f64) -> String {
-    let d = if range > 0.0 { (2.0 - range.log10().floor()).clamp(0.0, 8.0) as usize } else { 3 };
-    format!("{v:.d$}")
+/// An axis's ticks by Heckbert's "nice numbers" (Graphics Gems, 1990): a step of 1, 2, 2.5 or 5 × 10^k
+/// near a fifth of the data's range, and the axis extended to the multiples of the step that enclose
+/// the data, so that the labels are round values (0, 0.25, 0.5, …) rather than the data's extremes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ticks {
+    /// The axis runs from `first * step` to `last * step`.
+    first: i64,
+    last: i64,
+    step: f64,
+    /// Decimals a label needs to show the step exactly.
+    decimals: usize,
+}
+
+impl Ticks {
+    /// About 5 ticks over [min, max]; `integer` (steps, ranks) keeps the step a whole number. A
+    /// zero-width range is widened around its value; a non-finite one becomes [0, 1].
+    fn new(min: f64, max: f64, integer: bool) -> Ticks {
+        let (mut lo, mut hi) = if min.is_finite() && max.is_finite() { (min.min(max), min.max(max)) } else { (0.0, 1.0) };
+        if hi - lo <= lo.abs().max(hi.abs()) * 1e-12 {
+            let half = if lo == 0.0 { 0.5 } else { lo.abs() * 0.05 };
+            (lo, hi) = (lo - half, hi + half);
+        }
+        let raw = (hi - lo) / 4.0;
+        let k = raw.log10().floor() as i32;
+        let f = raw / 10f64.powi(k);
+        // the mantissa nearest f on a log scale (the thresholds are the neighbours' geometric means)
+        let (mut m, mut k) = match f {
+            f if f < 2f64.sqrt() => (1.0, k),
+            f if f < 5f64.sqrt() => (2.0, k),
+            f if f < 12.5f64.sqrt() => (2.5, k),
+            f if f < 50f64.sqrt() => (5.0, k),
+            _ => (1.0, k + 1),
+        };
+        if integer && k <= 0 {
+            (m, k) = if k < 0 || m < 2.0 { (1.0, 0) } else if m == 2.5 { (2.0, 0) } else { (m, 0) };
+        }
+        let step = m * 10f64.powi(k);
+        // a data value within a hair of a multiple of the step sits on that tick, not one further out
+        let first = (lo / step + 1e-9).floor() as i64;
+        let last = (hi / step - 1e-9).ceil() as i64;
+        let decimals = (if m == 2.5 { 1 - k } else { -k }).clamp(0, 15) as usize;
+        Ticks { first, last: last.max(first + 1), step, decimals }
+    }
+
+    fn lo(&self) -> f64 {
+        self.first as f64 * self.step
+    }
+
+    fn hi(&self) -> f64 {
+        self.last as f64 * self.step
+    }
+
+    /// The tick values, lowest first (computed as i × step, so 0 is exactly 0).
+    fn values(&self) -> impl Iterator<Item = f64> + '_ {
+        (self.first..=self.last).map(|i| i as f64 * self.step)
+    }
+
+    fn label(&self, v: f64) -> String {
+        format!("{v:.0$}", self.decimals)
+    }
 }
 
 /// Draws one line-chart panel (420×300 plot area) at horizontal offset `x0`.
@@ -58,23 +114,19 @@ pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(St
         ymin = ymin.min(y);
         ymax = ymax.max(y);
     }
-    if xmax <= xmin {
-        xmax = xmin + 1.0;
-    }
-    if ymax <= ymin {
-        ymax = ymin + 1e-3;
-    }
-    let integer_x = pts.iter().all(|p| p.0.fract() == 0.0) && xmax - xmin >= 4.0;
+    // integer data (steps, ranks) gets integer ticks
+    let xt = Ticks::new(xmin, xmax, pts.iter().all(|p| p.0.fract() == 0.0));
+    let yt = Ticks::new(ymin, ymax, false);
+    let (xmin, xmax, ymin, ymax) = (xt.lo(), xt.hi(), yt.lo(), yt.hi());
     let sx = |x: f64| pad + (x - xmin) / (xmax - xmin) * w;
     let sy = |y: f64| 30.0 + h - (y - ymin) / (ymax - ymin) * h;
-    for i in 0..=4 {
-        let fy = ymin + (ymax - ymin) * i as f64 / 4.0;
-        let fx = xmin + (xmax - xmin) * i as f64 / 4.0;
-        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##, pad - 4.0, sy(fy) + 3.0, tick(fy, ymax - ymin), pad + w, sy(fy), sy(fy));
-        // integer data (steps, ranks) gets integer ticks; the last label ends at the plot's edge
-        let label = if integer_x { format!("{}", fx.round()) } else { tick(fx, xmax - xmin) };
-        let anchor = if i == 4 { "end" } else { "middle" };
-        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="{anchor}" font-size="10">{label}</text>"#, sx(fx), 30.0 + h + 14.0);
+    for fy in yt.values() {
+        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##, pad - 4.0, sy(fy) + 3.0, yt.label(fy), pad + w, sy(fy), sy(fy));
+    }
+    for (i, fx) in xt.values().enumerate() {
+        // the last label ends at the plot's edge
+        let anchor = if i as i64 == xt.last - xt.first { "end" } else { "middle" };
+        let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="{anchor}" font-size="10">{}</text>"#, sx(fx), 30.0 + h + 14.0, xt.label(fx));
     }
     // the legend goes at the top, middle or bottom of the right edge, wherever it covers fewest points
     let lh = 14.0 * (series.len() as f64 - 1.0);
@@ -125,13 +177,15 @@ pub fn bar_svg(title: &str, labels: &[String], values: &[f64]) -> String {
     let mut svg = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#);
     let _ = write!(svg, r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{title}</text>"#, w / 2.0 + pad / 2.0);
     let _ = write!(svg, r##"<rect x="{pad}" y="30" width="{w}" height="{h}" fill="none" stroke="#444"/>"##);
-    let max = values.iter().cloned().fold(0.0f64, f64::max).max(1e-12);
+    // bars stand on 0: the axis runs from 0 to the first tick at or above the tallest bar
+    let top = values.iter().cloned().filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    let yt = Ticks::new(0.0, if top > 0.0 { top } else { 1.0 }, false);
+    let max = yt.hi();
     let n = values.len().max(1) as f64;
     let bw = w / n;
-    for i in 0..=4 {
-        let v = max * i as f64 / 4.0;
-        let y = 30.0 + h - h * i as f64 / 4.0;
-        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/>"##, pad - 4.0, y + 3.0, tick(v, max), pad + w);
+    for v in yt.values() {
+        let y = 30.0 + h - h * v / max;
+        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/>"##, pad - 4.0, y + 3.0, yt.label(v), pad + w);
     }
     let every = (values.len() / 10).max(1);
     for (i, &v) in values.iter().enumerate() {
@@ -173,4 +227,113 @@ pub fn svg_to_png(svg: &str, scale: f32) -> Result<(Vec<u8>, bool)> {
     resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
     let png = pixmap.encode_png().map_err(|e| Error::Internal(format!("PNG encoding: {e}")))?;
     Ok((png, has_font))
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticks(min: f64, max: f64, integer: bool) -> (Vec<String>, f64) {
+        let t = Ticks::new(min, max, integer);
+        (t.values().map(|v| t.label(v)).collect(), t.step)
+    }
+
+    #[test]
+    fn nice_ticks_for_a_few_ranges() {
+        let cases: &[(f64, f64, bool, &[&str])] = &[
+            (0.105, 0.999, false, &["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]),
+            (0.0, 1.0, false, &["0.00", "0.25", "0.50", "0.75", "1.00"]),
+            (0.6172, 0.6323, false, &["0.615", "0.620", "0.625", "0.630", "0.635"]),
+            (0.0, 1234.0, false, &["0", "250", "500", "750", "1000", "1250"]),
+            (17.0, 1234.0, true, &["0", "250", "500", "750", "1000", "1250"]),
+            (1.0, 8.0, true, &["0", "2", "4", "6", "8"]),
+            (1.0, 12.0, true, &["0", "2", "4", "6", "8", "10", "12"]),
+            (0.0, 3.0, true, &["0", "1", "2", "3"]),
+            (-3.7, -0.2, false, &["-4", "-3", "-2", "-1", "0"]),
+            (-0.52, 0.31, false, &["-0.6", "-0.4", "-0.2", "0.0", "0.2", "0.4"]),
+            (-1234.0, -17.0, false, &["-1250", "-1000", "-750", "-500", "-250", "0"]),
+            (2.3e-5, 9.1e-5, false, &["0.00002", "0.00004", "0.00006", "0.00008", "0.00010"]),
+            // zero-width ranges: widened around the value
+            (0.0, 0.0, false, &["-0.50", "-0.25", "0.00", "0.25", "0.50"]),
+            (0.5, 0.5, false, &["0.47", "0.48", "0.49", "0.50", "0.51", "0.52", "0.53"]),
+            (-3.0, -3.0, false, &["-3.2", "-3.1", "-3.0", "-2.9", "-2.8"]),
+            (100.0, 100.0, true, &["94", "96", "98", "100", "102", "104", "106"]),
+            (0.0, 0.0, true, &["-1", "0", "1"]),
+            // ends that sit on a tick stay the axis's ends
+            (0.2, 0.8, false, &["0.2", "0.4", "0.6", "0.8"]),
+            (f64::NAN, 1.0, false, &["0.00", "0.25", "0.50", "0.75", "1.00"]),
+        ];
+        for &(min, max, integer, want) in cases {
+            let (got, step) = ticks(min, max, integer);
+            assert_eq!(got, want, "[{min}, {max}] (integer {integer}), step {step}");
+            let t = Ticks::new(min, max, integer);
+            if min.is_finite() {
+                assert!(t.lo() <= min && t.hi() >= max, "[{min}, {max}]: the axis {}..{} must hold the data", t.lo(), t.hi());
+            }
+            let mantissa = step / 10f64.powi(step.log10().floor() as i32);
+            assert!([1.0, 2.0, 2.5, 5.0].iter().any(|m| (mantissa - m).abs() < 1e-9), "[{min}, {max}]: step {step}");
+        }
+    }
+
+    /// The tick labels of one panel: (y axis, x axis), each in drawing order. A y label stands at the
+    /// left of the plot (x = pad - 4); x labels stand below it.
+    fn tick_labels(svg: &str) -> (Vec<String>, Vec<String>) {
+        let (mut ys, mut xs) = (vec![], vec![]);
+        for t in svg.split("<text ").skip(1) {
+            let (attrs, rest) = t.split_once('>').unwrap();
+            if !attrs.contains(r#"font-size="10""#) {
+                continue;
+            }
+            let label = rest[..rest.find('<').unwrap()].to_string();
+            if attrs.starts_with(r#"x="46""#) { ys.push(label) } else { xs.push(label) }
+        }
+        (ys, xs)
+    }
+
+    /// Every label of one axis is a round number: at most 2 significant digits once trailing zeros are
+    /// stripped, or else a multiple of the step between labels, itself of at most 2 significant digits.
+    fn assert_round(labels: &[String], what: &str) {
+        let sig = |v: f64| {
+            let digits: String = format!("{:.9}", v.abs()).chars().filter(char::is_ascii_digit).collect();
+            digits.trim_start_matches('0').trim_end_matches('0').len()
+        };
+        let v: Vec<f64> = labels.iter().map(|l| l.parse().unwrap_or_else(|e| panic!("{what}: label {l:?}: {e}"))).collect();
+        assert!(v.len() >= 3, "{what}: only {labels:?}");
+        let step = v[1] - v[0];
+        for (i, &x) in v.iter().enumerate() {
+            let on_grid = sig(step) <= 2 && (x / step - (x / step).round()).abs() < 1e-6 && (x - v[0] - i as f64 * step).abs() < 1e-6 * step;
+            assert!(sig(x) <= 2 || on_grid, "{what}: tick {x} is not round: {labels:?}");
+        }
+    }
+
+    #[test]
+    fn rendered_tick_labels_are_round() {
+        let t = tempfile::tempdir().unwrap();
+        let mut lines = String::new();
+        for (i, step) in [17u64, 300, 611, 920, 1234].into_iter().enumerate() {
+            let loss = crate::run::MetricsLine { step, epoch: i, loss: Some(0.999 - 0.2235 * i as f64), ..Default::default() };
+            let eval = crate::run::EvalReport { top1: 0.6172 + 0.003775 * i as f64, ..Default::default() };
+            let eval = crate::run::MetricsLine { step, epoch: i, eval: Some(eval), ..Default::default() };
+            for m in [loss, eval] {
+                lines.push_str(&serde_json::to_string(&m).unwrap());
+                lines.push('\n');
+            }
+        }
+        std::fs::write(t.path().join("metrics.jsonl"), lines).unwrap();
+        let svg = training_curves_svg(&[t.path().to_path_buf()]).unwrap();
+        let (loss, top1) = svg.split_once("held-out top-1").unwrap();
+        for (name, panel) in [("loss", loss), ("top-1", top1)] {
+            let (ys, xs) = tick_labels(panel);
+            assert_round(&ys, &format!("{name} y"));
+            assert_round(&xs, &format!("{name} x"));
+        }
+        // the report's charts: a rank–mass curve (integer x) and a bar chart
+        let mass: Vec<(f64, f64)> = (1..=12).map(|k| (k as f64, 1.0 - 0.7f64.powi(k))).collect();
+        let (ys, xs) = tick_labels(&line_svg("mass", "K", &[("T=1".into(), mass)]));
+        assert_round(&ys, "rank-mass y");
+        assert_round(&xs, "rank-mass x");
+        let bars = bar_svg("b", &["a".into(), "b".into(), "c".into()], &[0.105, 0.7, 0.999 / 7.0]);
+        assert_round(&tick_labels(&bars).0, "bar y");
+    }
 }
