@@ -231,6 +231,14 @@ fn user_errors_exit_2() {
     call(run(&["--dis-clip", "0.5"]), "--dis-clip");
     call(run(&["--rank-budget", "3"]), "--rank-budget");
     call(run(&["--loss", "rs"]), "tail samples");
+    // a damaged Parquet page: train's reader checks each row group's hash before decoding it
+    let pq = t.path().join("pq");
+    ok(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&pq), "--top-k", "4", "--format", "parquet", "--block-rows", "100"]);
+    let shard = pq.join("shard-00000.parquet");
+    let mut b = std::fs::read(&shard).unwrap();
+    b[300] ^= 0x40;
+    std::fs::write(&shard, &b).unwrap();
+    bad(&["train", "--cache", p(&pq), "--data", p(&d), "--out", p(&t.path().join("rp")), "--epochs", "1"], "checksum mismatch");
     // data the cache was not built from
     let other = t.path().join("other");
     ok(&["synth", "--out", p(&other), "--classes", "20", "--dim", "20", "--train", "300", "--seed", "9"]);

@@ -46,32 +46,87 @@ fn import_dump_verify_match_the_full_softmax() {
     assert_eq!(rows_json(&t.path().join("kds")), rows_json(&t.path().join("parquet")));
 }
 
+/// pyarrow, polars and DuckDB (from the test venv that `make setup` builds) read a fresh Parquet cache
+/// the way their users would, and agree with `kdcache dump --json` on every row: ids, logits, normalisers,
+/// tail masses and the teacher probabilities recomputed from them.
 #[test]
-fn pyarrow_reads_a_parquet_shard() {
-    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let has = py.exists() && std::process::Command::new(&py).args(["-c", "import pyarrow"]).status().map(|s| s.success()).unwrap_or(false);
-    if !has {
-        eprintln!("SKIPPED: no .venv/bin/python with pyarrow (run `make setup`)");
+fn three_clients_read_a_parquet_cache() {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv");
+    let py = venv.join("bin/python");
+    if !py.exists() {
+        eprintln!("SKIPPED: no .venv (run `make setup`)");
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    write_logits(t.path(), 100, 20, 2);
+    let (n, k) = (300, 7);
+    write_logits(t.path(), n, 50, 2);
     let out = t.path().join("c");
-    ok(&["import", "--logits", p(&t.path().join("z.npy")), "--top-k", "5", "--out", p(&out), "--format", "parquet"]);
+    ok(&["import", "--logits", p(&t.path().join("z.npy")), "--labels", p(&t.path().join("y.npy")), "--top-k", &k.to_string(), "--temperatures", "1,3",
+        "--out", p(&out), "--format", "parquet", "--block-rows", "64", "--shard-rows", "128"]);
     let rows = rows_json(&out);
-    let script = format!(
-        "import pyarrow.parquet as pq, json\nt = pq.read_table('{}')\nassert str(t.schema.field('topk_logit').type) == 'fixed_size_list<item: halffloat not null>[5]', t.schema\nprint(json.dumps({{'n': t.num_rows, 'idx': t.column('topk_idx')[7].as_py(), 'logit': [float(x) for x in t.column('topk_logit')[7].as_py()], 'row': t.column('row')[7].as_py()}}))",
-        p(&out.join("shard-00000.parquet"))
-    );
-    let o = std::process::Command::new(&py).args(["-c", &script]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let script = r#"
+import glob, json, math, sys
+import duckdb, polars as pl, pyarrow.parquet as pq
+d = sys.argv[1]
+files = sorted(glob.glob(d + "/*.parquet"))
+def rows_of(cols):
+    out = []
+    for i in range(len(cols["row"])):
+        lse = list(cols["lse"][i]); logit = [float(x) for x in cols["topk_logit"][i]]
+        out.append({"row": int(cols["row"][i]), "label": int(cols["label"][i]), "ids": [int(x) for x in cols["topk_idx"][i]], "logit": logit,
+                    "lse": [float(x) for x in lse], "tail": [math.exp(x) for x in cols["log_tail"][i]],
+                    "p": [[math.exp(z / T - l) for z in logit] for T, l in zip([1.0, 3.0], lse)]})
+    return sorted(out, key=lambda r: r["row"])
+names = ["row", "label", "topk_idx", "topk_logit", "lse", "log_tail"]
+t = pq.read_table(files)
+res = {"pyarrow": rows_of({c: t.column(c).to_pylist() for c in names})}
+f = pl.read_parquet(d + "/*.parquet")
+res["polars"] = rows_of({c: f[c].to_list() for c in names})
+q = duckdb.sql(f"SELECT {', '.join(names)} FROM '{d}/*.parquet' ORDER BY row").fetchall()
+res["duckdb"] = rows_of({c: [r[i] for r in q] for i, c in enumerate(names)})
+print(json.dumps(res))
+"#;
+    let o = std::process::Command::new(&py).args(["-c", script, p(&out)]).output().unwrap();
+    assert!(o.status.success(), "pyarrow/polars/duckdb (installed by `make setup`) failed: {}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["n"], 100);
-    assert_eq!(v["row"], 7);
-    for r in 0..5 {
-        assert_eq!(v["idx"][r], rows[7]["ranks"][r]["class"]);
-        assert_eq!(v["logit"][r].as_f64().unwrap() as f32, rows[7]["ranks"][r]["logit"].as_f64().unwrap() as f32);
+    for client in ["pyarrow", "polars", "duckdb"] {
+        let got = v[client].as_array().unwrap();
+        assert_eq!(got.len(), n, "{client}");
+        for (i, (g, want)) in got.iter().zip(rows.as_array().unwrap()).enumerate() {
+            assert_eq!(g["row"], want["row"], "{client} row {i}");
+            assert_eq!(g["label"], want["label"], "{client} row {i}");
+            for ti in 0..2 {
+                assert_eq!(g["lse"][ti].as_f64().unwrap() as f32, want["lse"][ti].as_f64().unwrap() as f32, "{client} row {i}");
+                let (a, b) = (g["tail"][ti].as_f64().unwrap(), want["tail_mass"][ti].as_f64().unwrap());
+                assert!((a - b).abs() <= 1e-6 * b.max(1e-30), "{client} row {i}: tail {a} vs {b}");
+            }
+            for r in 0..k {
+                let w = &want["ranks"][r];
+                assert_eq!(g["ids"][r], w["class"], "{client} row {i} rank {r}");
+                assert_eq!(g["logit"][r].as_f64().unwrap() as f32, w["logit"].as_f64().unwrap() as f32, "{client} row {i} rank {r}");
+                for ti in 0..2 {
+                    let (a, b) = (g["p"][ti][r].as_f64().unwrap(), w["p"][ti].as_f64().unwrap());
+                    assert!((a - b).abs() <= 1e-6 * b, "{client} row {i} rank {r}: p {a} vs {b}");
+                }
+            }
+        }
     }
+}
+
+/// A flipped byte inside a Parquet page is caught by the row group's hash on every read, not only by
+/// `verify`'s whole-file hash.
+#[test]
+fn a_damaged_parquet_page_is_refused_on_read() {
+    let t = tempfile::tempdir().unwrap();
+    write_logits(t.path(), 200, 30, 5);
+    let out = t.path().join("c");
+    ok(&["import", "--logits", p(&t.path().join("z.npy")), "--top-k", "5", "--out", p(&out), "--format", "parquet", "--dtype", "f32", "--block-rows", "50"]);
+    let shard = out.join("shard-00000.parquet");
+    let mut b = std::fs::read(&shard).unwrap();
+    b[200] ^= 0x01; // inside the first row group's column chunks (they start after the 4-byte magic)
+    std::fs::write(&shard, &b).unwrap();
+    bad(&["dump", p(&out), "--rows", "0..10", "--json"], "checksum mismatch");
+    bad(&["verify", p(&out)], "checksum");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv with torch 2.11.0 (the libtorch that tch 0.24.0 builds against) and pyarrow/numpy.
+# Creates .venv with torch 2.11.0 (the libtorch that tch 0.24.0 builds against) and the Python clients
+# the tests read caches with (numpy, safetensors, pyarrow, polars, DuckDB).
 #   TORCH_VARIANT=cpu  (default without a GPU): torch without its CUDA wheels, ~550 MB download.
 #   TORCH_VARIANT=cuda (default when nvidia-smi works): the full CUDA build from PyPI, ~2.6 GB download.
 # Idempotent: a venv that already has the right torch is left alone (a stamp file records the variant).
@@ -13,7 +14,18 @@ if [ -z "${TORCH_VARIANT:-}" ]; then
 fi
 case "$TORCH_VARIANT" in cpu|cuda) ;; *) echo "setup-torch: TORCH_VARIANT must be cpu or cuda, not '$TORCH_VARIANT'" >&2; exit 2;; esac
 STAMP="$VENV/.kdcache-torch-$TORCH_VERSION-$TORCH_VARIANT"
-if [ -f "$STAMP" ]; then exit 0; fi
+# the Python clients the tests read caches with (pinned: the versions the interoperability tests pass with)
+CLIENTS="numpy safetensors pyarrow==26.0.1 polars==2.1.0 duckdb==2.0.1"
+CLIENTS_STAMP="$VENV/.kdcache-clients-$(echo "$CLIENTS" | tr ' =' '_-')"
+install_clients() {
+  "$VENV/bin/python" -m pip --disable-pip-version-check -q install $CLIENTS
+  rm -f "$VENV"/.kdcache-clients-*
+  touch "$CLIENTS_STAMP"
+}
+if [ -f "$STAMP" ]; then
+  [ -f "$CLIENTS_STAMP" ] || { echo "setup-torch: installing $CLIENTS into $VENV"; install_clients; }
+  exit 0
+fi
 
 PY=${PYTHON:-python3}
 if ! command -v "$PY" >/dev/null 2>&1; then
@@ -35,7 +47,7 @@ if [ "$TORCH_VARIANT" = cpu ]; then
 else
   $PIP install "torch==$TORCH_VERSION"
 fi
-$PIP install numpy pyarrow safetensors
+install_clients
 # a stable path to libtorch for cargo (.cargo/config.toml sets LIBTORCH=.venv/torch)
 ln -sfn "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/torch" "$VENV/torch"
 touch "$STAMP"

@@ -38,6 +38,11 @@ pub struct ShardInfo {
     pub rows: u64,
     pub bytes: u64,
     pub xxh3: String,
+    /// Parquet shards: XXH3-64 (hex) of each row group's bytes (its column chunks, contiguous in the
+    /// file), checked by every read of the row group, since Parquet pages carry no checksum of their
+    /// own here. Absent for kds shards (their blocks carry checksums) and for caches written before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block_xxh3: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -108,8 +108,20 @@ impl<W: std::io::Write> std::io::Write for HashWrite<W> {
     }
 }
 
-/// Writes rows as one Parquet shard; returns the file's size and XXH3-64.
-pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -> Result<(u64, u64)> {
+/// The byte range [start, end) of a row group: its column chunks, which a writer lays out contiguously.
+fn row_group_range(g: &parquet::file::metadata::RowGroupMetaData) -> Option<(u64, u64)> {
+    let mut lo = u64::MAX;
+    let mut hi = 0u64;
+    for c in g.columns() {
+        let (s, n) = c.byte_range();
+        lo = lo.min(s);
+        hi = hi.max(s.checked_add(n)?);
+    }
+    (lo < hi).then_some((lo, hi))
+}
+
+/// Writes rows as one Parquet shard; returns the file's size, its XXH3-64 and each row group's XXH3-64.
+pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -> Result<(u64, u64, Vec<u64>)> {
     batch.check_lengths()?;
     let schema = arrow_schema(spec);
     let mut props = WriterProperties::builder()
@@ -117,8 +129,14 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
         .set_max_row_group_row_count(Some(block_rows))
         .set_statistics_enabled(EnabledStatistics::None)
         .set_dictionary_enabled(false);
-    // byte-stream-split lets zstd see the slowly varying high bytes of sorted logits and class ids
-    for name in ["topk_idx", "topk_logit"] {
+    // byte-stream-split lets zstd see the slowly varying high bytes of sorted logits and class ids; the
+    // Parquet spec allows it for FIXED_LEN_BYTE_ARRAY, but DuckDB (1.x–2.x) reads it only for FLOAT,
+    // DOUBLE, INT32 and INT64 columns, so float16 logits (FIXED_LEN_BYTE_ARRAY(2)) stay PLAIN
+    let mut split = vec!["topk_idx"];
+    if spec.logit_dtype != LogitDtype::F16 {
+        split.push("topk_logit");
+    }
+    for name in split {
         props = props.set_column_encoding(ColumnPath::from(vec![name.into(), "list".into(), "item".into()]), PqEncoding::BYTE_STREAM_SPLIT);
     }
     let file = std::fs::File::create(path).ctx(path)?;
@@ -129,11 +147,22 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
         w.write(&to_record_batch(spec, &part)?)?;
         w.flush()?; // closes the row group at the block boundary
     }
+    let groups = w.flushed_row_groups().to_vec();
     let out = w.into_inner()?;
     let (size, hash) = (out.n, out.h.digest());
     let file = out.w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().ctx(path)?;
-    Ok((size, hash))
+    // the row groups' hashes, from the file as written (still in the page cache)
+    drop(file);
+    let file = std::fs::File::open(path).ctx(path)?;
+    // SAFETY: a file this function just wrote and nothing else writes; read-only map.
+    let map = unsafe { memmap2::Mmap::map(&file) }.ctx(path)?;
+    let mut blocks = vec![];
+    for g in &groups {
+        let (lo, hi) = row_group_range(g).filter(|r| r.1 <= map.len() as u64).ok_or_else(|| Error::Internal("a written row group has no byte range".into()))?;
+        blocks.push(xxhash_rust::xxh3::xxh3_64(&map[lo as usize..hi as usize]));
+    }
+    Ok((size, hash, blocks))
 }
 
 thread_local!(static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
@@ -155,25 +184,51 @@ fn guarded<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
     })
 }
 
-/// An open Parquet shard with validated metadata.
+/// An open Parquet shard with validated metadata; the file is memory-mapped and decoded in place.
 pub struct ParquetShard {
     path: PathBuf,
+    data: bytes::Bytes,
     meta: ArrowReaderMetadata,
     spec: RowSpec,
     block_rows: usize,
+    /// Each row group's byte range and expected XXH3-64 (empty: a cache written without them).
+    blocks: Vec<((u64, u64), u64)>,
 }
 
+/// The most footer bytes a shard may declare: its thrift metadata is parsed only below this bound.
+const MAX_FOOTER: u64 = 64 << 20;
+
 impl ParquetShard {
+    /// Opens a shard of `rows` rows in blocks of at most `block_rows`, with no row-group hashes to check.
     pub fn open(path: &Path, spec: &RowSpec, rows: u64, block_rows: usize) -> Result<Self> {
+        Self::open_checked(path, spec, rows, block_rows, &[])
+    }
+
+    /// [`ParquetShard::open`] with the manifest's row-group hashes (hex), checked on every read when present.
+    pub fn open_checked(path: &Path, spec: &RowSpec, rows: u64, block_rows: usize, block_xxh3: &[String]) -> Result<Self> {
         let file = std::fs::File::open(path).ctx(path)?;
-        if !file.metadata().ctx(path)?.is_file() {
+        let len = file.metadata().ctx(path)?;
+        if !len.is_file() {
             return Err(Error::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::IsADirectory, "not a regular file") });
         }
+        let len = len.len();
         let bad = |what: String| Error::corrupt(path, None, what);
+        // bound the metadata before the thrift parser sees it: a footer is "<len u32> PAR1" at the end
+        if len < 12 {
+            return Err(bad(format!("{len} bytes is too short for a Parquet file")));
+        }
+        // SAFETY: cache files are only read; see KdsShard::open.
+        let map = unsafe { memmap2::Mmap::map(&file) }.ctx(path)?;
+        let n = map.len();
+        let footer = u32::from_le_bytes(map[n - 8..n - 4].try_into().expect("4 bytes")) as u64;
+        if &map[n - 4..] != b"PAR1" || footer + 8 > len || footer > MAX_FOOTER {
+            return Err(bad(format!("no valid Parquet footer (declared {footer} bytes in a {len}-byte file)")));
+        }
+        let data = bytes::Bytes::from_owner(map);
         let want = arrow_schema(spec);
         // read with our own schema: the file's embedded Arrow schema is not trusted
         let opts = ArrowReaderOptions::new().with_skip_arrow_metadata(true).with_schema(want.clone());
-        let meta = guarded(|| ArrowReaderMetadata::load(&file, opts))
+        let meta = guarded(|| ArrowReaderMetadata::load(&data, opts))
             .map_err(bad)?
             .map_err(|e| bad(format!("not a readable Parquet shard of this cache: {e}")))?;
         let got = meta.schema();
@@ -219,7 +274,18 @@ impl ParquetShard {
                 }
             }
         }
-        Ok(ParquetShard { path: path.into(), meta, spec: spec.clone(), block_rows })
+        let mut blocks = vec![];
+        if !block_xxh3.is_empty() {
+            if block_xxh3.len() != md.num_row_groups() {
+                return Err(bad(format!("{} row groups, the manifest has hashes for {}", md.num_row_groups(), block_xxh3.len())));
+            }
+            for (i, (g, h)) in md.row_groups().iter().zip(block_xxh3).enumerate() {
+                let range = row_group_range(g).filter(|r| r.1 <= len - footer - 8).ok_or_else(|| Error::corrupt(path, Some(format!("row group {i}")), "column chunks outside the data"))?;
+                let h = u64::from_str_radix(h, 16).map_err(|_| Error::corrupt(path, Some(format!("row group {i}")), format!("manifest hash {h:?} is not hex")))?;
+                blocks.push((range, h));
+            }
+        }
+        Ok(ParquetShard { path: path.into(), data, meta, spec: spec.clone(), block_rows, blocks })
     }
 
     pub fn num_blocks(&self) -> usize {
@@ -240,9 +306,13 @@ impl ParquetShard {
     fn read_block_inner(&self, b: usize) -> Result<RowBatch> {
         let at = || Some(format!("row group {b}"));
         let corrupt = |e: String| Error::corrupt(&self.path, at(), e);
-        // a fresh handle: a cloned one would share its seek position with other prefetch threads
-        let file = std::fs::File::open(&self.path).ctx(&self.path)?;
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+        if let Some(&((lo, hi), want)) = self.blocks.get(b) {
+            let got = xxhash_rust::xxh3::xxh3_64(&self.data[lo as usize..hi as usize]);
+            if got != want {
+                return Err(corrupt(format!("checksum mismatch: the row group's bytes hash to {got:016x}, the manifest says {want:016x}")));
+            }
+        }
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.data.clone(), self.meta.clone())
             .with_row_groups(vec![b])
             .with_batch_size(self.block_len(b))
             .build()

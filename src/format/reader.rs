@@ -106,7 +106,7 @@ impl CacheReader {
                     }
                     Shard::Kds(k)
                 }
-                Encoding::Parquet => Shard::Parquet(ParquetShard::open(&path, &spec, s.rows, manifest.block_rows)?),
+                Encoding::Parquet => Shard::Parquet(ParquetShard::open_checked(&path, &spec, s.rows, manifest.block_rows, &s.block_xxh3)?),
             };
             let mut first = s.first_row;
             for b in 0..shard.num_blocks() {

@@ -248,16 +248,17 @@ impl CacheWriter {
         let path = self.dir.join(&file);
         let tmp = tmp_path(&path);
         let res = match self.opts.encoding {
-            Encoding::Kds => kds::write(&tmp, &self.spec, &self.pending, self.opts.block_rows),
+            Encoding::Kds => kds::write(&tmp, &self.spec, &self.pending, self.opts.block_rows).map(|(n, h)| (n, h, vec![])),
             Encoding::Parquet => parquet::write(&tmp, &self.spec, &self.pending, self.opts.block_rows),
         };
-        let (bytes, hash) = res.inspect_err(|_| {
+        let (bytes, hash, blocks) = res.inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })?;
         std::fs::rename(&tmp, &path).ctx(&path)?;
         crate::format::manifest::sync_dir(&self.dir);
         let rows = self.pending.len() as u64;
-        self.manifest.shards.push(ShardInfo { file, first_row: self.manifest.rows, rows, bytes, xxh3: xxh3_hex(hash) });
+        let block_xxh3 = blocks.into_iter().map(xxh3_hex).collect();
+        self.manifest.shards.push(ShardInfo { file, first_row: self.manifest.rows, rows, bytes, xxh3: xxh3_hex(hash), block_xxh3 });
         self.manifest.rows += rows;
         self.accum.add_rows(&self.pending);
         if !self.pending_prior.is_empty() {
