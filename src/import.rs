@@ -113,15 +113,7 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
         let mut batch = RowBatch::new(&spec);
         for (i, r) in ranked {
             let r = r.map_err(|class| Error::NonFinite { row: i as u64, class: class as u64 })?;
-            batch.row.push(i as u64);
-            batch.view.push(0);
-            batch.label.push(labels.as_ref().map(|l| l[i]).unwrap_or(-1));
-            batch.topk_idx.extend_from_slice(&r.idx);
-            for &z in &r.logit {
-                batch.topk_logit.push(z);
-            }
-            batch.lse.extend_from_slice(&r.lse);
-            batch.log_tail.extend_from_slice(&r.log_tail);
+            batch.push_row(i as u64, 0, labels.as_ref().map(|l| l[i]).unwrap_or(-1), &r.idx, &r.logit, &r.lse, &r.log_tail, None);
         }
         w.push(&batch, Some(&prior))?;
         bar.advance_to(hi as u64, "");

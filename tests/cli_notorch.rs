@@ -72,7 +72,8 @@ files = sorted(glob.glob(d + "/*.parquet"))
 def rows_of(cols):
     out = []
     for i in range(len(cols["row"])):
-        lse = list(cols["lse"][i]); logit = [float(x) for x in cols["topk_logit"][i]]
+        # format 2 stores T0·log p(T0) (T0 = the first temperature, here 1): the logit is that plus T0·lse(T0)
+        lse = list(cols["lse"][i]); logit = [float(x) + 1.0 * lse[0] for x in cols["topk_logit"][i]]
         out.append({"row": int(cols["row"][i]), "label": int(cols["label"][i]), "ids": [int(x) for x in cols["topk_idx"][i]], "logit": logit,
                     "lse": [float(x) for x in lse], "tail": [math.exp(x) for x in cols["log_tail"][i]],
                     "p": [[math.exp(z / T - l) for z in logit] for T, l in zip([1.0, 3.0], lse)]})
@@ -103,7 +104,8 @@ print(json.dumps(res))
             for r in 0..k {
                 let w = &want["ranks"][r];
                 assert_eq!(g["ids"][r], w["class"], "{client} row {i} rank {r}");
-                assert_eq!(g["logit"][r].as_f64().unwrap() as f32, w["logit"].as_f64().unwrap() as f32, "{client} row {i} rank {r}");
+                let (a, b) = (g["logit"][r].as_f64().unwrap(), w["logit"].as_f64().unwrap());
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{client} row {i} rank {r}: logit {a} vs {b}");
                 for ti in 0..2 {
                     let (a, b) = (g["p"][ti][r].as_f64().unwrap(), w["p"][ti].as_f64().unwrap());
                     assert!((a - b).abs() <= 1e-6 * b, "{client} row {i} rank {r}: p {a} vs {b}");
@@ -175,7 +177,7 @@ fn bad_inputs_give_one_error_and_exit_2() {
     ok(&["import", "--logits", &z, "--top-k", "4", "--out", p(&out), "--overwrite"]);
     assert!(ok(&["dump", p(&out), "--json"]).contains("\"top_k\":4"));
     // a manifest from a newer format version
-    let m = std::fs::read_to_string(out.join("manifest.json")).unwrap().replace("\"format_version\": 1", "\"format_version\": 7");
+    let m = std::fs::read_to_string(out.join("manifest.json")).unwrap().replace("\"format_version\": 2", "\"format_version\": 7");
     std::fs::write(out.join("manifest.json"), m).unwrap();
     bad(&["verify", p(&out)], "format version 7 is newer");
     bad(&["dump", p(&d.join("nowhere"))], "no such cache directory");

@@ -57,20 +57,16 @@ pub fn realistic_rows(n: usize, classes: u32, k: usize, seed: u64) -> crate::for
             z -= -(rng.random::<f64>().max(1e-9)).ln() * 0.4;
         }
         let tail_z = z - 1.0; // the tail sits below the K-th logit
+        let (mut lse, mut log_tail) = (vec![], vec![]);
         for t in [1.0f64, 2.0, 4.0] {
             let head: f64 = zs.iter().map(|&v| (v / t).exp()).sum();
             let tail = (classes as f64 - k as f64) * (tail_z / t).exp() * 0.01;
             let total = head + tail;
-            b.lse.push(total.ln() as f32);
-            b.log_tail.push((tail / total).ln() as f32);
+            lse.push(total.ln() as f32);
+            log_tail.push((tail / total).ln() as f32);
         }
-        b.row.push(i as u64);
-        b.view.push(0);
-        b.label.push(c as i64);
-        b.topk_idx.extend_from_slice(&ids);
-        for v in zs {
-            b.topk_logit.push(v as f32);
-        }
+        let logits: Vec<f32> = zs.iter().map(|&v| v as f32).collect();
+        b.push_row(i as u64, 0, c as i64, &ids, &logits, &lse, &log_tail, None);
     }
     b
 }

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, IoContext, Result};
 use crate::format::rows::{LogitDtype, RowSpec};
 
-pub const FORMAT_VERSION: u64 = 1;
+/// 2: top-K values stored as T0·log p(T0) ([`crate::format::rows::LogitBase`]); 1: as raw logits (read still).
+pub const FORMAT_VERSION: u64 = 2;
 pub const MANIFEST: &str = "manifest.json";
 pub const PARTIAL: &str = "manifest.partial.json";
 /// A manifest larger than this is refused before parsing (a class prior of 2^24 classes fits).

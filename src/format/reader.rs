@@ -134,7 +134,11 @@ impl CacheReader {
 
     pub fn read_block(&self, i: usize) -> Result<RowBatch> {
         let b = self.blocks[i];
-        self.shards[b.shard].read_block(b.block)
+        let mut batch = self.shards[b.shard].read_block(b.block)?;
+        if self.manifest.format_version < 2 {
+            batch.base = crate::format::rows::LogitBase::Absolute;
+        }
+        Ok(batch)
     }
 
     /// Cache rows `range` (positions in the cache, 0..rows).

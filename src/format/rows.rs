@@ -88,6 +88,17 @@ impl RowSpec {
     }
 }
 
+/// What a stored top-K value is measured from (the manifest's `format_version` says which).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LogitBase {
+    /// Format 1: the teacher's logit z itself. In 16 bits a logit near ±25 keeps only ~0.01 of absolute
+    /// precision, so probabilities recomputed from it can exceed 1.
+    Absolute,
+    /// Format 2: z − T0·lse(T0) = T0·log p(T0), T0 the cache's first temperature: never above 0, and near 0
+    /// where the teacher's mass is, where a 16-bit float is most precise.
+    LogProb { t0: f32 },
+}
+
 /// Top-K logits in their storage dtype (converting on read would cost more than the decode).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Logits {
@@ -181,12 +192,15 @@ pub struct RowBatch {
     pub view: Vec<u32>,
     pub label: Vec<i64>,
     pub topk_idx: Vec<u32>,
+    /// Stored values: see [`RowBatch::base`] and [`RowRef::logit`].
     pub topk_logit: Logits,
     pub lse: Vec<f32>,
     pub log_tail: Vec<f32>,
     pub tail_idx: Vec<u32>,
     pub tail_cnt: Vec<u32>,
     pub aug: Vec<f32>,
+    /// What `topk_logit` is measured from.
+    pub base: LogitBase,
 }
 
 /// One row, borrowed from a [`RowBatch`].
@@ -210,8 +224,34 @@ impl<'a> RowRef<'a> {
         let k = self.batch.k;
         &self.batch.topk_idx[self.i * k..(self.i + 1) * k]
     }
-    pub fn logit(&self, r: usize) -> f32 {
+    /// Rank r's value as stored (see [`LogitBase`]).
+    pub fn stored(&self, r: usize) -> f32 {
         self.batch.topk_logit.get(self.i * self.batch.k + r)
+    }
+    /// The teacher's logit z at rank r.
+    pub fn logit(&self, r: usize) -> f32 {
+        (self.logit_f64(r)) as f32
+    }
+    fn logit_f64(&self, r: usize) -> f64 {
+        let s = self.stored(r) as f64;
+        match self.batch.base {
+            LogitBase::Absolute => s,
+            LogitBase::LogProb { t0 } => s + t0 as f64 * self.batch.lse[self.i * self.batch.t] as f64,
+        }
+    }
+    /// The teacher's probability of rank r at the `ti`-th cached temperature `temp`:
+    /// exp(z/T − lse(T)), never above 1. The one place the format's formula is written.
+    pub fn prob(&self, r: usize, ti: usize, temp: f64) -> f64 {
+        let x = match self.batch.base {
+            // at T0 the stored value is T0·log p itself: no cancellation
+            LogitBase::LogProb { t0 } if ti == 0 => self.stored(r) as f64 / t0 as f64,
+            _ => self.logit_f64(r) / temp - self.lse()[ti] as f64,
+        };
+        x.exp().min(1.0)
+    }
+    /// The teacher's mass outside the top-K at the `ti`-th temperature, in [0, 1].
+    pub fn tail_mass(&self, ti: usize) -> f64 {
+        (self.log_tail()[ti] as f64).exp().min(1.0)
     }
     pub fn lse(&self) -> &'a [f32] {
         let t = self.batch.t;
@@ -252,6 +292,35 @@ impl RowBatch {
             tail_idx: vec![],
             tail_cnt: vec![],
             aug: vec![],
+            base: LogitBase::LogProb { t0: spec.temperatures.first().copied().unwrap_or(1.0) },
+        }
+    }
+
+    /// Appends one ranked row: the classes `ids` by descending logit `logits` (K each), the log-normaliser
+    /// and log tail mass at each temperature (T each), and the tail samples and counts (M each, or empty
+    /// when the cache has none). The one way a producer adds a row: the values are stored as
+    /// [`RowBatch::base`] says.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_row(&mut self, row: u64, view: u32, label: i64, ids: &[u32], logits: &[f32], lse: &[f32], log_tail: &[f32], tail: Option<(&[u32], &[u32])>) {
+        debug_assert!(ids.len() == self.k && logits.len() == self.k && lse.len() == self.t && log_tail.len() == self.t);
+        self.row.push(row);
+        self.view.push(view);
+        self.label.push(label);
+        self.topk_idx.extend_from_slice(ids);
+        let shift = match self.base {
+            LogitBase::Absolute => 0.0,
+            LogitBase::LogProb { t0 } => t0 as f64 * lse[0] as f64,
+        };
+        for &z in logits {
+            // ≤ 0 by construction; rounding must not carry a value above the normaliser
+            let v = z as f64 - shift;
+            self.topk_logit.push(if matches!(self.base, LogitBase::LogProb { .. }) { v.min(0.0) as f32 } else { v as f32 });
+        }
+        self.lse.extend_from_slice(lse);
+        self.log_tail.extend_from_slice(log_tail);
+        if let Some((ti, tc)) = tail {
+            self.tail_idx.extend_from_slice(ti);
+            self.tail_cnt.extend_from_slice(tc);
         }
     }
 
@@ -287,7 +356,21 @@ impl RowBatch {
         self.view.extend_from_slice(&other.view[a..b]);
         self.label.extend_from_slice(&other.label[a..b]);
         self.topk_idx.extend_from_slice(&other.topk_idx[a * self.k..b * self.k]);
-        self.topk_logit.extend_from(&other.topk_logit, a * self.k..b * self.k);
+        if self.base == other.base {
+            self.topk_logit.extend_from(&other.topk_logit, a * self.k..b * self.k);
+        } else {
+            // rows read from a cache of another format version: re-express their logits
+            for i in a..b {
+                let r = other.get(i);
+                let shift = match self.base {
+                    LogitBase::Absolute => 0.0,
+                    LogitBase::LogProb { t0 } => t0 as f64 * r.lse()[0] as f64,
+                };
+                for j in 0..self.k {
+                    self.topk_logit.push((r.logit_f64(j) - shift) as f32);
+                }
+            }
+        }
         self.lse.extend_from_slice(&other.lse[a * self.t..b * self.t]);
         self.log_tail.extend_from_slice(&other.log_tail[a * self.t..b * self.t]);
         self.tail_idx.extend_from_slice(&other.tail_idx[a * self.m..b * self.m]);
@@ -317,6 +400,7 @@ impl RowBatch {
             tail_idx: vec![],
             tail_cnt: vec![],
             aug: vec![],
+            base: self.base,
         }
     }
 
@@ -349,6 +433,7 @@ impl RowBatch {
             tail_idx: gather(&self.tail_idx, m, perm),
             tail_cnt: gather(&self.tail_cnt, m, perm),
             aug: gather(&self.aug, a, perm),
+            base: self.base,
         }
     }
 }
@@ -360,12 +445,15 @@ pub fn check_row(r: RowRef<'_>, spec: &RowSpec) -> std::result::Result<(), Strin
     let mut prev = f32::INFINITY;
     let mut max_abs = 0f64;
     for j in 0..k {
-        let z = r.logit(j);
+        let z = r.stored(j);
         if !z.is_finite() {
             return Err(format!("topk_logit[{j}] = {z} is not finite"));
         }
         if z > prev {
             return Err(format!("ranks not sorted: topk_logit[{j}] = {z} > topk_logit[{}] = {prev}", j - 1));
+        }
+        if matches!(r.batch.base, LogitBase::LogProb { .. }) && z > 0.0 {
+            return Err(format!("topk_logit[{j}] = {z} is above 0 (a stored T0·log p)"));
         }
         prev = z;
         max_abs = max_abs.max(z.abs() as f64);
@@ -389,7 +477,7 @@ pub fn check_row(r: RowRef<'_>, spec: &RowSpec) -> std::result::Result<(), Strin
         }
         let temp = temp as f64;
         // log of (top-K mass + tail mass) must be 0 within the rounding of the stored logits
-        let mut terms: Vec<f64> = (0..k).map(|j| r.logit(j) as f64 / temp - lse).collect();
+        let mut terms: Vec<f64> = (0..k).map(|j| r.logit_f64(j) / temp - lse).collect();
         terms.push(lt);
         let total = log_sum_exp(&terms);
         let tol = 2.0 * spec.logit_dtype.eps() * max_abs / temp + 1e-5 * (1.0 + lse.abs());
@@ -424,6 +512,52 @@ pub fn log_sum_exp(x: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A confident row with logits near 23: stored as raw f16 logits (format 1) its probabilities
+    /// exceed 1; stored as T0·log p (format 2) they stay within the dtype's resolution of the truth.
+    #[test]
+    fn log_prob_storage_keeps_probabilities_in_range() {
+        let temps = [1.0f32, 2.0, 4.0];
+        let z: Vec<f64> = vec![23.41, 21.37, 20.02, 18.7];
+        let tail_z = 12.0f64; // 996 more classes at this logit
+        let lse: Vec<f64> = temps.iter().map(|&t| {
+            let t = t as f64;
+            (z.iter().map(|v| (v / t).exp()).sum::<f64>() + 996.0 * (tail_z / t).exp()).ln()
+        }).collect();
+        let log_tail: Vec<f32> = temps.iter().zip(&lse).map(|(&t, l)| ((996.0f64).ln() + tail_z / t as f64 - l) as f32).collect();
+        let lse32: Vec<f32> = lse.iter().map(|&l| l as f32).collect();
+        let z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
+        let spec = RowSpec { classes: 1000, k: 4, temperatures: temps.to_vec(), tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F16 };
+        let truth = |j: usize, ti: usize| (z[j] / temps[ti] as f64 - lse[ti]).exp();
+        let mut v2 = RowBatch::new(&spec);
+        v2.push_row(0, 0, 0, &[1, 2, 3, 4], &z32, &lse32, &log_tail, None);
+        let mut v1 = RowBatch::new(&spec);
+        v1.base = LogitBase::Absolute;
+        v1.push_row(0, 0, 0, &[1, 2, 3, 4], &z32, &lse32, &log_tail, None);
+        let (r1, r2) = (v1.get(0), v2.get(0));
+        assert!((0..4).any(|j| ((z32[j] as f64) - half::f16::from_f32(z32[j]).to_f64()).abs() > 1e-3), "the fixture does not stress f16");
+        for ti in 0..3 {
+            let t = temps[ti] as f64;
+            let sum: f64 = (0..4).map(|j| r2.prob(j, ti, t)).sum::<f64>() + r2.tail_mass(ti);
+            assert!((sum - 1.0).abs() < 1e-3, "T {t}: top-K + tail = {sum}");
+            for j in 0..4 {
+                let (p, want) = (r2.prob(j, ti, t), truth(j, ti));
+                assert!(p <= 1.0);
+                assert!((p - want).abs() <= 4e-3 * want, "T {t} rank {j}: {p} vs {want}");
+            }
+        }
+        assert!(r2.prob(0, 0, 1.0) > 0.8);
+        // the same row as format 1 breaks both (this is what format 2 fixes)
+        let worst = (0..3).flat_map(|ti| (0..4).map(move |j| (j, ti))).map(|(j, ti)| ((r1.logit(j) as f64 / temps[ti] as f64 - lse[ti]).exp() - truth(j, ti)).abs() / truth(j, ti)).fold(0.0, f64::max);
+        assert!(worst > 4e-3, "format 1 would already be precise here ({worst})");
+        // a format-1 batch extended into a format-2 one keeps its logits
+        let mut mixed = RowBatch::new(&spec);
+        mixed.extend_rows(&v1, 0..1);
+        for j in 0..4 {
+            assert!((mixed.get(0).logit(j) - r1.logit(j)).abs() < 0.02, "rank {j}");
+        }
+        assert_eq!(check_row(r2, &spec), Ok(()));
+    }
 
     #[test]
     fn permuted_moves_whole_rows() {

@@ -91,6 +91,9 @@ fn same_layout(a: &Manifest, b: &Manifest) -> Option<String> {
     if a.signature != b.signature {
         return Some(format!("signature {:?} != {:?}", a.signature, b.signature));
     }
+    if a.format_version != b.format_version {
+        return Some(format!("format version {} != {}", a.format_version, b.format_version));
+    }
     if a.spec() != b.spec() || a.encoding != b.encoding || a.block_rows != b.block_rows || a.part != b.part {
         return Some(format!(
             "layout C={} K={} T={:?} {:?} {} vs C={} K={} T={:?} {:?} {}",

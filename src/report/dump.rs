@@ -39,11 +39,11 @@ fn row_json(r: RowRef<'_>, temps: &[f32], shown: usize) -> serde_json::Value {
     let ranks: Vec<_> = (0..shown)
         .map(|j| {
             let z = r.logit(j);
-            let p: Vec<f64> = temps.iter().zip(r.lse()).map(|(t, l)| ((z / t - l) as f64).exp()).collect();
+            let p: Vec<f64> = temps.iter().enumerate().map(|(ti, &t)| r.prob(j, ti, t as f64)).collect();
             json!({"rank": j, "class": r.topk_idx()[j], "logit": z, "p": p})
         })
         .collect();
-    let tail: Vec<f64> = r.log_tail().iter().map(|&l| (l as f64).exp()).collect();
+    let tail: Vec<f64> = (0..temps.len()).map(|ti| r.tail_mass(ti)).collect();
     let mut v = json!({"row": r.row(), "view": r.view(), "label": r.label(), "lse": r.lse(), "tail_mass": tail, "ranks": ranks});
     if r.batch.m > 0 {
         v["tail_idx"] = json!(r.tail_idx());
@@ -98,13 +98,13 @@ pub fn dump(reader: &CacheReader, range: std::ops::Range<u64>, as_json: bool, ra
                 first = false;
                 write!(out, "{}", row_json(r, temps, shown)).map_err(io)?;
             } else {
-                let tail: Vec<String> = r.log_tail().iter().map(|l| format!("{:.4e}", (*l as f64).exp())).collect();
+                let tail: Vec<String> = (0..temps.len()).map(|ti| format!("{:.4e}", r.tail_mass(ti))).collect();
                 writeln!(out, "\nrow {} view {} label {}  tail mass {}", r.row(), r.view(), r.label(), tail.join(" ")).map_err(io)?;
                 let ph: Vec<String> = temps.iter().map(|t| format!("p@T={t}")).collect();
                 writeln!(out, "  {:>5} {:>9} {:>10}  {}", "rank", "class", "logit", ph.iter().map(|h| format!("{h:>10}")).collect::<String>()).map_err(io)?;
                 for j in 0..shown {
                     let z = r.logit(j);
-                    let ps: String = temps.iter().zip(r.lse()).map(|(t, l)| format!("{:>10.6}", ((z / t - l) as f64).exp())).collect();
+                    let ps: String = temps.iter().enumerate().map(|(ti, &t)| format!("{:>10.6}", r.prob(j, ti, t as f64))).collect();
                     writeln!(out, "  {:>5} {:>9} {:>10.4}  {ps}", j, r.topk_idx()[j], z).map_err(io)?;
                 }
                 if shown < batch.k {

@@ -38,14 +38,13 @@ pub fn report(dir: &Path, runs: &[PathBuf], out: &Path) -> Result<Report> {
             let r = b.get(i);
             n += 1;
             for (ti, &t) in temps.iter().enumerate() {
-                let lse = r.lse()[ti] as f64;
                 let mut acc = 0.0;
                 for j in 0..k {
-                    acc += ((r.logit(j) / t) as f64 - lse).exp();
+                    acc += r.prob(j, ti, t as f64);
                     cum[ti][j] += acc;
                 }
             }
-            let p1 = ((r.logit(0) / temps[0]) as f64 - r.lse()[0] as f64).exp();
+            let p1 = r.prob(0, 0, temps[0] as f64);
             conf_hist[((p1 * 20.0) as usize).min(19)] += 1.0;
             let lt = r.log_tail()[0] as f64 / std::f64::consts::LN_10;
             let bin = if lt.is_finite() { ((lt + 12.0).floor().clamp(0.0, 12.0)) as usize } else { 0 };

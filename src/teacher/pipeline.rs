@@ -327,15 +327,9 @@ pub fn run(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
             if i < resumed {
                 continue; // already written before the interruption
             }
-            batch.row.push(i as u64);
-            batch.view.push(0);
-            batch.label.push(labels[i]);
-            batch.topk_idx.extend(r.idx[j * k..(j + 1) * k].iter().map(|&c| c as u32));
-            for &z in &r.logit[j * k..(j + 1) * k] {
-                batch.topk_logit.push(z);
-            }
-            batch.lse.extend_from_slice(&r.lse[j * t..(j + 1) * t]);
-            batch.log_tail.extend_from_slice(&r.log_tail[j * t..(j + 1) * t]);
+            let ids: Vec<u32> = r.idx[j * k..(j + 1) * k].iter().map(|&c| c as u32).collect();
+            let (lse, log_tail) = (&r.lse[j * t..(j + 1) * t], &r.log_tail[j * t..(j + 1) * t]);
+            let mut tail = None;
             if m > 0 {
                 let mut s: Vec<i64> = r.tail[j * m..(j + 1) * m].to_vec();
                 s.sort_unstable();
@@ -351,9 +345,10 @@ pub fn run(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
                 }
                 ids.resize(m, 0);
                 cnt.resize(m, 0);
-                batch.tail_idx.extend(ids);
-                batch.tail_cnt.extend(cnt);
+                tail = Some((ids, cnt));
             }
+            let tail_ref = tail.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice()));
+            batch.push_row(i as u64, 0, labels[i], &ids, &r.logit[j * k..(j + 1) * k], lse, log_tail, tail_ref);
         }
         if tx.send((batch, r.prior)).is_err() {
             break; // the writer failed; its error is reported below

@@ -78,10 +78,9 @@ impl Targets {
         let mut t = Targets { b: rows.len(), k, m, classes, idx: vec![], p: vec![], tau: vec![], label: vec![], tail_idx: vec![], tail_w: vec![] };
         for &i in rows {
             let r = batch.get(i);
-            let lse = r.lse()[ti] as f64;
-            let tau = (r.log_tail()[ti] as f64).exp();
+            let tau = r.tail_mass(ti);
             t.idx.extend(r.topk_idx().iter().map(|&c| c as i64));
-            t.p.extend((0..k).map(|j| (r.logit(j) as f64 / temp - lse).exp()));
+            t.p.extend((0..k).map(|j| r.prob(j, ti, temp)));
             t.tau.push(tau);
             t.label.push(r.label());
             let cnt = r.tail_cnt();

@@ -32,19 +32,11 @@ pub fn random_rows(spec: &RowSpec, n: usize, seed: u64) -> (RowBatch, Vec<f64>) 
             z[a] = z[s];
         }
         let r = rank_row(&z, spec.k, &spec.temperatures, Some(&mut prior)).expect("finite logits");
-        b.row.push(i as u64);
-        b.view.push(rng.random_range(0..3));
-        b.label.push(rng.random_range(-1..c as i64));
-        b.topk_idx.extend_from_slice(&r.idx);
-        for &x in &r.logit {
-            b.topk_logit.push(x);
-        }
-        b.lse.extend_from_slice(&r.lse);
-        b.log_tail.extend_from_slice(&r.log_tail);
-        for _ in 0..spec.tail_samples {
-            b.tail_idx.push(rng.random_range(0..c as u32));
-            b.tail_cnt.push(rng.random_range(0..4));
-        }
+        let view = rng.random_range(0..3);
+        let label = rng.random_range(-1..c as i64);
+        let tail_idx: Vec<u32> = (0..spec.tail_samples).map(|_| rng.random_range(0..c as u32)).collect();
+        let tail_cnt: Vec<u32> = (0..spec.tail_samples).map(|_| rng.random_range(0..4)).collect();
+        b.push_row(i as u64, view, label, &r.idx, &r.logit, &r.lse, &r.log_tail, Some((&tail_idx, &tail_cnt)));
         for _ in 0..spec.aug_dim {
             b.aug.push(rng.random::<f32>() * 4.0 - 2.0);
         }
