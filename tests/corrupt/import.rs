@@ -1,0 +1,59 @@
+//! `import` on logits and labels of the wrong rank or type: refused as Invalid, and no cache published.
+use std::path::PathBuf;
+
+use kdcache::data::npy::{self, NpyDtype};
+use kdcache::import::{ImportOptions, import};
+
+use crate::damage::*;
+
+#[test]
+fn import_refuses_wrong_rank_and_dtype() {
+    let t = tempfile::tempdir().unwrap();
+    let opts = |logits: PathBuf, labels: Option<PathBuf>, out: &str| ImportOptions {
+        logits,
+        labels,
+        data: None,
+        k: 2,
+        temperatures: vec![1.0],
+        dtype: LogitDtype::F16,
+        out: t.path().join(out),
+        writer: kdcache::format::WriterOptions::default(),
+        progress: false,
+    };
+    // `import` with logits (and labels) from `name`.npy files holding `data` of `dtype` and `shape`
+    let npy_file = |name: &str, dtype: NpyDtype, shape: &[usize], data: &[u8]| -> PathBuf {
+        let p = t.path().join(format!("{}.npy", name.replace(' ', "_")));
+        npy::write(&p, dtype, shape, data).unwrap();
+        p
+    };
+    let invalid = Expect::err(ErrorKind::Invalid);
+    let z: Vec<f32> = (0..24).map(|x| (x % 7) as f32).collect();
+    let cases: Vec<(&str, NpyDtype, Vec<usize>, Vec<u8>)> = vec![
+        ("rank 1", NpyDtype::F32, vec![24], bytemuck::cast_slice(&z).to_vec()),
+        ("rank 3", NpyDtype::F32, vec![2, 3, 4], bytemuck::cast_slice(&z).to_vec()),
+        ("rank 0", NpyDtype::F32, vec![], bytemuck::cast_slice(&z[..1]).to_vec()),
+        ("int64 logits", NpyDtype::I64, vec![4, 3], vec![0u8; 96]),
+        ("int32 logits", NpyDtype::I32, vec![4, 6], vec![0u8; 96]),
+        ("zero classes", NpyDtype::F32, vec![4, 0], vec![]),
+    ];
+    for (name, dtype, shape, data) in &cases {
+        let p = npy_file(name, *dtype, shape, data);
+        judge(at_open(import(&opts(p, None, name))), &invalid, name);
+        assert!(!t.path().join(name).join("manifest.json").exists(), "{name}: a cache was published");
+    }
+    // labels of the wrong dtype or rank
+    let zp = npy_file("z", NpyDtype::F32, &[4, 6], bytemuck::cast_slice(&z));
+    for (name, dtype, shape, data) in [
+        ("float labels", NpyDtype::F32, vec![4], vec![0u8; 16]),
+        ("2-d labels", NpyDtype::I64, vec![4, 1], vec![0u8; 32]),
+        ("too few labels", NpyDtype::I64, vec![3], vec![0u8; 24]),
+    ] {
+        let p = npy_file(name, dtype, &shape, &data);
+        judge(at_open(import(&opts(zp.clone(), Some(p), name))), &invalid, name);
+    }
+    // a truncated logits file is corrupt
+    let p = t.path().join("trunc.npy");
+    let b = std::fs::read(&zp).unwrap();
+    std::fs::write(&p, &b[..b.len() - 3]).unwrap();
+    judge(at_open(import(&opts(p, None, "trunc"))), &Expect::err(ErrorKind::Corrupt), "truncated");
+}
