@@ -568,10 +568,47 @@ fn passive_openmp() {
     }
 }
 
+/// An error chain as one line: each cause once (a library error's message already names its source,
+/// which the chain repeats), and a libtorch message without its C++ backtrace.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        // libtorch appends "Exception raised from … (most recent call first):" and a frame per line; the
+        // TorchScript interpreter puts two tracebacks before the error itself, on the last line
+        let text = text.split("\nException raised from").next().unwrap_or("");
+        let text = if text.contains("Traceback of TorchScript") {
+            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let before = text.split("The following operation failed").next().unwrap_or("").trim();
+            format!("{before} {last}")
+        } else {
+            text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+        };
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     #[cfg(feature = "torch")]
     passive_openmp();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) => e.exit(),
+        Err(e) => {
+            // one line, like every other error: clap's first line, without its usage block
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments").trim_start_matches("error: ");
+            eprintln!("error: {first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     // panics inside the parquet crate on damaged files are caught and reported as errors: keep them quiet
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -602,7 +639,7 @@ fn main() -> ExitCode {
                 eprintln!("{done}");
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             match lib {
                 Some(l) if !l.is_bad_input() => ExitCode::from(1),
                 Some(_) => ExitCode::from(2),

@@ -212,6 +212,10 @@ fn user_errors_exit_2() {
     }
     bad(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&t.path().join("x")), "--top-k", "21"], "exceeds the class count");
     bad(&["cache", "--teacher", p(&t.path().join("none.pt")), "--data", p(&d), "--out", p(&t.path().join("x"))], "none.pt");
+    // a file that is no model: libtorch's message, on one line, without its C++ backtrace
+    bad(&["cache", "--teacher", p(&fixtures().join("teacher_x.npy")), "--data", p(&d), "--out", p(&t.path().join("x"))], "not a loadable TorchScript");
+    bad(&["train", "--cache", p(&t.path().join("none")), "--data", p(&d), "--out", p(&t.path().join("x"))], "none");
+    bad(&["export", p(&t.path().join("none")), "--out", p(&t.path().join("s.safetensors"))], "no training run");
     // a teacher that rejects the data's shape
     bad(&["cache", "--teacher", p(&fixtures().join("teacher.pt")), "--data", p(&d), "--out", p(&t.path().join("x"))], "rejected data row 0");
     assert!(!t.path().join("x/manifest.json").exists());

@@ -165,6 +165,11 @@ fn bad_inputs_give_one_error_and_exit_2() {
     // wrong dtype and rank
     npy::write(&d.join("i.npy"), NpyDtype::I64, &[5, 2], &[0u8; 80]).unwrap();
     bad(&["import", "--logits", p(&d.join("i.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "must be a float array");
+    // missing things: each cause once, on one line (the helper checks both)
+    bad(&["import", "--logits", p(&d.join("none.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "No such file");
+    bad(&["dump", p(&d.join("nothing"))], "no such cache directory");
+    bad(&["verify", p(d)], "not a kdcache cache");
+    bad(&["compare", p(&d.join("nothing"))], "summary.json");
     npy::write(&d.join("r1.npy"), NpyDtype::F32, &[8], &[0u8; 32]).unwrap();
     bad(&["import", "--logits", p(&d.join("r1.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "shape [N, C]");
     // labels out of range

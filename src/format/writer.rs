@@ -89,7 +89,13 @@ pub enum Existing {
 
 fn same_layout(a: &Manifest, b: &Manifest) -> Option<String> {
     if a.signature != b.signature {
-        return Some(format!("signature {:?} != {:?}", a.signature, b.signature));
+        let (x, y) = (&a.signature, &b.signature);
+        let diff: Vec<String> = [("teacher", &x.teacher, &y.teacher), ("dataset", &x.dataset, &y.dataset), ("classes", &x.classes, &y.classes), ("augmentation", &x.augmentation, &y.augmentation)]
+            .iter()
+            .filter(|(_, p, q)| p != q)
+            .map(|(n, p, q)| format!("{n} {p} vs {q}"))
+            .collect();
+        return Some(format!("another signature: {}", diff.join(", ")));
     }
     if a.format_version != b.format_version {
         return Some(format!("format version {} != {}", a.format_version, b.format_version));

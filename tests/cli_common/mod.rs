@@ -29,6 +29,13 @@ pub fn bad(args: &[&str], needle: &str) -> String {
     assert!(!err.contains("panicked"), "kdcache {args:?} panicked: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "want one error line, got: {err}");
+    // the error is one line (besides one-line notes), and names each cause once
+    let others: Vec<&str> = err.lines().filter(|l| !l.starts_with("error:") && !l.starts_with("note:") && !l.trim().is_empty()).collect();
+    assert!(others.is_empty(), "kdcache {args:?}: the error spans several lines: {err}");
+    let parts: Vec<&str> = lines[0].trim_start_matches("error: ").split(": ").collect();
+    for (i, a) in parts.iter().enumerate() {
+        assert!(a.len() < 8 || !parts[i + 1..].contains(a), "kdcache {args:?}: the cause {a:?} is printed twice: {err}");
+    }
     assert!(err.to_lowercase().contains(&needle.to_lowercase()), "kdcache {args:?}: error lacks {needle:?}: {err}");
     err
 }

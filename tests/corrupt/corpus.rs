@@ -182,8 +182,8 @@ fn write_corpus() {
     add("kds-version-2/", "cache", "Version", &["shard-00000.kds", "version 2"], "shard 0 claims kds version 2");
 
     let d = cache("manifest-newer-version", Encoding::Kds, &none);
-    edit_manifest(&d, |m| m["format_version"] = json!(2));
-    add("manifest-newer-version/", "cache", "Version", &["format version 2 is newer", "(1)"], "manifest format_version 2");
+    edit_manifest(&d, |m| m["format_version"] = json!(3));
+    add("manifest-newer-version/", "cache", "Version", &["format version 3 is newer", "(2)"], "manifest format_version 3");
 
     let d = cache("manifest-wrong-xxh3", Encoding::Kds, &none);
     edit_manifest(&d, |m| {
@@ -267,7 +267,7 @@ fn write_corpus() {
     let mut readme = String::from(
         "# Corrupt-file corpus\n\n\
          A static regression set of damaged caches and input files, replayed by `corpus_regression` in\n\
-         `tests/corrupt.rs`. Each row below is parsed by that test: the entry, how it is checked, the\n\
+         `tests/corrupt/`. Each row below is parsed by that test: the entry, how it is checked, the\n\
          `kdcache::ErrorKind` expected (`Ok` for the controls), and substrings the error message must contain.\n\n\
          Checks: `cache` = `CacheReader::open`, then `verify(None)`, then reading every row; `npy` =\n\
          `Npy::open`; `manifest` = `Manifest::load`. Caches are tiny: C = 20, K = 4, T = [1, 2], f16 logits,\n\
