@@ -40,6 +40,7 @@ help:
 	@echo "make test    set up, then run the whole test suite"
 	@echo "make cache   build the demo cache (SCALE=large: 100,000 classes);  make train: train a dis student on it"
 	@echo "make bench   criterion benchmarks, then kdcache bench (results/bench.md, results/bench.json)"
+	@echo "make fuzz    cargo-fuzz every reader of hostile files for FUZZ_S seconds each (default 60; tools/fuzz.sh)"
 
 # torch venv (idempotent; CPU-only torch unless a GPU is visible) and the release build
 setup: .venv/.kdcache-setup build
@@ -59,10 +60,10 @@ test: setup
 $(DATA)/synth.json: | setup
 	$(KD) synth --out $(DATA) --classes $(CLASSES) --train $(TRAIN_ROWS) --test $(TEST_ROWS)
 # one rule per split; the teacher's batch is picked from the device and the class count
-$(CACHE)/%/manifest.json: $(DATA)/synth.json $(TEACHER)
+$(CACHE)/%/_manifest.json: $(DATA)/synth.json $(TEACHER)
 	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split $* --out $(CACHE)/$* --top-k $(TOPK) --temperatures 1,2,4 --overwrite
 
-cache: setup $(CACHE)/train/manifest.json $(CACHE)/test/manifest.json
+cache: setup $(CACHE)/train/_manifest.json $(CACHE)/test/_manifest.json
 	$(KD) verify $(CACHE)/train
 
 train: cache
@@ -82,6 +83,13 @@ demo: cache
 bench: cache
 	$(CARGO) bench --bench cache_io
 	$(KD) bench --out results --quality-data $(DATA)
+
+# fuzz the readers of hostile files (kds, Parquet, manifest, .npy), FUZZ_S seconds per target; fails on a
+# crash or an input slower than 1 s (100 ms on replay); see fuzz/README.md
+FUZZ_S ?= 60
+.PHONY: fuzz
+fuzz:
+	FUZZ_S=$(FUZZ_S) CARGO=$(CARGO) bash tools/fuzz.sh
 
 clean:
 	rm -rf data runs target/release/kdcache

@@ -485,7 +485,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "torch")]
         Cmd::Train(a) => {
-            let man = kdcache::format::Manifest::load(&a.cache.join("manifest.json"))?;
+            let man = kdcache::format::Manifest::load(&kdcache::format::manifest::manifest_path(&a.cache))?;
             let c = man.classes as usize;
             let o = kdcache::train::TrainOptions {
                 cache: a.cache, data: a.input.data, labels: a.input.labels, eval_data: a.eval.eval_data, eval_labels: a.eval.eval_labels, eval_cache: a.eval_cache,

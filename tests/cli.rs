@@ -113,13 +113,13 @@ fn crash_resume_and_parts_give_the_same_rows() {
     a.extend(common_args);
     let o = kd().args(&a).env("KDCACHE_CRASH_AFTER_SHARDS", "2").output().unwrap();
     assert!(!o.status.success(), "the crash hook did not fire");
-    assert!(!crashed.join("manifest.json").exists(), "a crashed build published a manifest");
-    assert!(crashed.join("manifest.partial.json").exists());
+    assert!(!crashed.join("_manifest.json").exists(), "a crashed build published a manifest");
+    assert!(crashed.join("_manifest.partial.json").exists());
     // a resume with another tail-sample seed would mix two samplings: refused, nothing lost
     let mut other_seed = a.clone();
     other_seed.extend(["--seed", "7"]);
     bad(&other_seed, "partial build of another cache");
-    assert!(crashed.join("manifest.partial.json").exists());
+    assert!(crashed.join("_manifest.partial.json").exists());
     let rep: serde_json::Value = serde_json::from_str(&ok(&a)).unwrap();
     assert_eq!(rep["resumed_from"], 1000, "{rep}");
     assert_eq!(rows_json(&crashed), rows_json(&full));
@@ -218,7 +218,7 @@ fn user_errors_exit_2() {
     bad(&["export", p(&t.path().join("none")), "--out", p(&t.path().join("s.safetensors"))], "no training run");
     // a teacher that rejects the data's shape
     bad(&["cache", "--teacher", p(&fixtures().join("teacher.pt")), "--data", p(&d), "--out", p(&t.path().join("x"))], "rejected data row 0");
-    assert!(!t.path().join("x/manifest.json").exists());
+    assert!(!t.path().join("x/_manifest.json").exists());
     ok(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&cache), "--top-k", "4"]);
     // a different teacher into the same directory
     bad(&["cache", "--teacher", "identity", "--data", p(&d), "--out", p(&cache), "--top-k", "4"], "--overwrite");

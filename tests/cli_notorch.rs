@@ -68,7 +68,6 @@ fn three_clients_read_a_parquet_cache() {
 import glob, json, math, sys
 import duckdb, polars as pl, pyarrow.parquet as pq
 d = sys.argv[1]
-files = sorted(glob.glob(d + "/*.parquet"))
 def rows_of(cols):
     out = []
     for i in range(len(cols["row"])):
@@ -79,11 +78,11 @@ def rows_of(cols):
                     "p": [[math.exp(z / T - l) for z in logit] for T, l in zip([1.0, 3.0], lse)]})
     return sorted(out, key=lambda r: r["row"])
 names = ["row", "label", "topk_idx", "topk_logit", "lse", "log_tail"]
-t = pq.read_table(files)
+t = pq.read_table(d)                      # the directory: `_manifest.json` is skipped like `_SUCCESS`
 res = {"pyarrow": rows_of({c: t.column(c).to_pylist() for c in names})}
-f = pl.read_parquet(d + "/*.parquet")
+f = pl.read_parquet(d + "/*.parquet")     # polars refuses a directory holding any non-Parquet file
 res["polars"] = rows_of({c: f[c].to_list() for c in names})
-q = duckdb.sql(f"SELECT {', '.join(names)} FROM '{d}/*.parquet' ORDER BY row").fetchall()
+q = duckdb.sql(f"SELECT {', '.join(names)} FROM read_parquet('{d}') ORDER BY row").fetchall()
 res["duckdb"] = rows_of({c: [r[i] for r in q] for i, c in enumerate(names)})
 print(json.dumps(res))
 "#;
@@ -155,13 +154,13 @@ fn bad_inputs_give_one_error_and_exit_2() {
     write_logits(d, 50, 10, 4);
     let z = p(&d.join("z.npy")).to_string();
     bad(&["import", "--logits", &z, "--top-k", "11", "--out", p(&d.join("a"))], "exceeds the class count");
-    assert!(!d.join("a/manifest.json").exists());
+    assert!(!d.join("a/_manifest.json").exists());
     // NaN logits: the row and class are named, nothing is published
     let mut v: Vec<f32> = vec![0.5; 50 * 10];
     v[23 * 10 + 4] = f32::NAN;
     npy::write(&d.join("nan.npy"), NpyDtype::F32, &[50, 10], bytemuck::cast_slice(&v)).unwrap();
     bad(&["import", "--logits", p(&d.join("nan.npy")), "--top-k", "3", "--out", p(&d.join("b"))], "row 23, class 4");
-    assert!(!d.join("b/manifest.json").exists());
+    assert!(!d.join("b/_manifest.json").exists());
     // wrong dtype and rank
     npy::write(&d.join("i.npy"), NpyDtype::I64, &[5, 2], &[0u8; 80]).unwrap();
     bad(&["import", "--logits", p(&d.join("i.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "must be a float array");
@@ -182,8 +181,8 @@ fn bad_inputs_give_one_error_and_exit_2() {
     ok(&["import", "--logits", &z, "--top-k", "4", "--out", p(&out), "--overwrite"]);
     assert!(ok(&["dump", p(&out), "--json"]).contains("\"top_k\":4"));
     // a manifest from a newer format version
-    let m = std::fs::read_to_string(out.join("manifest.json")).unwrap().replace("\"format_version\": 2", "\"format_version\": 7");
-    std::fs::write(out.join("manifest.json"), m).unwrap();
+    let m = std::fs::read_to_string(out.join("_manifest.json")).unwrap().replace("\"format_version\": 2", "\"format_version\": 7");
+    std::fs::write(out.join("_manifest.json"), m).unwrap();
     bad(&["verify", p(&out)], "format version 7 is newer");
     bad(&["dump", p(&d.join("nowhere"))], "no such cache directory");
     bad(&["import", "--logits", p(&d.join("missing.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "missing.npy");

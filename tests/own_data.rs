@@ -112,13 +112,13 @@ fn worked_example_on_plain_npy_arrays() {
     assert!((rebuilt - reported).abs() <= 2.0 / 800.0, "rebuilt student top-1 {rebuilt} vs reported {reported}");
 
     // scripts rerun: an identical cache is success and untouched; a finished run resumed is unchanged
-    let manifest = std::fs::read(dir.join("cache/manifest.json")).unwrap();
+    let manifest = std::fs::read(dir.join("cache/_manifest.json")).unwrap();
     let ckpt = std::fs::read(dir.join("run/checkpoint.safetensors")).unwrap();
     for _ in 0..2 {
         let o = run_cmd(&cache_args);
         assert!(o.status.success(), "rerunning an identical cache failed: {}", String::from_utf8_lossy(&o.stderr));
         assert!(String::from_utf8_lossy(&o.stderr).contains("already holds this cache"));
-        assert_eq!(std::fs::read(dir.join("cache/manifest.json")).unwrap(), manifest);
+        assert_eq!(std::fs::read(dir.join("cache/_manifest.json")).unwrap(), manifest);
         let again = run(&train_args("cache", "run"));
         assert_eq!(again["top1"], s["top1"]);
         assert_eq!(std::fs::read(dir.join("run/checkpoint.safetensors")).unwrap(), ckpt);

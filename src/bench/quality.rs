@@ -35,7 +35,7 @@ fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps
 }
 
 pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: &Path) -> Result<Vec<QualityRow>> {
-    let man = crate::format::Manifest::load(&cache.join("manifest.json"))?;
+    let man = crate::format::Manifest::load(&crate::format::manifest::manifest_path(cache))?;
     let ests: Vec<Estimator> = [Estimator::Dis, Estimator::Full, Estimator::Ghost, Estimator::Topk, Estimator::Rs].into_iter().filter(|e| *e != Estimator::Rs || (man.tail_samples > 0 && (man.temperatures[0] - 2.0).abs() < 1e-6)).collect();
     let mut rows = vec![];
     let row = |run: &str, s: &crate::train::Summary| QualityRow {

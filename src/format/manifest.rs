@@ -1,4 +1,4 @@
-//! `manifest.json`: what a cache holds, where, its checksums, signature and statistics
+//! `_manifest.json`: what a cache holds, where, its checksums, signature and statistics
 //! (schema: `schemas/manifest.schema.json`).
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,25 @@ use crate::format::rows::{LogitDtype, RowSpec};
 
 /// 2: top-K values stored as T0·log p(T0) ([`crate::format::rows::LogitBase`]); 1: as raw logits (read still).
 pub const FORMAT_VERSION: u64 = 2;
-pub const MANIFEST: &str = "manifest.json";
-pub const PARTIAL: &str = "manifest.partial.json";
+/// The manifest's file name. Dataset readers (pyarrow, Spark, DuckDB's directory reads) skip names that
+/// start with `_`, so a Parquet cache directory opens as a dataset as it is.
+pub const MANIFEST: &str = "_manifest.json";
+/// The partial manifest of a build in progress.
+pub const PARTIAL: &str = "_manifest.partial.json";
+/// The names caches written before used; still read.
+pub const LEGACY_MANIFEST: &str = "manifest.json";
+pub const LEGACY_PARTIAL: &str = "manifest.partial.json";
+
+/// The manifest of the cache in `dir`: `_manifest.json`, or `manifest.json` in a cache written before
+/// the rename (the first that exists; `_manifest.json` when neither does).
+pub fn manifest_path(dir: &Path) -> PathBuf {
+    let p = dir.join(MANIFEST);
+    if p.exists() {
+        return p;
+    }
+    let legacy = dir.join(LEGACY_MANIFEST);
+    if legacy.exists() { legacy } else { p }
+}
 /// A manifest larger than this is refused before parsing (a class prior of 2^24 classes fits).
 const MAX_MANIFEST_BYTES: u64 = 1 << 30;
 
@@ -130,7 +147,7 @@ impl Manifest {
         }
     }
 
-    /// Reads and validates `DIR/manifest.json` (or another manifest file).
+    /// Reads and validates a manifest file (`DIR/_manifest.json`, see [`manifest_path`]).
     pub fn load(path: &Path) -> Result<Self> {
         let meta = std::fs::metadata(path).ctx(path)?;
         if meta.len() > MAX_MANIFEST_BYTES {

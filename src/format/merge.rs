@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::manifest::{MANIFEST, Manifest, ShardInfo, Stats};
+use crate::format::manifest::{MANIFEST, Manifest, ShardInfo, Stats, manifest_path};
 use crate::format::writer::file_matches;
 
 pub fn merge(parts: &[PathBuf], out: &Path, overwrite: bool) -> Result<Manifest> {
@@ -12,7 +12,7 @@ pub fn merge(parts: &[PathBuf], out: &Path, overwrite: bool) -> Result<Manifest>
     }
     let mut ms: Vec<(usize, usize, PathBuf, Manifest)> = vec![];
     for p in parts {
-        let m = Manifest::load(&p.join(MANIFEST))?;
+        let m = Manifest::load(&manifest_path(p))?;
         let (i, n) = m
             .part
             .as_deref()
@@ -49,7 +49,7 @@ pub fn merge(parts: &[PathBuf], out: &Path, overwrite: bool) -> Result<Manifest>
         }
     }
     std::fs::create_dir_all(out).ctx(out)?;
-    if out.join(MANIFEST).exists() && !overwrite {
+    if manifest_path(out).exists() && !overwrite {
         return Err(Error::Exists { path: out.into(), why: "it already holds a cache".into() });
     }
     let mut merged = first.clone();

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::format::kds::KdsShard;
-use crate::format::manifest::{Encoding, MANIFEST, Manifest};
+use crate::format::manifest::{Encoding, Manifest};
 use crate::format::parquet::ParquetShard;
 use crate::format::rows::{RowBatch, check_row};
 use crate::format::writer::file_xxh3;
@@ -83,9 +83,9 @@ impl CacheReader {
         if !dir.is_dir() {
             return Err(Error::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "no such cache directory")));
         }
-        let mpath = dir.join(MANIFEST);
+        let mpath = crate::format::manifest::manifest_path(dir);
         if !mpath.exists() {
-            let hint = if dir.join(crate::format::manifest::PARTIAL).exists() {
+            let hint = if dir.join(crate::format::manifest::PARTIAL).exists() || dir.join(crate::format::manifest::LEGACY_PARTIAL).exists() {
                 "the cache build did not finish; re-run it to resume"
             } else {
                 "not a kdcache cache"

@@ -1,5 +1,5 @@
 //! Builds a cache directory: rows in, shards out (temp name, fsync, rename), a partial manifest after
-//! every shard so a crashed build resumes, and `manifest.json` published last.
+//! every shard so a crashed build resumes, and `_manifest.json` published last.
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,7 @@ fn same_layout(a: &Manifest, b: &Manifest) -> Option<String> {
 
 /// Looks at `dir` for a cache (complete, or partial) and compares it with `want`.
 pub fn check_existing(dir: &Path, want: &Manifest) -> Result<Existing> {
-    let mpath = dir.join(MANIFEST);
+    let mpath = crate::format::manifest::manifest_path(dir);
     if mpath.exists() {
         let m = Manifest::load(&mpath).map_err(|e| Error::Exists { path: dir.into(), why: format!("its manifest is unreadable: {e}") })?;
         return Ok(match same_layout(&m, want) {
@@ -282,7 +282,8 @@ impl CacheWriter {
         Ok(())
     }
 
-    /// Writes the last shard and publishes `manifest.json`; removes the partial manifest.
+    /// Writes the last shard and publishes `_manifest.json`; removes the partial manifest (and a
+    /// manifest under the name caches used before, which an overwrite may leave).
     pub fn finish(mut self, examples: u64, views: u32, created_by: &str) -> Result<Manifest> {
         self.flush_shard()?;
         self.manifest.stats = self.accum.stats();
@@ -292,6 +293,7 @@ impl CacheWriter {
         self.manifest.validate().map_err(Error::Internal)?;
         self.manifest.store(&self.dir.join(MANIFEST))?;
         let _ = std::fs::remove_file(self.dir.join(PARTIAL));
+        let _ = std::fs::remove_file(self.dir.join(crate::format::manifest::LEGACY_MANIFEST));
         Ok(self.manifest)
     }
 }
@@ -322,6 +324,9 @@ fn remove_cache_files(dir: &Path) -> Result<()> {
         let name = e.file_name().to_string_lossy().to_string();
         let ours = name == MANIFEST
             || name == PARTIAL
+            || name == crate::format::manifest::LEGACY_MANIFEST
+            || name == crate::format::manifest::LEGACY_PARTIAL
+            || name.starts_with("_manifest.") && name.ends_with(".tmp")
             || name.starts_with("manifest.") && name.ends_with(".tmp")
             || name.starts_with("shard-") && (name.ends_with(".kds") || name.ends_with(".parquet") || name.ends_with(".tmp"));
         if ours {

@@ -48,13 +48,13 @@ pub const ENCODINGS: [Encoding; 2] = [Encoding::Kds, Encoding::Parquet];
 // damage
 
 pub fn manifest(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap()
 }
 
 pub fn edit_manifest(dir: &Path, f: impl FnOnce(&mut Value)) {
     let mut m = manifest(dir);
     f(&mut m);
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    std::fs::write(dir.join("_manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
 
 pub fn shard(dir: &Path, i: usize) -> PathBuf {

@@ -39,7 +39,7 @@ fn import_refuses_wrong_rank_and_dtype() {
     for (name, dtype, shape, data) in &cases {
         let p = npy_file(name, *dtype, shape, data);
         judge(at_open(import(&opts(p, None, name))), &invalid, name);
-        assert!(!t.path().join(name).join("manifest.json").exists(), "{name}: a cache was published");
+        assert!(!t.path().join(name).join("_manifest.json").exists(), "{name}: a cache was published");
     }
     // labels of the wrong dtype or rank
     let zp = npy_file("z", NpyDtype::F32, &[4, 6], bytemuck::cast_slice(&z));

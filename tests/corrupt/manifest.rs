@@ -9,7 +9,7 @@ fn versions_and_garbage() {
     let (t, _) = base(Encoding::Kds);
     type Edit = Box<dyn Fn(&Path)>;
     let set = |k: &'static str, v: Value| -> Edit { Box::new(move |d: &Path| edit_manifest(d, |m| m[k] = v.clone())) };
-    let raw = |s: &'static [u8]| -> Edit { Box::new(move |d: &Path| std::fs::write(d.join("manifest.json"), s).unwrap()) };
+    let raw = |s: &'static [u8]| -> Edit { Box::new(move |d: &Path| std::fs::write(d.join("_manifest.json"), s).unwrap()) };
     let cases: Vec<(&str, ErrorKind, Edit)> = vec![
         ("format_version 3", ErrorKind::Version, set("format_version", json!(3))),
         ("format_version 1000", ErrorKind::Version, set("format_version", json!(1000))),
@@ -37,7 +37,7 @@ fn versions_and_garbage() {
     for (name, kind, f) in &cases {
         let (d, _) = check(t.path(), name, false, f, &Expect::err(*kind).at(Stage::Open).naming(["manifest.json"]));
         // Manifest::load agrees with CacheReader::open
-        judge(at_open(kdcache::format::Manifest::load(&d.path().join("manifest.json"))), &Expect::err(*kind), name);
+        judge(at_open(kdcache::format::Manifest::load(&d.path().join("_manifest.json"))), &Expect::err(*kind), name);
     }
     let newer = Expect::err(ErrorKind::Version).at(Stage::Open).naming(["format version 7 is newer", "(2)"]);
     check(t.path(), "newer", false, manifest_json(|m| m["format_version"] = json!(7)), &newer);

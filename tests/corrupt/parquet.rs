@@ -60,7 +60,7 @@ fn shard_check(path: &Path, spec: &RowSpec, rows: u64, block_rows: usize) -> kdc
 /// Returns (rejected, not noticed, panics as (position, site, message)). Errors must be Corrupt.
 fn sweep(dir: &Path, positions: impl IntoIterator<Item = usize>, mask: u8) -> (usize, usize, Vec<(usize, String, String)>) {
     let m = manifest(dir);
-    let spec: RowSpec = kdcache::format::Manifest::load(&dir.join("manifest.json")).unwrap().spec();
+    let spec: RowSpec = kdcache::format::Manifest::load(&dir.join("_manifest.json")).unwrap().spec();
     let (rows, block_rows) = (m["shards"][0]["rows"].as_u64().unwrap(), m["block_rows"].as_u64().unwrap() as usize);
     let orig = std::fs::read(shard(dir, 0)).unwrap();
     let t = tempfile::tempdir().unwrap();

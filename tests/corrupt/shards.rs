@@ -65,12 +65,12 @@ fn missing_files() {
         };
         check(t.path(), &format!("{enc:?} shard is a directory"), false, to_dir, &io_at_open(&["shard-00000"]));
         // no manifest
-        let no_manifest = |d: &Path| std::fs::remove_file(d.join("manifest.json")).unwrap();
+        let no_manifest = |d: &Path| std::fs::remove_file(d.join("_manifest.json")).unwrap();
         check(t.path(), "no manifest", false, no_manifest, &io_at_open(&["not a kdcache cache"]));
         // only a partial manifest: an unfinished build
         let unfinished = |d: &Path| {
             no_manifest(d);
-            std::fs::write(d.join("manifest.partial.json"), b"{}").unwrap();
+            std::fs::write(d.join("_manifest.partial.json"), b"{}").unwrap();
         };
         check(t.path(), "unfinished build", false, unfinished, &io_at_open(&["did not finish"]));
     }
