@@ -34,7 +34,7 @@ fn main() {
             put(target, &format!("valid-block{block_rows}"), &bytes);
             if i == 0 {
                 put(target, "truncated", &bytes[..bytes.len() / 2]);
-                put("manifest", &format!("{}-manifest.json", enc.ext()), &std::fs::read(dir.join("manifest.json")).unwrap());
+                put("manifest", &format!("{}-manifest.json", enc.ext()), &std::fs::read(kdcache::format::manifest::manifest_path(&dir)).unwrap());
             }
         }
     }
