@@ -50,11 +50,13 @@ setup: .venv/.kdcache-setup build
 build: .venv/.kdcache-setup
 	$(CARGO) build --release --bins
 
-# the torch build in release (numerics), the libtorch-free build in debug (a separate target dir, so the
-# two feature sets do not rebuild each other), and the fuzz targets (they must build)
+# clippy (warnings are errors), the torch build in release (numerics), every test target again without
+# libtorch in debug (a separate profile, so the two feature sets do not rebuild each other; the torch-only
+# targets compile to nothing), and the fuzz targets (they must build)
 test: setup
+	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release
-	$(CARGO) test --no-default-features --lib --test roundtrip --test corrupt --test cli_notorch
+	$(CARGO) test --no-default-features --lib --tests
 	$(CARGO) build --manifest-path fuzz/Cargo.toml
 
 $(DATA)/synth.json: | setup

@@ -21,7 +21,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * LOG2E + MAGIC) - MAGIC;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+    let p = ((((1.987_569_2e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5e-1;
     let y = p * r * r + r + 1.0;
     // 2^n from n's bits: n + 127 + 2^23 holds n + 127 in its mantissa (no float→int cast, which would not vectorise)
     y * f32::from_bits(((n + 8_388_735.0).to_bits() - 0x4B00_0000) << 23)

@@ -119,7 +119,7 @@ pub fn run(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
         },
         quality: match &o.quality {
             _ if !on("quality") => vec![],
-            Some((d, c, e)) if crate::format::manifest::manifest_path(&c).exists() => {
+            Some((d, c, e)) if crate::format::manifest::manifest_path(c).exists() => {
                 eprintln!("bench 4/4: student quality, {} steps per estimator", o.quality_steps);
                 quality::quality(d, c, e, o.quality_steps, out)?
             }

@@ -216,6 +216,40 @@ pub fn write(path: &Path, dtype: NpyDtype, shape: &[usize], data: &[u8]) -> Resu
     crate::format::manifest::write_atomic(path, &bytes)
 }
 
+impl Npy {
+    /// One tensor of a `.safetensors` file, viewed like an `.npy` array (F32, F16, I64 or I32).
+    pub fn open_safetensors(path: &Path, key: &str) -> Result<Self> {
+        let f = std::fs::File::open(path).ctx(path)?;
+        // SAFETY: input files are only read; see KdsShard::open.
+        let map = unsafe { memmap2::Mmap::map(&f) }.ctx(path)?;
+        let (hlen, meta) = safetensors::SafeTensors::read_metadata(&map[..])
+            .map_err(|e| Error::corrupt(path, None, format!("not a usable .safetensors file: {e}")))?;
+        let info = meta.info(key).ok_or_else(|| Error::invalid(format!("{}: no tensor named {key:?}", path.display())))?;
+        let dtype = match info.dtype {
+            safetensors::Dtype::F64 => NpyDtype::F64,
+            safetensors::Dtype::F32 => NpyDtype::F32,
+            safetensors::Dtype::F16 => NpyDtype::F16,
+            safetensors::Dtype::I64 => NpyDtype::I64,
+            safetensors::Dtype::I32 => NpyDtype::I32,
+            safetensors::Dtype::I16 => NpyDtype::I16,
+            safetensors::Dtype::I8 => NpyDtype::I8,
+            safetensors::Dtype::U64 => NpyDtype::U64,
+            safetensors::Dtype::U32 => NpyDtype::U32,
+            safetensors::Dtype::U16 => NpyDtype::U16,
+            safetensors::Dtype::U8 => NpyDtype::U8,
+            d => return Err(Error::invalid(format!("{}: tensor {key:?} has dtype {d:?}; want a float (F64, F32, F16) or integer type", path.display()))),
+        };
+        let (a, b) = info.data_offsets;
+        let offset = 8 + hlen + a;
+        let count = elements(&info.shape);
+        if b < a || 8 + hlen + b > map.len() || count.and_then(|c| c.checked_mul(dtype.width())) != Some(b - a) || offset % dtype.width() != 0 {
+            return Err(Error::corrupt(path, None, format!("tensor {key:?} has inconsistent offsets or shape")));
+        }
+        // an Npy whose data is the tensor's byte range
+        Ok(Npy { path: path.into(), dtype, shape: info.shape.clone(), map, offset, end: 8 + hlen + b })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,39 +310,5 @@ mod tests {
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
         assert!(Npy::open(&p).is_err());
-    }
-}
-
-impl Npy {
-    /// One tensor of a `.safetensors` file, viewed like an `.npy` array (F32, F16, I64 or I32).
-    pub fn open_safetensors(path: &Path, key: &str) -> Result<Self> {
-        let f = std::fs::File::open(path).ctx(path)?;
-        // SAFETY: input files are only read; see KdsShard::open.
-        let map = unsafe { memmap2::Mmap::map(&f) }.ctx(path)?;
-        let (hlen, meta) = safetensors::SafeTensors::read_metadata(&map[..])
-            .map_err(|e| Error::corrupt(path, None, format!("not a usable .safetensors file: {e}")))?;
-        let info = meta.info(key).ok_or_else(|| Error::invalid(format!("{}: no tensor named {key:?}", path.display())))?;
-        let dtype = match info.dtype {
-            safetensors::Dtype::F64 => NpyDtype::F64,
-            safetensors::Dtype::F32 => NpyDtype::F32,
-            safetensors::Dtype::F16 => NpyDtype::F16,
-            safetensors::Dtype::I64 => NpyDtype::I64,
-            safetensors::Dtype::I32 => NpyDtype::I32,
-            safetensors::Dtype::I16 => NpyDtype::I16,
-            safetensors::Dtype::I8 => NpyDtype::I8,
-            safetensors::Dtype::U64 => NpyDtype::U64,
-            safetensors::Dtype::U32 => NpyDtype::U32,
-            safetensors::Dtype::U16 => NpyDtype::U16,
-            safetensors::Dtype::U8 => NpyDtype::U8,
-            d => return Err(Error::invalid(format!("{}: tensor {key:?} has dtype {d:?}; want a float (F64, F32, F16) or integer type", path.display()))),
-        };
-        let (a, b) = info.data_offsets;
-        let offset = 8 + hlen + a;
-        let count = elements(&info.shape);
-        if b < a || 8 + hlen + b > map.len() || count.and_then(|c| c.checked_mul(dtype.width())) != Some(b - a) || offset % dtype.width() != 0 {
-            return Err(Error::corrupt(path, None, format!("tensor {key:?} has inconsistent offsets or shape")));
-        }
-        // an Npy whose data is the tensor's byte range
-        Ok(Npy { path: path.into(), dtype, shape: info.shape.clone(), map, offset, end: 8 + hlen + b })
     }
 }

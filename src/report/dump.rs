@@ -67,7 +67,7 @@ pub fn dump(reader: &CacheReader, range: std::ops::Range<u64>, as_json: bool, ra
         return Err(Error::invalid(format!("--rows {}..{}: the cache has {} rows (0..{})", range.start, range.end, m.rows, m.rows)));
     }
     let range = range.start.min(m.rows)..range.end.min(m.rows);
-    let shown = ranks.unwrap_or(if as_json { usize::MAX } else { 10 }).min(m.top_k as usize);
+    let shown = ranks.unwrap_or(if as_json { usize::MAX } else { 10 }).min(m.top_k);
     let temps = &m.temperatures;
     if as_json {
         write!(out, "{{\"manifest\":{},\"rows\":[", manifest_summary(m)).map_err(io)?;

@@ -412,7 +412,7 @@ mod tests {
         for _ in 0..1000 {
             c.move_class(rng.random_range(0..100), rng.random_range(0..7));
         }
-        let mut seen = vec![false; 100];
+        let mut seen = [false; 100];
         for (cl, m) in c.members.iter().enumerate() {
             for &j in m {
                 assert_eq!(c.assign[j as usize] as usize, cl);

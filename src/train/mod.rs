@@ -597,7 +597,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
         eval_rows: ev.map(|e| e.rows).unwrap_or(0),
     };
     write_atomic(&o.out.join("summary.json"), serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?.as_bytes())?;
-    crate::report::plot::training_curves(&[o.out.clone()], &o.out.join("curves.svg"))?;
+    crate::report::plot::training_curves(std::slice::from_ref(&o.out), &o.out.join("curves.svg"))?;
     Ok(summary)
 }
 

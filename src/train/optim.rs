@@ -259,7 +259,7 @@ mod tests {
             let rows = Tensor::from_slice(&[5i64, 0, 3]);
             for s in 1..=4 {
                 let g = Tensor::randn([3, 5], (Kind::Float, tch::Device::Cpu));
-                opt.step_rows(&mut a, &rows, &g).unwrap();
+                let _delta = opt.step_rows(&mut a, &rows, &g).unwrap();
                 let t = Tensor::full([3, 1], s as f64, (Kind::Float, tch::Device::Cpu));
                 let (w2, m2, v2) = update(&cfg, &w.index_select(0, &rows), &g, &m.index_select(0, &rows), &v.index_select(0, &rows), &t).unwrap();
                 w = w.index_copy(0, &rows, &w2);
@@ -289,7 +289,7 @@ mod tests {
                 let mask = Tensor::zeros([6, 1], (Kind::Float, tch::Device::Cpu)).index_fill(0, &rows, 1.0);
                 let g_dense = &g_full * &mask;
                 ra.step_all(&mut a, &g_dense).unwrap();
-                rb.step_rows(&mut b, &rows, &g_full.index_select(0, &rows)).unwrap();
+                let _delta = rb.step_rows(&mut b, &rows, &g_full.index_select(0, &rows)).unwrap();
             }
             let touched = (a.index_select(0, &rows) - b.index_select(0, &rows)).abs().max().double_value(&[]);
             assert!(touched < 1e-6, "{kind:?}: touched rows differ by {touched}");
