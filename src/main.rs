@@ -371,10 +371,10 @@ struct OutArgs {
     #[arg(long)]
     out: PathBuf,
     /// Shard encoding: kds (memory-mapped, fastest) or parquet (readable by pyarrow, polars, DuckDB).
-    #[arg(long, value_enum, default_value_t = Encoding::Kds)]
+    #[arg(long, default_value = "kds", value_parser = listed::<Encoding>(&["kds", "parquet"]))]
     format: Encoding,
-    /// Storage type of the top-K logits.
-    #[arg(long, value_enum, default_value_t = LogitDtype::F16)]
+    /// Storage type of the top-K logits (stored as T0·log p: see schemas/FORMAT.md for each one's precision).
+    #[arg(long, default_value = "f16", value_parser = listed::<LogitDtype>(&["f16", "bf16", "f32"]))]
     dtype: LogitDtype,
     /// Rows per block (the unit of compression, shuffling and prefetch).
     #[arg(long, default_value_t = 65536)]
@@ -416,6 +416,12 @@ fn parse_ranks(s: &str) -> Result<usize, String> {
 struct VerifyArgs {
     /// Cache directory.
     dir: PathBuf,
+}
+
+/// A parser for a format-layer type with a fixed list of names (the format layer knows no clap).
+fn listed<T: std::str::FromStr + Clone + Send + Sync + 'static>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(names).try_map(move |s| s.parse::<T>().map_err(|_| format!("{s:?} is not one of {names:?}")))
 }
 
 fn parse_range(s: &str) -> Result<std::ops::Range<u64>, String> {

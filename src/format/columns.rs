@@ -1,5 +1,5 @@
 //! The physical columns of a cache row and their byte views, shared by the kds and Parquet codecs.
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::rows::{LogitDtype, Logits, RowBatch, RowSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,12 +149,7 @@ pub fn unshuffle(src: &[u8], w: usize, dst: &mut [u8]) {
 }
 
 pub fn dtype_from_name(s: &str) -> Result<LogitDtype> {
-    match s {
-        "f16" => Ok(LogitDtype::F16),
-        "bf16" => Ok(LogitDtype::Bf16),
-        "f32" => Ok(LogitDtype::F32),
-        _ => Err(Error::invalid(format!("unknown logit dtype {s:?}"))),
-    }
+    s.parse()
 }
 
 #[cfg(test)]

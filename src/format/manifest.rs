@@ -32,12 +32,23 @@ pub fn manifest_path(dir: &Path) -> PathBuf {
 /// A manifest larger than this is refused before parsing (a class prior of 2^24 classes fits).
 const MAX_MANIFEST_BYTES: u64 = 1 << 30;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     #[default]
     Kds,
     Parquet,
+}
+
+impl std::str::FromStr for Encoding {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "kds" => Ok(Encoding::Kds),
+            "parquet" => Ok(Encoding::Parquet),
+            _ => Err(Error::invalid(format!("unknown shard encoding {s:?}: use kds or parquet"))),
+        }
+    }
 }
 
 impl Encoding {

@@ -5,13 +5,25 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// How the top-K logits are stored on disk (and held in a [`RowBatch`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogitDtype {
     #[default]
     F16,
     Bf16,
     F32,
+}
+
+impl std::str::FromStr for LogitDtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f16" => Ok(LogitDtype::F16),
+            "bf16" => Ok(LogitDtype::Bf16),
+            "f32" => Ok(LogitDtype::F32),
+            _ => Err(Error::invalid(format!("unknown logit dtype {s:?}: use f16, bf16 or f32"))),
+        }
+    }
 }
 
 impl LogitDtype {
