@@ -5,7 +5,7 @@ use crate::error::Result;
 
 /// `xxh3:<16 hex>` of a file's bytes (memory-mapped).
 pub fn file(path: &Path) -> Result<String> {
-    Ok(format!("xxh3:{:016x}", crate::format::writer::file_xxh3(path)?))
+    Ok(format!("xxh3:{:016x}", crate::fsio::file_xxh3(path)?))
 }
 
 /// `xxh3:<16 hex>` of bytes.

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod fingerprint;
+pub mod fsio;
 pub mod format;
 pub mod import;
 #[cfg(feature = "torch")]

@@ -81,12 +81,12 @@ pub fn mlp_dims(path: &Path) -> Result<Vec<i64>> {
     Ok(dims)
 }
 
-/// Saves a VarStore as safetensors atomically (temp file + rename).
+/// Saves a VarStore as safetensors atomically (temp file, fsync, rename; see [`crate::fsio`]).
 pub fn save_atomic(vs: &nn::VarStore, path: &Path) -> Result<()> {
+    // tch picks the file format from the extension: the temporary name keeps `.safetensors`
     let tmp = path.with_extension("partial.safetensors");
     vs.save(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    Ok(())
+    crate::fsio::publish(&tmp, path)
 }
 
 /// Rows `range` of a dataset's features as a float tensor [n, ...] on `device`.

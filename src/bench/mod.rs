@@ -130,8 +130,8 @@ pub fn run(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
         },
     };
     let md = markdown(&report);
-    crate::format::manifest::write_atomic(&out.join("bench.md"), md.as_bytes())?;
+    crate::fsio::write_atomic(&out.join("bench.md"), md.as_bytes())?;
     let js = serde_json::to_vec_pretty(&report).map_err(|e| Error::Internal(e.to_string()))?;
-    crate::format::manifest::write_atomic(&out.join("bench.json"), &js)?;
+    crate::fsio::write_atomic(&out.join("bench.json"), &js)?;
     Ok(report)
 }

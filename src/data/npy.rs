@@ -213,7 +213,7 @@ pub fn write(path: &Path, dtype: NpyDtype, shape: &[usize], data: &[u8]) -> Resu
     bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
     bytes.extend_from_slice(h.as_bytes());
     bytes.write_all(data).ctx(path)?;
-    crate::format::manifest::write_atomic(path, &bytes)
+    crate::fsio::write_atomic(path, &bytes)
 }
 
 impl Npy {

@@ -88,7 +88,7 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
     }
     write_oracle(cfg, &centres, &dir.join("oracle.safetensors"))?;
     let meta = serde_json::to_vec_pretty(cfg).map_err(|e| Error::Internal(e.to_string()))?;
-    crate::format::manifest::write_atomic(&dir.join("synth.json"), &meta)
+    crate::fsio::write_atomic(&dir.join("synth.json"), &meta)
 }
 
 /// The Bayes-optimal teacher of this generator, as a one-layer built-in MLP (`l0.weight` [C, dim],
@@ -108,7 +108,7 @@ fn write_oracle(cfg: &SynthConfig, centres: &[f32], path: &Path) -> Result<()> {
         tensors.push((n, v.map_err(|e| Error::Internal(e.to_string()))?));
     }
     let bytes = safetensors::tensor::serialize(tensors, None).map_err(|e| Error::Internal(e.to_string()))?;
-    crate::format::manifest::write_atomic(path, &bytes)
+    crate::fsio::write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::columns::{Col, col_alloc, col_bytes, columns, shuffle, unshuffle};
@@ -82,11 +82,11 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
         .collect::<Result<_>>()?;
 
     let file = std::fs::File::create(path).ctx(path)?;
-    let mut out = HashWriter { w: std::io::BufWriter::with_capacity(1 << 20, file), h: Xxh3::new(), n: 0 };
-    out.put(MAGIC).ctx(path)?;
-    out.put(&VERSION.to_le_bytes()).ctx(path)?;
-    out.put(&(hjson.len() as u64).to_le_bytes()).ctx(path)?;
-    out.put(&hjson).ctx(path)?;
+    let mut out = crate::fsio::HashWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
+    out.write_all(MAGIC).ctx(path)?;
+    out.write_all(&VERSION.to_le_bytes()).ctx(path)?;
+    out.write_all(&(hjson.len() as u64).to_le_bytes()).ctx(path)?;
+    out.write_all(&hjson).ctx(path)?;
     let mut footer = Footer { blocks: Vec::with_capacity(nblocks) };
     for b in 0..nblocks {
         let rows = ((b + 1) * block_rows).min(n) - b * block_rows;
@@ -94,33 +94,19 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
         for c in 0..cols.len() {
             let (z, raw_len) = &chunks[b * cols.len() + c];
             info.columns.push(ChunkInfo { offset: out.n, len: z.len() as u64, raw_len: *raw_len, xxh3: xxh3_64(z) });
-            out.put(z).ctx(path)?;
+            out.write_all(z).ctx(path)?;
         }
         footer.blocks.push(info);
     }
     let fjson = serde_json::to_vec(&footer).map_err(|e| Error::Internal(e.to_string()))?;
-    out.put(&fjson).ctx(path)?;
-    out.put(&(fjson.len() as u64).to_le_bytes()).ctx(path)?;
-    out.put(&xxh3_64(&fjson).to_le_bytes()).ctx(path)?;
-    out.put(END_MAGIC).ctx(path)?;
-    let (size, hash) = (out.n, out.h.digest());
+    out.write_all(&fjson).ctx(path)?;
+    out.write_all(&(fjson.len() as u64).to_le_bytes()).ctx(path)?;
+    out.write_all(&xxh3_64(&fjson).to_le_bytes()).ctx(path)?;
+    out.write_all(END_MAGIC).ctx(path)?;
+    let (size, hash) = (out.n, out.digest());
     let file = out.w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().ctx(path)?;
     Ok((size, hash))
-}
-
-struct HashWriter<W: Write> {
-    w: W,
-    h: Xxh3,
-    n: u64,
-}
-
-impl<W: Write> HashWriter<W> {
-    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.h.update(b);
-        self.n += b.len() as u64;
-        self.w.write_all(b)
-    }
 }
 
 /// An open kds shard: the mapped file and its validated index.

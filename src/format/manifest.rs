@@ -1,6 +1,5 @@
 //! `_manifest.json`: what a cache holds, where, its checksums, signature and statistics
 //! (schema: `schemas/manifest.schema.json`).
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -220,32 +219,7 @@ impl Manifest {
     /// Writes atomically: temp file, fsync, rename, fsync of the directory.
     pub fn store(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(path, &bytes)
-    }
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    {
-        let mut f = std::fs::File::create(&tmp).ctx(&tmp)?;
-        f.write_all(bytes).ctx(&tmp)?;
-        f.sync_all().ctx(&tmp)?;
-    }
-    std::fs::rename(&tmp, path).ctx(path)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")));
-    Ok(())
-}
-
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
-        let _ = d.sync_all();
+        crate::fsio::write_atomic(path, &bytes)
     }
 }
 

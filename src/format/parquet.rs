@@ -14,7 +14,6 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, Parq
 use parquet::basic::{Compression, Encoding as PqEncoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::columns::{Col, columns};
@@ -91,23 +90,6 @@ pub fn to_record_batch(spec: &RowSpec, b: &RowBatch) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(schema, arrays)?)
 }
 
-struct HashWrite<W> {
-    w: W,
-    h: Xxh3,
-    n: u64,
-}
-impl<W: std::io::Write> std::io::Write for HashWrite<W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.w.write(b)?;
-        self.h.update(&b[..n]);
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.w.flush()
-    }
-}
-
 /// The byte range [start, end) of a row group: its column chunks, which a writer lays out contiguously.
 fn row_group_range(g: &parquet::file::metadata::RowGroupMetaData) -> Option<(u64, u64)> {
     let mut lo = u64::MAX;
@@ -140,7 +122,7 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
         props = props.set_column_encoding(ColumnPath::from(vec![name.into(), "list".into(), "item".into()]), PqEncoding::BYTE_STREAM_SPLIT);
     }
     let file = std::fs::File::create(path).ctx(path)?;
-    let out = HashWrite { w: std::io::BufWriter::with_capacity(1 << 20, file), h: Xxh3::new(), n: 0 };
+    let out = crate::fsio::HashWriter::new(std::io::BufWriter::with_capacity(1 << 20, file));
     let mut w = ArrowWriter::try_new(out, schema, Some(props.build()))?;
     for start in (0..batch.len()).step_by(block_rows.max(1)) {
         let part = batch.slice(start..(start + block_rows).min(batch.len()));
@@ -149,7 +131,7 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
     }
     let groups = w.flushed_row_groups().to_vec();
     let out = w.into_inner()?;
-    let (size, hash) = (out.n, out.h.digest());
+    let (size, hash) = (out.n, out.digest());
     let file = out.w.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().ctx(path)?;
     // the row groups' hashes, from the file as written (still in the page cache)

@@ -15,7 +15,7 @@ use crate::format::kds::KdsShard;
 use crate::format::manifest::{Encoding, Manifest};
 use crate::format::parquet::ParquetShard;
 use crate::format::rows::{RowBatch, check_row};
-use crate::format::writer::file_xxh3;
+use crate::fsio::file_xxh3;
 
 enum Shard {
     Kds(KdsShard),

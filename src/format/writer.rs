@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::manifest::{Encoding, MANIFEST, Manifest, PARTIAL, ShardInfo, Signature, Stats, tmp_path, write_atomic, xxh3_hex};
+use crate::format::manifest::{Encoding, MANIFEST, Manifest, PARTIAL, ShardInfo, Signature, Stats, xxh3_hex};
+use crate::fsio::{file_xxh3, tmp_path, write_atomic};
 use crate::format::rows::{RowBatch, RowSpec};
 use crate::format::{kds, parquet};
 
@@ -263,8 +264,8 @@ impl CacheWriter {
         let (bytes, hash, blocks) = res.inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })?;
-        std::fs::rename(&tmp, &path).ctx(&path)?;
-        crate::format::manifest::sync_dir(&self.dir);
+        // the codecs fsync what they write; publish renames it into place and syncs the directory
+        crate::fsio::publish(&tmp, &path)?;
         let rows = self.pending.len() as u64;
         let block_xxh3 = blocks.into_iter().map(xxh3_hex).collect();
         self.manifest.shards.push(ShardInfo { file, first_row: self.manifest.rows, rows, bytes, xxh3: xxh3_hex(hash), block_xxh3 });
@@ -304,17 +305,6 @@ pub fn file_matches(path: &Path, s: &ShardInfo) -> bool {
         Ok(m) if m.len() == s.bytes => file_xxh3(path).map(|h| xxh3_hex(h) == s.xxh3).unwrap_or(false),
         _ => false,
     }
-}
-
-pub fn file_xxh3(path: &Path) -> Result<u64> {
-    let f = std::fs::File::open(path).ctx(path)?;
-    let len = f.metadata().ctx(path)?.len();
-    if len == 0 {
-        return Ok(xxhash_rust::xxh3::xxh3_64(&[]));
-    }
-    // SAFETY: read-only map of a cache file; see KdsShard::open.
-    let map = unsafe { memmap2::Mmap::map(&f) }.ctx(path)?;
-    Ok(xxhash_rust::xxh3::xxh3_64(&map))
 }
 
 /// Removes kdcache's own files (manifests, shards, temp files) from `dir`, nothing else.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::CacheReader;
-use crate::format::manifest::write_atomic;
+use crate::fsio::write_atomic;
 use crate::report::plot::{bar_svg, line_svg, svg_to_png, training_curves_svg};
 
 /// Rows read for the statistics (spread evenly over the blocks).

@@ -147,7 +147,7 @@ pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(St
 
 /// Plots the runs' curves into one SVG file.
 pub fn training_curves(runs: &[PathBuf], out: &Path) -> Result<()> {
-    crate::format::manifest::write_atomic(out, training_curves_svg(runs)?.as_bytes())
+    crate::fsio::write_atomic(out, training_curves_svg(runs)?.as_bytes())
 }
 
 /// The runs' curves as an SVG document.

@@ -24,7 +24,7 @@ use tch::{Device, Tensor};
 
 use crate::data::source::Dataset;
 use crate::error::{Error, IoContext, Result};
-use crate::format::manifest::write_atomic;
+use crate::fsio::write_atomic;
 use crate::format::{CacheReader, Manifest, Order, RowBatch};
 use crate::sample::DisConfig;
 use dis::DisState;
@@ -149,9 +149,9 @@ impl State {
             named.push(("backbone_ts".into(), Tensor::from_slice(&b)));
         }
         let named: Vec<(String, Tensor)> = named.into_iter().map(|(n, t)| (n, t.to_device(Device::Cpu))).collect();
-        let tmp = path.with_extension("partial.safetensors");
+        let tmp = crate::fsio::tmp_path(path);
         Tensor::write_safetensors(&named, &tmp)?;
-        std::fs::rename(&tmp, path).ctx(path)?;
+        crate::fsio::publish(&tmp, path)?;
         Ok(())
     }
 
