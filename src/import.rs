@@ -2,14 +2,11 @@
 //! Streams the memory-mapped file in chunks, so a file larger than RAM imports. No libtorch needed.
 use std::path::PathBuf;
 
-use rayon::prelude::*;
-
 use crate::data::npy::{Npy, NpyDtype};
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, Signature};
 use crate::format::rows::{LogitDtype, RowBatch, RowSpec};
 use crate::format::writer::{CacheWriter, WriterOptions};
-use crate::rank::rank_row;
 
 pub struct ImportOptions {
     pub logits: PathBuf,
@@ -90,28 +87,9 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
     for lo in (start..n).step_by(CHUNK) {
         let hi = (lo + CHUNK).min(n);
         logits.f32_rows(lo..hi, &mut buf);
-        let (ranked, prior) = (lo..hi)
-            .into_par_iter()
-            .fold(
-                || (Vec::new(), vec![0f64; c]),
-                |(mut rows, mut prior), i| {
-                    let z = &buf[(i - lo) * c..(i - lo + 1) * c];
-                    rows.push((i, rank_row(z, o.k, &o.temperatures, Some(&mut prior))));
-                    (rows, prior)
-                },
-            )
-            .reduce(
-                || (Vec::new(), vec![0f64; c]),
-                |(mut a, mut pa), (b, pb)| {
-                    a.extend(b);
-                    pa.iter_mut().zip(&pb).for_each(|(x, y)| *x += y);
-                    (a, pa)
-                },
-            );
-        let mut ranked = ranked;
-        ranked.sort_unstable_by_key(|(i, _)| *i);
+        let (ranked, prior) = crate::rank::rank_block(&buf, c, o.k, &o.temperatures);
         let mut batch = RowBatch::new(&spec);
-        for (i, r) in ranked {
+        for (i, r) in (lo..hi).zip(ranked) {
             let r = r.map_err(|class| Error::NonFinite { row: i as u64, class: class as u64 })?;
             batch.push_row(i as u64, 0, labels.as_ref().map(|l| l[i]).unwrap_or(-1), &r.idx, &r.logit, &r.lse, &r.log_tail, None);
         }

@@ -161,6 +161,33 @@ pub fn rank_row(z: &[f32], k: usize, temps: &[f32], mut prior: Option<&mut [f64]
     })
 }
 
+/// Ranks a block of dense logits (`flat` holds rows of `c` values) in parallel with [`rank_row`]:
+/// returns each row's result, in row order, and the block's class-prior sum Σ_rows softmax(z) at T = 1
+/// (over the finite rows).
+pub fn rank_block(flat: &[f32], c: usize, k: usize, temps: &[f32]) -> (Vec<Result<Ranked, usize>>, Vec<f64>) {
+    use rayon::prelude::*;
+    let (mut rows, prior) = flat
+        .par_chunks(c.max(1))
+        .enumerate()
+        .fold(
+            || (Vec::new(), vec![0f64; c]),
+            |(mut v, mut p), (r, row)| {
+                v.push((r, rank_row(row, k, temps, Some(&mut p))));
+                (v, p)
+            },
+        )
+        .reduce(
+            || (Vec::new(), vec![0f64; c]),
+            |(mut a, mut pa), (b, pb)| {
+                a.extend(b);
+                pa.iter_mut().zip(&pb).for_each(|(x, y)| *x += y);
+                (a, pa)
+            },
+        );
+    rows.sort_unstable_by_key(|r| r.0);
+    (rows.into_iter().map(|r| r.1).collect(), prior)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

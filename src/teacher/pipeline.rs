@@ -129,32 +129,13 @@ fn rank_on_device(z: &Tensor, k: i64, temps: &[f32], m: i64, seed: u64) -> Resul
 /// exp with f64 sums, the prior accumulated on the way), rows in parallel. ~20 tensor passes fewer than
 /// the device path, which matters when the logits are [B, 100k].
 fn rank_on_host(z: &Tensor, b0: usize, k: usize, temps: &[f32], nan: NanPolicy) -> Result<Ranked> {
-    use rayon::prelude::*;
     let z = z.f_to_kind(Kind::Float)?.f_contiguous()?;
     let (b, c) = (z.size()[0] as usize, z.size()[1] as usize);
     let flat: Vec<f32> = Vec::<f32>::try_from(&z.f_flatten(0, -1)?)?;
-    let (mut rows, prior) = flat
-        .par_chunks(c)
-        .enumerate()
-        .fold(
-            || (Vec::new(), vec![0f64; c]),
-            |(mut v, mut p), (r, row)| {
-                v.push((r, crate::rank::rank_row(row, k, temps, Some(&mut p))));
-                (v, p)
-            },
-        )
-        .reduce(
-            || (Vec::new(), vec![0f64; c]),
-            |(mut a, mut pa), (v, pb)| {
-                a.extend(v);
-                pa.iter_mut().zip(&pb).for_each(|(x, y)| *x += y);
-                (a, pa)
-            },
-        );
-    rows.sort_unstable_by_key(|r| r.0);
+    let (rows, prior) = crate::rank::rank_block(&flat, c, k, temps);
     let t = temps.len();
     let mut out = Ranked { first: b0, keep: vec![], idx: vec![], logit: vec![], lse: vec![], log_tail: vec![], tail: vec![], prior };
-    for (r, res) in rows {
+    for (r, res) in rows.into_iter().enumerate() {
         match res {
             Ok(x) => {
                 out.keep.push(true);
