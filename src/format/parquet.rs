@@ -154,6 +154,17 @@ pub fn in_guard() -> bool {
     GUARDED.with(|g| g.get())
 }
 
+/// Installs a panic hook that keeps quiet about panics inside [`guarded`] parquet-crate code (they are
+/// caught and reported as a corrupt file) and reports every other panic as before. For binaries.
+pub fn quiet_guarded_panics() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !in_guard() {
+            default_hook(info)
+        }
+    }));
+}
+
 /// Runs parquet-crate decoding that can panic on damaged input (seen in its byte-stream-split decoder
 /// and metadata parser), turning a panic into an error message.
 fn guarded<R>(f: impl FnOnce() -> R) -> std::result::Result<R, String> {
