@@ -10,7 +10,7 @@ use kdcache::format::CacheReader;
 mod cli;
 use cli::{Cli, Cmd};
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let progress = !cli.quiet;
     match cli.cmd {
         Cmd::Import(a) => {
@@ -99,7 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "torch")]
         Cmd::Bench(a) => {
             let q = a.quality_data.clone();
-            let r = kdcache::bench::run(&a.out, &kdcache::bench::BenchOptions {
+            let r = kdcache::bench::run_tables(&a.out, &kdcache::bench::BenchOptions {
                 fidelity_classes: a.fidelity_classes, fidelity_k: a.fidelity_k, draws: if a.quick { a.draws.min(16) } else { a.draws },
                 speed_classes: a.classes, fixed_budget: a.fixed_budget, reps: if a.quick { 3 } else { 10 }, io_rows: a.io_rows,
                 quality: Some((q.clone(), q.join("cache/train"), q.join("cache/test"))), quality_steps: a.quality_steps, only: a.only,
@@ -117,7 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "torch")]
         Cmd::Cache(a) => {
-            let (m, r) = kdcache::teacher::pipeline::run(&kdcache::teacher::pipeline::CacheOptions {
+            let (m, r) = kdcache::teacher::pipeline::build_cache(&kdcache::teacher::pipeline::CacheOptions {
                 teacher: a.teacher, data: a.input.data, labels: a.input.labels, split: a.split, out: a.out.out.clone(), k: a.top_k,
                 temperatures: a.temperatures, tail_samples: a.tail_samples, dtype: a.out.dtype, writer: a.out.writer(),
                 device: kdcache::nn::parse_device(&a.device)?, batch_size: a.batch_size, part: a.part, nan: a.nan, seed: a.seed, progress,
@@ -195,7 +195,7 @@ fn main() -> ExitCode {
         kdcache::progress::set_interrupted();
         eprintln!("\ninterrupt: finishing the current step (Ctrl-C again to abort now)");
     });
-    match run(cli) {
+    match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let lib = e.chain().find_map(|c| c.downcast_ref::<kdcache::Error>());

@@ -97,7 +97,7 @@ frozen (its variants use 1/16 of the draws). `1 draw` is the mean over draws of 
     s
 }
 
-pub fn run(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
+pub fn run_tables(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let on = |t: &str| o.only.iter().any(|x| x == t);
     let report = BenchReport {

@@ -210,7 +210,7 @@ pub fn auto_batch(device: Device, classes: u64) -> usize {
     1 << fit.ilog2()
 }
 
-pub fn run(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
+pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let t0 = Instant::now();
     let ds = Dataset::open(&o.data, o.labels.as_deref(), &o.split)?;
     let (teacher, teacher_fp) = Teacher::load(&o.teacher, o.device)?;
