@@ -135,13 +135,8 @@ pub struct TrainArgs {
     /// Weight of the KD term; 1 − alpha weights cross-entropy on the labels.
     #[arg(long, default_value_t = 0.9)]
     pub alpha: f64,
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 256)]
-    pub batch_size: usize,
-    /// Backbone learning rate (Adam).
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Head optimizer (row-wise): adam (lazy) or sgd (momentum 0.9).
     #[arg(long, value_enum, default_value = "adam")]
     pub head_opt: kdcache::train::optim::OptKind,
@@ -149,11 +144,6 @@ pub struct TrainArgs {
     /// that compute it (measured on the demo: 40.3% top-1 against 29.5% with 1e-3), 1e-3 otherwise.
     #[arg(long)]
     pub head_lr: Option<f64>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
     /// Run directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -258,17 +248,8 @@ pub struct TeachArgs {
     /// Hidden layer sizes.
     #[arg(long, value_delimiter = ',', default_value = "512,512")]
     pub hidden: Vec<i64>,
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 256)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// Output weights (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
@@ -340,6 +321,26 @@ pub struct ImportArgs {
     pub temperatures: Vec<f32>,
     #[command(flatten)]
     pub out: OutArgs,
+}
+
+/// The options of a training loop, shared by `teach` and `train`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Passes over the data (`train --resume` may raise it).
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Rows per step.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Learning rate of Adam (for `train`, the backbone's; the head has --head-lr).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Seed of every random choice (initialisation, order, sampling): the same seed, the same run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto, cpu, cuda or cuda:N (cuda fails when no GPU is visible; it never falls back).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 /// Inputs, named the same way by teach, cache and train.

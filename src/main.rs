@@ -58,8 +58,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "torch")]
         Cmd::Teach(a) => {
             let r = kdcache::teacher::teach::teach(&kdcache::teacher::teach::TeachOptions {
-                data: a.input.data, labels: a.input.labels, eval_data: a.eval.eval_data, eval_labels: a.eval.eval_labels, hidden: a.hidden, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr, seed: a.seed,
-                device: kdcache::nn::parse_device(&a.device)?, out: a.out.clone(), progress,
+                data: a.input.data, labels: a.input.labels, eval_data: a.eval.eval_data, eval_labels: a.eval.eval_labels, hidden: a.hidden, epochs: a.run.epochs, batch_size: a.run.batch_size, lr: a.run.lr, seed: a.run.seed,
+                device: kdcache::nn::parse_device(&a.run.device)?, out: a.out.clone(), progress,
             })?;
             println!("{}", serde_json::to_string(&r)?);
         }
@@ -79,8 +79,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     clip: a.dis_clip,
                     ..Default::default()
                 },
-                temperature: a.temperature, alpha: a.alpha, epochs: a.epochs, batch_size: a.batch_size, lr: a.lr,
-                head_opt: a.head_opt, head_lr: a.head_lr.unwrap_or(kdcache::train::default_head_lr(a.loss)), seed: a.seed, device: a.device, out: a.out.clone(),
+                temperature: a.temperature, alpha: a.alpha, epochs: a.run.epochs, batch_size: a.run.batch_size, lr: a.run.lr,
+                head_opt: a.head_opt, head_lr: a.head_lr.unwrap_or(kdcache::train::default_head_lr(a.loss)), seed: a.run.seed, device: a.run.device, out: a.out.clone(),
                 checkpoint_every: a.checkpoint_every, log_every: a.log_every, max_steps: a.max_steps, resume: a.resume, overwrite: a.overwrite, progress,
             };
             let s = kdcache::train::train(&o)?;
