@@ -20,7 +20,8 @@ fn bench(c: &mut Criterion) {
     for enc in [Encoding::Kds, Encoding::Parquet] {
         let out = dir.path().join(enc.ext());
         let write = || {
-            let mut w = CacheWriter::create(&out, &spec, Signature::default(), WriterOptions { encoding: enc, overwrite: true, ..Default::default() }, None).expect("writer");
+            let mut w = CacheWriter::create(&out, &spec, Signature::default(), WriterOptions { encoding: enc, overwrite: true, ..Default::default() }, None)
+                .expect("writer");
             w.push(&batch, None).expect("push");
             w.finish(n as u64, 1, "bench").expect("finish")
         };
@@ -29,9 +30,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("write_{}", enc.ext()), |b| b.iter(write));
         let reader = Arc::new(CacheReader::open(&out).expect("open"));
         for (name, order) in [("scan", Order::Sequential), ("shuffled", Order::Shuffled { seed: 1 })] {
-            g.bench_function(format!("{name}_{}", enc.ext()), |b| {
-                b.iter(|| reader.batches(order, 2).map(|r| r.expect("block").len()).sum::<usize>())
-            });
+            g.bench_function(format!("{name}_{}", enc.ext()), |b| b.iter(|| reader.batches(order, 2).map(|r| r.expect("block").len()).sum::<usize>()));
         }
     }
     g.finish();

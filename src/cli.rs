@@ -8,10 +8,14 @@ use clap::{Parser, Subcommand};
 use kdcache::format::{Encoding, LogitDtype, WriterOptions};
 
 #[derive(Parser)]
-#[command(name = "kdcache", version, about = "Cache a teacher's ranked logits once; distill students from the cache.",
+#[command(
+    name = "kdcache",
+    version,
+    about = "Cache a teacher's ranked logits once; distill students from the cache.",
     long_about = "kdcache runs a teacher once and stores its ranked logits (top-K ids and logits, exact \
 log-normalisers and tail masses) in compressed, checksummed shards; students then train from the cache.\n\n\
-Exit codes: 0 success, 2 bad input (arguments, files, corrupt caches), 1 internal failure.")]
+Exit codes: 0 success, 2 bad input (arguments, files, corrupt caches), 1 internal failure."
+)]
 pub struct Cli {
     /// Hide progress bars.
     #[arg(long, global = true)]

@@ -29,7 +29,9 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
     if !logits.dtype.is_float() || logits.shape.len() != 2 {
         return Err(Error::invalid(format!(
             "{}: logits must be a float array (float32, float16 or float64) of shape [N, C], got {} {:?}",
-            o.logits.display(), logits.dtype.name(), logits.shape
+            o.logits.display(),
+            logits.dtype.name(),
+            logits.shape
         )));
     }
     if logits.dtype == NpyDtype::F64 {
@@ -54,7 +56,9 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
             if l.dtype.is_float() || l.shape != [n] {
                 return Err(Error::invalid(format!(
                     "{}: labels must be an integer array of shape [{n}] (any width; -1 = unknown), got {} {:?}",
-                    p.display(), l.dtype.name(), l.shape
+                    p.display(),
+                    l.dtype.name(),
+                    l.shape
                 )));
             }
             Some(l.i64_values())
@@ -73,12 +77,8 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
     };
     let spec = RowSpec { classes: c as u64, k: o.k, temperatures: o.temperatures.clone(), tail_samples: 0, aug_dim: 0, logit_dtype: o.dtype };
     spec.validate()?;
-    let signature = Signature {
-        teacher: format!("logits:{}", crate::fingerprint::file(&o.logits)?),
-        dataset,
-        classes: format!("C={c}"),
-        augmentation: "none".into(),
-    };
+    let signature =
+        Signature { teacher: format!("logits:{}", crate::fingerprint::file(&o.logits)?), dataset, classes: format!("C={c}"), augmentation: "none".into() };
     let mut w = CacheWriter::create(&o.out, &spec, signature, o.writer.clone(), None)?;
     let start = w.resumed_rows() as usize;
     let mut bar = crate::progress::Progress::new(n as u64, "import", "rows", o.progress);

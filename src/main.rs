@@ -26,10 +26,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 progress,
             })
             .context("import failed")?;
-            eprintln!(
-                "wrote {} rows (C = {}, K = {}) in {} shards to {}",
-                m.rows, m.classes, m.top_k, m.shards.len(), a.out.out.display()
-            );
+            eprintln!("wrote {} rows (C = {}, K = {}) in {} shards to {}", m.rows, m.classes, m.top_k, m.shards.len(), a.out.out.display());
         }
         Cmd::Dump(a) => {
             let reader = CacheReader::open(&a.dir)?;
@@ -50,7 +47,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Synth(a) => {
             let cfg = kdcache::data::synth::SynthConfig {
-                classes: a.classes, dim: a.dim, train: a.train, test: a.test, seed: a.seed, group: a.group, class_spread: a.class_spread, noise: a.noise,
+                classes: a.classes,
+                dim: a.dim,
+                train: a.train,
+                test: a.test,
+                seed: a.seed,
+                group: a.group,
+                class_spread: a.class_spread,
+                noise: a.noise,
             };
             kdcache::data::synth::generate(&cfg, &a.out)?;
             eprintln!("synth: {} train + {} test rows, {} classes, dim {} in {}", a.train, a.test, a.classes, a.dim, a.out.display());
@@ -58,16 +62,33 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "torch")]
         Cmd::Teach(a) => {
             let r = kdcache::teacher::teach::teach(&kdcache::teacher::teach::TeachOptions {
-                data: a.input.data, labels: a.input.labels, eval_data: a.eval.eval_data, eval_labels: a.eval.eval_labels, hidden: a.hidden, epochs: a.run.epochs, batch_size: a.run.batch_size, lr: a.run.lr, seed: a.run.seed,
-                device: kdcache::nn::parse_device(&a.run.device)?, out: a.out.clone(), progress,
+                data: a.input.data,
+                labels: a.input.labels,
+                eval_data: a.eval.eval_data,
+                eval_labels: a.eval.eval_labels,
+                hidden: a.hidden,
+                epochs: a.run.epochs,
+                batch_size: a.run.batch_size,
+                lr: a.run.lr,
+                seed: a.run.seed,
+                device: kdcache::nn::parse_device(&a.run.device)?,
+                out: a.out.clone(),
+                progress,
             })?;
             println!("{}", serde_json::to_string(&r)?);
         }
         #[cfg(feature = "torch")]
         Cmd::Train(a) => {
             let o = kdcache::train::TrainOptions {
-                cache: a.cache, data: a.input.data, labels: a.input.labels, eval_data: a.eval.eval_data, eval_labels: a.eval.eval_labels, eval_cache: a.eval_cache,
-                student: a.student_ts.is_none().then_some(a.student), student_ts: a.student_ts, loss: a.loss,
+                cache: a.cache,
+                data: a.input.data,
+                labels: a.input.labels,
+                eval_data: a.eval.eval_data,
+                eval_labels: a.eval.eval_labels,
+                eval_cache: a.eval_cache,
+                student: a.student_ts.is_none().then_some(a.student),
+                student_ts: a.student_ts,
+                loss: a.loss,
                 dis: kdcache::sample::DisConfig {
                     head_rows: match a.candidates {
                         Some(0) => return Err(kdcache::Error::invalid("--candidates 0: must be between 1 and the class count").into()),
@@ -79,9 +100,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     clip: a.dis_clip,
                     ..Default::default()
                 },
-                temperature: a.temperature, alpha: a.alpha, epochs: a.run.epochs, batch_size: a.run.batch_size, lr: a.run.lr,
-                head_opt: a.head_opt, head_lr: a.head_lr.unwrap_or(kdcache::train::default_head_lr(a.loss)), seed: a.run.seed, device: a.run.device, out: a.out.clone(),
-                checkpoint_every: a.checkpoint_every, log_every: a.log_every, max_steps: a.max_steps, resume: a.resume, overwrite: a.overwrite, progress,
+                temperature: a.temperature,
+                alpha: a.alpha,
+                epochs: a.run.epochs,
+                batch_size: a.run.batch_size,
+                lr: a.run.lr,
+                head_opt: a.head_opt,
+                head_lr: a.head_lr.unwrap_or(kdcache::train::default_head_lr(a.loss)),
+                seed: a.run.seed,
+                device: a.run.device,
+                out: a.out.clone(),
+                checkpoint_every: a.checkpoint_every,
+                log_every: a.log_every,
+                max_steps: a.max_steps,
+                resume: a.resume,
+                overwrite: a.overwrite,
+                progress,
             };
             let s = kdcache::train::train(&o)?;
             let held_out = match (s.top1, s.ece) {
@@ -99,11 +133,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "torch")]
         Cmd::Bench(a) => {
             let q = a.quality_data.clone();
-            let r = kdcache::bench::run_tables(&a.out, &kdcache::bench::BenchOptions {
-                fidelity_classes: a.fidelity_classes, fidelity_k: a.fidelity_k, draws: if a.quick { a.draws.min(16) } else { a.draws },
-                speed_classes: a.classes, fixed_budget: a.fixed_budget, reps: if a.quick { 3 } else { 10 }, io_rows: a.io_rows,
-                quality: Some((q.clone(), q.join("cache/train"), q.join("cache/test"))), quality_steps: a.quality_steps, only: a.only,
-            })?;
+            let r = kdcache::bench::run_tables(
+                &a.out,
+                &kdcache::bench::BenchOptions {
+                    fidelity_classes: a.fidelity_classes,
+                    fidelity_k: a.fidelity_k,
+                    draws: if a.quick { a.draws.min(16) } else { a.draws },
+                    speed_classes: a.classes,
+                    fixed_budget: a.fixed_budget,
+                    reps: if a.quick { 3 } else { 10 },
+                    io_rows: a.io_rows,
+                    quality: Some((q.clone(), q.join("cache/train"), q.join("cache/test"))),
+                    quality_steps: a.quality_steps,
+                    only: a.only,
+                },
+            )?;
             print!("{}", kdcache::bench::markdown(&r));
             eprintln!("wrote {}/bench.md and bench.json", a.out.display());
         }
@@ -118,13 +162,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "torch")]
         Cmd::Cache(a) => {
             let (m, r) = kdcache::teacher::pipeline::build_cache(&kdcache::teacher::pipeline::CacheOptions {
-                teacher: a.teacher, data: a.input.data, labels: a.input.labels, split: a.split, out: a.out.out.clone(), k: a.top_k,
-                temperatures: a.temperatures, tail_samples: a.tail_samples, dtype: a.out.dtype, writer: a.out.writer(),
-                device: kdcache::nn::parse_device(&a.device)?, batch_size: a.batch_size, part: a.part, nan: a.nan, seed: a.seed, progress,
+                teacher: a.teacher,
+                data: a.input.data,
+                labels: a.input.labels,
+                split: a.split,
+                out: a.out.out.clone(),
+                k: a.top_k,
+                temperatures: a.temperatures,
+                tail_samples: a.tail_samples,
+                dtype: a.out.dtype,
+                writer: a.out.writer(),
+                device: kdcache::nn::parse_device(&a.device)?,
+                batch_size: a.batch_size,
+                part: a.part,
+                nan: a.nan,
+                seed: a.seed,
+                progress,
             })?;
             eprintln!(
                 "cache: {} rows (C = {}, K = {}) at {}; {:.0} rows/s, {:.1}% of wall time outside the teacher's forward",
-                m.rows, m.classes, m.top_k, a.out.out.display(), r.rows_per_s, 100.0 * r.overhead_share
+                m.rows,
+                m.classes,
+                m.top_k,
+                a.out.out.display(),
+                r.rows_per_s,
+                100.0 * r.overhead_share
             );
             println!("{}", serde_json::to_string(&r)?);
         }
@@ -178,7 +240,14 @@ fn main() -> ExitCode {
     passive_openmp();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) => e.exit(),
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
         Err(e) => {
             // one line, like every other error: clap's first line, without its usage block
             let text = e.to_string();

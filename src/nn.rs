@@ -16,7 +16,10 @@ pub fn parse_device(s: &str) -> Result<Device> {
         _ => {
             let idx = match s.strip_prefix("cuda") {
                 Some("") => 0,
-                Some(r) => r.strip_prefix(':').and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| Error::invalid(format!("bad device {s:?}: use auto, cpu, cuda or cuda:N")))?,
+                Some(r) => r
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| Error::invalid(format!("bad device {s:?}: use auto, cpu, cuda or cuda:N")))?,
                 None => return Err(Error::invalid(format!("bad device {s:?}: use auto, cpu, cuda or cuda:N"))),
             };
             if idx >= count {
@@ -60,8 +63,7 @@ impl Mlp {
 /// Layer sizes `[in, h1, …, out]` of an MLP saved in safetensors (tensors `l{i}.weight` [out, in]).
 pub fn mlp_dims(path: &Path) -> Result<Vec<i64>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| Error::corrupt(path, None, format!("not a usable .safetensors file: {e}")))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::corrupt(path, None, format!("not a usable .safetensors file: {e}")))?;
     let mut dims = vec![];
     for i in 0.. {
         let Some(w) = meta.info(&format!("l{i}.weight")) else { break };

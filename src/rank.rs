@@ -153,12 +153,7 @@ pub fn rank_row(z: &[f32], k: usize, temps: &[f32], mut prior: Option<&mut [f64]
             *p += (v as f64 - lse1).exp();
         }
     }
-    Ok(Ranked {
-        idx: top.iter().map(|e| e.1).collect(),
-        logit: top.iter().map(|e| e.0).collect(),
-        lse,
-        log_tail,
-    })
+    Ok(Ranked { idx: top.iter().map(|e| e.1).collect(), logit: top.iter().map(|e| e.0).collect(), lse, log_tail })
 }
 
 /// Ranks a block of dense logits (`flat` holds rows of `c` values) in parallel with [`rank_row`]:

@@ -7,7 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn synth(dir: &Path, classes: usize, dim: usize, train: usize) {
-    ok(&["synth", "--out", p(dir), "--classes", &classes.to_string(), "--dim", &dim.to_string(), "--train", &train.to_string(), "--test", "200", "--group", "5"]);
+    ok(&[
+        "synth",
+        "--out",
+        p(dir),
+        "--classes",
+        &classes.to_string(),
+        "--dim",
+        &dim.to_string(),
+        "--train",
+        &train.to_string(),
+        "--test",
+        "200",
+        "--group",
+        "5",
+    ]);
 }
 
 fn fixtures() -> PathBuf {
@@ -22,18 +36,24 @@ fn pipeline_train_and_bit_for_bit_resume() {
     let teacher = t.path().join("teacher.safetensors");
     ok(&["teach", "--data", p(&d), "--hidden", "32", "--epochs", "2", "--out", p(&teacher)]);
     let taught = t.path().join("taught");
-    let rep: serde_json::Value = serde_json::from_str(&ok(&["cache", "--teacher", p(&teacher), "--data", p(&d), "--out", p(&taught), "--top-k", "8", "--batch-size", "100"])).unwrap();
+    let rep: serde_json::Value =
+        serde_json::from_str(&ok(&["cache", "--teacher", p(&teacher), "--data", p(&d), "--out", p(&taught), "--top-k", "8", "--batch-size", "100"])).unwrap();
     assert_eq!(rep["rows"], 1200);
     assert!(ok(&["verify", p(&taught)]).starts_with("ok:"));
     // the same teacher stored in float16 computes in float32 and ranks the same classes first
     let bytes = std::fs::read(&teacher).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let halves: Vec<(String, Vec<u8>, Vec<usize>)> = st.tensors().into_iter().map(|(n, v)| {
-        let f: &[f32] = bytemuck::cast_slice(v.data());
-        let h: Vec<half::f16> = f.iter().map(|&x| half::f16::from_f32(x)).collect();
-        (n, bytemuck::cast_slice(&h).to_vec(), v.shape().to_vec())
-    }).collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = halves.iter().map(|(n, b, s)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b).unwrap())).collect();
+    let halves: Vec<(String, Vec<u8>, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let f: &[f32] = bytemuck::cast_slice(v.data());
+            let h: Vec<half::f16> = f.iter().map(|&x| half::f16::from_f32(x)).collect();
+            (n, bytemuck::cast_slice(&h).to_vec(), v.shape().to_vec())
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> =
+        halves.iter().map(|(n, b, s)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F16, s.clone(), b).unwrap())).collect();
     let teacher16 = t.path().join("teacher16.safetensors");
     safetensors::serialize_to_file(views, None, &teacher16).unwrap();
     let taught16 = t.path().join("taught16");
@@ -54,9 +74,29 @@ fn pipeline_train_and_bit_for_bit_resume() {
     // a student with every estimator except rs (no tail samples here)
     for loss in ["dis", "full", "topk", "ghost"] {
         let run = t.path().join(format!("run_{loss}"));
-        let s: serde_json::Value = serde_json::from_str(&ok(&["train", "--cache", p(&cache), "--data", p(&d), "--eval-cache", p(&test_cache), "--loss", loss,
-            "--epochs", "2", "--batch-size", "64", "--candidates", "10", "--out", p(&run)])).unwrap();
-        for key in ["loss", "top1", "top5", "ece", "teacher_agreement", "steps", "step_ms_median", "rows_per_s", "classes", "head_rows", "best_top1", "best_epoch"] {
+        let s: serde_json::Value = serde_json::from_str(&ok(&[
+            "train",
+            "--cache",
+            p(&cache),
+            "--data",
+            p(&d),
+            "--eval-cache",
+            p(&test_cache),
+            "--loss",
+            loss,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "--candidates",
+            "10",
+            "--out",
+            p(&run),
+        ]))
+        .unwrap();
+        for key in
+            ["loss", "top1", "top5", "ece", "teacher_agreement", "steps", "step_ms_median", "rows_per_s", "classes", "head_rows", "best_top1", "best_epoch"]
+        {
             assert!(!s[key].is_null(), "{loss}: summary lacks {key}: {s}");
         }
         assert_eq!(s["steps"], 38);
@@ -68,7 +108,9 @@ fn pipeline_train_and_bit_for_bit_resume() {
     // resume: 2 epochs straight == 1 epoch, then --resume to 2 epochs (bit for bit)
     let args = |out: &Path, epochs: &str| -> Vec<String> {
         ["train", "--cache", p(&cache), "--data", p(&d), "--loss", "dis", "--candidates", "10", "--batch-size", "64", "--epochs", epochs, "--out", p(out)]
-            .iter().map(|s| s.to_string()).collect()
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     let (a, b) = (t.path().join("a"), t.path().join("b"));
     let sa: Vec<String> = args(&a, "2");
@@ -99,7 +141,8 @@ fn crash_resume_and_parts_give_the_same_rows() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
     synth(&d, 40, 40, 3000); // features of dim 40 are the logits of the identity teacher
-    let common_args = ["--teacher", "identity", "--data", p(&d), "--top-k", "6", "--tail-samples", "3", "--batch-size", "100", "--shard-rows", "500", "--block-rows", "250"];
+    let common_args =
+        ["--teacher", "identity", "--data", p(&d), "--top-k", "6", "--tail-samples", "3", "--batch-size", "100", "--shard-rows", "500", "--block-rows", "250"];
     let full = t.path().join("full");
     let mut a = vec!["cache", "--out", p(&full)];
     a.extend(common_args);
@@ -165,13 +208,43 @@ fn torchscript_teacher_and_backbone() {
     synth(&d, 30, 8, 600);
     let c2 = t.path().join("c2");
     ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&c2), "--top-k", "5"]);
-    let s: serde_json::Value = serde_json::from_str(&ok(&["train", "--cache", p(&c2), "--data", p(&d), "--student-ts", p(&fx.join("backbone.pt")), "--epochs", "1", "--candidates", "10", "--out", p(&t.path().join("r"))])).unwrap();
+    let s: serde_json::Value = serde_json::from_str(&ok(&[
+        "train",
+        "--cache",
+        p(&c2),
+        "--data",
+        p(&d),
+        "--student-ts",
+        p(&fx.join("backbone.pt")),
+        "--epochs",
+        "1",
+        "--candidates",
+        "10",
+        "--out",
+        p(&t.path().join("r")),
+    ]))
+    .unwrap();
     assert_eq!(s["loss"], "dis");
     // a BatchNorm + dropout backbone: its running statistics and dropout masks survive a resume, bit for bit
     let bn_pt = fx.join("backbone_bn.pt");
     let bn = |out: &Path, epochs: &str, resume: bool| -> serde_json::Value {
-        let mut a = vec!["train", "--cache", p(&c2), "--data", p(&d), "--student-ts", p(&bn_pt), "--epochs", epochs, "--batch-size", "64",
-            "--candidates", "10", "--out", p(out)];
+        let mut a = vec![
+            "train",
+            "--cache",
+            p(&c2),
+            "--data",
+            p(&d),
+            "--student-ts",
+            p(&bn_pt),
+            "--epochs",
+            epochs,
+            "--batch-size",
+            "64",
+            "--candidates",
+            "10",
+            "--out",
+            p(out),
+        ];
         if resume {
             a.push("--resume");
         }
@@ -223,7 +296,8 @@ fn user_errors_exit_2() {
     // a different teacher into the same directory
     bad(&["cache", "--teacher", "identity", "--data", p(&d), "--out", p(&cache), "--top-k", "4"], "--overwrite");
     let run = |extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = ["train", "--cache", p(&cache), "--data", p(&d), "--out", p(&t.path().join("r")), "--epochs", "1"].iter().map(|s| s.to_string()).collect();
+        let mut a: Vec<String> =
+            ["train", "--cache", p(&cache), "--data", p(&d), "--out", p(&t.path().join("r")), "--epochs", "1"].iter().map(|s| s.to_string()).collect();
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
@@ -254,12 +328,45 @@ fn user_errors_exit_2() {
     x[17 * 6 + 2] = f32::INFINITY;
     kdcache::data::npy::write(&t.path().join("x.npy"), kdcache::data::npy::NpyDtype::F32, &[50, 6], bytemuck::cast_slice(&x)).unwrap();
     bad(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n")), "--top-k", "2"], "row 17");
-    let rep: serde_json::Value = serde_json::from_str(&ok(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n")), "--top-k", "2", "--nan", "skip"])).unwrap();
+    let rep: serde_json::Value = serde_json::from_str(&ok(&[
+        "cache",
+        "--teacher",
+        "identity",
+        "--data",
+        p(&t.path().join("x.npy")),
+        "--out",
+        p(&t.path().join("n")),
+        "--top-k",
+        "2",
+        "--nan",
+        "skip",
+    ]))
+    .unwrap();
     assert_eq!(rep["rows"], 49);
     assert_eq!(rep["skipped_nonfinite"], 1);
     // the same through the tensor path (tail samples are drawn by torch)
-    bad(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n2")), "--top-k", "2", "--tail-samples", "2"], "row 17, class 2");
-    let rep: serde_json::Value = serde_json::from_str(&ok(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n2")), "--top-k", "2", "--tail-samples", "2", "--nan", "skip", "--batch-size", "16"])).unwrap();
+    bad(
+        &["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n2")), "--top-k", "2", "--tail-samples", "2"],
+        "row 17, class 2",
+    );
+    let rep: serde_json::Value = serde_json::from_str(&ok(&[
+        "cache",
+        "--teacher",
+        "identity",
+        "--data",
+        p(&t.path().join("x.npy")),
+        "--out",
+        p(&t.path().join("n2")),
+        "--top-k",
+        "2",
+        "--tail-samples",
+        "2",
+        "--nan",
+        "skip",
+        "--batch-size",
+        "16",
+    ]))
+    .unwrap();
     assert_eq!(rep["rows"], 49);
     assert_eq!(rep["skipped_nonfinite"], 1);
     let rows = rows_json(&t.path().join("n2"));
@@ -276,8 +383,27 @@ fn resume_is_safe_to_pass_always_and_survives_kill_9() {
     let cache = t.path().join("c");
     ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&cache), "--top-k", "5"]);
     let args = |out: &Path| -> Vec<String> {
-        ["train", "--cache", p(&cache), "--data", p(&d), "--candidates", "10", "--batch-size", "32", "--epochs", "3", "--checkpoint-every", "7",
-            "--resume", "--out", p(out)].iter().map(|s| s.to_string()).collect()
+        [
+            "train",
+            "--cache",
+            p(&cache),
+            "--data",
+            p(&d),
+            "--candidates",
+            "10",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "3",
+            "--checkpoint-every",
+            "7",
+            "--resume",
+            "--out",
+            p(out),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     // --resume on a run that does not exist yet starts it
     let a = t.path().join("a");
@@ -301,7 +427,11 @@ fn resume_is_safe_to_pass_always_and_survives_kill_9() {
     }
     ok(&args(&b).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(kills >= 3, "only {kills} kills: the test did not interrupt the run");
-    assert_eq!(std::fs::read(a.join("checkpoint.safetensors")).unwrap(), std::fs::read(b.join("checkpoint.safetensors")).unwrap(), "a killed and resumed run differs");
+    assert_eq!(
+        std::fs::read(a.join("checkpoint.safetensors")).unwrap(),
+        std::fs::read(b.join("checkpoint.safetensors")).unwrap(),
+        "a killed and resumed run differs"
+    );
     let sa: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("summary.json")).unwrap()).unwrap();
     let sb: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("summary.json")).unwrap()).unwrap();
     assert_eq!(sa["top1"], sb["top1"]);

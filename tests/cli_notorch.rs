@@ -19,8 +19,27 @@ fn import_dump_verify_match_the_full_softmax() {
     let (z, y) = write_logits(t.path(), n, c, 1);
     for fmt in ["kds", "parquet"] {
         let out = t.path().join(fmt);
-        ok(&["import", "--logits", p(&t.path().join("z.npy")), "--labels", p(&t.path().join("y.npy")), "--top-k", &k.to_string(),
-            "--temperatures", "1,3", "--out", p(&out), "--format", fmt, "--dtype", "f32", "--block-rows", "64", "--shard-rows", "128"]);
+        ok(&[
+            "import",
+            "--logits",
+            p(&t.path().join("z.npy")),
+            "--labels",
+            p(&t.path().join("y.npy")),
+            "--top-k",
+            &k.to_string(),
+            "--temperatures",
+            "1,3",
+            "--out",
+            p(&out),
+            "--format",
+            fmt,
+            "--dtype",
+            "f32",
+            "--block-rows",
+            "64",
+            "--shard-rows",
+            "128",
+        ]);
         assert!(ok(&["verify", p(&out)]).starts_with("ok:"));
         let rows = rows_json(&out);
         assert_eq!(rows.as_array().unwrap().len(), n);
@@ -61,8 +80,25 @@ fn three_clients_read_a_parquet_cache() {
     let (n, k) = (300, 7);
     write_logits(t.path(), n, 50, 2);
     let out = t.path().join("c");
-    ok(&["import", "--logits", p(&t.path().join("z.npy")), "--labels", p(&t.path().join("y.npy")), "--top-k", &k.to_string(), "--temperatures", "1,3",
-        "--out", p(&out), "--format", "parquet", "--block-rows", "64", "--shard-rows", "128"]);
+    ok(&[
+        "import",
+        "--logits",
+        p(&t.path().join("z.npy")),
+        "--labels",
+        p(&t.path().join("y.npy")),
+        "--top-k",
+        &k.to_string(),
+        "--temperatures",
+        "1,3",
+        "--out",
+        p(&out),
+        "--format",
+        "parquet",
+        "--block-rows",
+        "64",
+        "--shard-rows",
+        "128",
+    ]);
     let rows = rows_json(&out);
     let script = r#"
 import glob, json, math, sys
@@ -136,7 +172,8 @@ fn dump_into_a_closed_pipe_exits_zero() {
     write_logits(t.path(), 2000, 30, 3);
     let out = t.path().join("c");
     ok(&["import", "--logits", p(&t.path().join("z.npy")), "--top-k", "10", "--out", p(&out)]);
-    let mut child = kd().args(["dump", p(&out), "--rows", "0..2000"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        kd().args(["dump", p(&out), "--rows", "0..2000"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let mut head = [0u8; 64];
     child.stdout.as_mut().unwrap().read_exact(&mut head).unwrap();
     drop(child.stdout.take()); // like `| head -c 64`
@@ -232,8 +269,17 @@ fn report_renders_in_a_browser() {
     };
     let png = t.path().join("shot.png");
     let st = std::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--window-size=1100,1800"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1100,1800",
+        ])
         .arg(format!("--user-data-dir={}", t.path().join("profile").display()))
         .arg(format!("--screenshot={}", png.display()))
         .arg(format!("file://{}", out.join("report.html").display()))

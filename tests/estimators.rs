@@ -148,7 +148,13 @@ fn every_estimator_equals_full_when_nothing_is_sampled() {
     // K = C: no tail, so top-K, ghost and DIS (every class a column) must all be the exact loss
     let tg = targets(&zs, C, temp as f32, &labels, None);
     let (l_ref, gh_ref, gw_ref) = reference(&dense_uniform_tail(&tg), &h, &head, &labels, temp, alpha);
-    let ests = [(Estimator::Full, None), (Estimator::Topk, None), (Estimator::Ghost, None), (Estimator::Dis, Some((Tail::Spread, true))), (Estimator::Dis, Some((Tail::Bucket, false)))];
+    let ests = [
+        (Estimator::Full, None),
+        (Estimator::Topk, None),
+        (Estimator::Ghost, None),
+        (Estimator::Dis, Some((Tail::Spread, true))),
+        (Estimator::Dis, Some((Tail::Bucket, false))),
+    ];
     for (est, d) in ests {
         let mut st = d.map(|(tail, dense)| dis_state(&head, C, tail, dense));
         let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, st.as_mut(), 0);
@@ -164,7 +170,12 @@ fn every_estimator_equals_full_when_nothing_is_sampled() {
         let mut st = d.map(|dense| dis_state(&head, C, Tail::Spread, dense));
         let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, st.as_mut(), 0);
         assert!((l - l_ref).abs() < 1e-4 * (1.0 + l_ref.abs()), "{est:?} dense={d:?}: loss {l} vs {l_ref}");
-        assert!(max_diff(&gh, &gh_ref) < 1e-5 && max_diff(&gw, &gw_ref) < 1e-5, "{est:?} dense={d:?}: gradients differ by {} / {}", max_diff(&gh, &gh_ref), max_diff(&gw, &gw_ref));
+        assert!(
+            max_diff(&gh, &gh_ref) < 1e-5 && max_diff(&gw, &gw_ref) < 1e-5,
+            "{est:?} dense={d:?}: gradients differ by {} / {}",
+            max_diff(&gh, &gh_ref),
+            max_diff(&gw, &gw_ref)
+        );
     }
     // ghost, and DIS with the bucket tail, against ghost's exact gradient; their losses agree
     let (_, gh_ref, gw_ref) = reference(&ghost_target(&tg, &h, &head, temp), &h, &head, &labels, temp, alpha);
@@ -173,7 +184,12 @@ fn every_estimator_equals_full_when_nothing_is_sampled() {
         let mut st = d.map(|dense| dis_state(&head, C, Tail::Bucket, dense));
         let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, st.as_mut(), 0);
         assert!((l - l_ghost).abs() < 1e-4 * (1.0 + l_ghost.abs()), "{est:?} dense={d:?}: loss {l} vs ghost {l_ghost}");
-        assert!(max_diff(&gh, &gh_ref) < 1e-5 && max_diff(&gw, &gw_ref) < 1e-5, "{est:?} dense={d:?}: gradients differ by {} / {}", max_diff(&gh, &gh_ref), max_diff(&gw, &gw_ref));
+        assert!(
+            max_diff(&gh, &gh_ref) < 1e-5 && max_diff(&gw, &gw_ref) < 1e-5,
+            "{est:?} dense={d:?}: gradients differ by {} / {}",
+            max_diff(&gh, &gh_ref),
+            max_diff(&gw, &gw_ref)
+        );
     }
     // rs with tail samples that hit every tail class once is the uniform-tail reference too
     let (l_ref, gh_ref, gw_ref) = reference(&dense_uniform_tail(&tg), &h, &head, &labels, temp, alpha);
@@ -223,7 +239,9 @@ fn sampled_gradients_converge_to_the_dense_gradient() {
         let (aw, rw) = angle_and_ratio(&mean_w, &gw_ref);
         let (ah, rh) = angle_and_ratio(&mean_h, &gh_ref);
         let single_mean = single.iter().sum::<f64>() / single.len() as f64;
-        eprintln!("dis {tail:?}, {budget} of {C_SAMPLED} rows: mean of {draws} draws: head {aw:.2}° (ratio {rw:.3}), features {ah:.2}° (ratio {rh:.3}); one draw {single_mean:.1}°");
+        eprintln!(
+            "dis {tail:?}, {budget} of {C_SAMPLED} rows: mean of {draws} draws: head {aw:.2}° (ratio {rw:.3}), features {ah:.2}° (ratio {rh:.3}); one draw {single_mean:.1}°"
+        );
         // the remaining bias is the ratio bias of a sampled normaliser inside a softmax, O(1/columns)
         let tol = if budget >= 200 { 1.5 } else { 3.5 };
         assert!(aw < tol && ah < tol, "{tail:?}/{budget}: mean gradient is {aw:.2}° (head) / {ah:.2}° (features) from the dense one");
@@ -243,12 +261,15 @@ fn rs_converges_to_the_true_teacher_and_topk_does_not() {
     let (temp, alpha) = (2.0, 1.0);
     let k = 6;
     // the true teacher distribution at T, dense
-    let pt: Vec<f64> = zs.iter().flat_map(|z| {
-        let m = z.iter().cloned().fold(f32::MIN, f32::max) as f64;
-        let e: Vec<f64> = z.iter().map(|&v| ((v as f64 - m) / temp).exp()).collect();
-        let s: f64 = e.iter().sum();
-        e.into_iter().map(move |x| x / s)
-    }).collect();
+    let pt: Vec<f64> = zs
+        .iter()
+        .flat_map(|z| {
+            let m = z.iter().cloned().fold(f32::MIN, f32::max) as f64;
+            let e: Vec<f64> = z.iter().map(|&v| ((v as f64 - m) / temp).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.into_iter().map(move |x| x / s)
+        })
+        .collect();
     let p_true = Tensor::from_slice(&pt).reshape([B as i64, C as i64]);
     let (_, _, gw_ref) = reference(&p_true, &h, &head, &labels, temp, alpha);
     let base = targets(&zs, k, temp as f32, &labels, None);

@@ -47,8 +47,23 @@ fn worked_example_on_plain_npy_arrays() {
     let (feats, labels, test, test_labels) = (f("feats.npy"), f("feats_labels.npy"), f("test.npy"), f("test_labels.npy"));
 
     // a teacher from the labels, then its ranked logits
-    ok(&["teach", "--data", &feats, "--labels", &labels, "--eval-data", &test, "--eval-labels", &test_labels, "--hidden", "64", "--epochs", "4",
-        "--out", &f("teacher.safetensors")]);
+    ok(&[
+        "teach",
+        "--data",
+        &feats,
+        "--labels",
+        &labels,
+        "--eval-data",
+        &test,
+        "--eval-labels",
+        &test_labels,
+        "--hidden",
+        "64",
+        "--epochs",
+        "4",
+        "--out",
+        &f("teacher.safetensors"),
+    ]);
     let cache_args = ["cache", "--teacher", &f("teacher.safetensors"), "--data", &feats, "--labels", &labels, "--out", &f("cache"), "--top-k", "8"];
     ok(&cache_args);
 
@@ -67,8 +82,29 @@ fn worked_example_on_plain_npy_arrays() {
 
     // a student from each, evaluated on the held-out arrays
     let train_args = |cache: &str, out: &str| -> Vec<String> {
-        ["train", "--cache", &f(cache), "--data", &feats, "--eval-data", &test, "--eval-labels", &test_labels, "--student", "mlp:32", "--epochs", "3",
-            "--batch-size", "128", "--out", &f(out), "--resume"].iter().map(|s| s.to_string()).collect()
+        [
+            "train",
+            "--cache",
+            &f(cache),
+            "--data",
+            &feats,
+            "--eval-data",
+            &test,
+            "--eval-labels",
+            &test_labels,
+            "--student",
+            "mlp:32",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "128",
+            "--out",
+            &f(out),
+            "--resume",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let run = |a: &[String]| -> serde_json::Value { serde_json::from_str(&ok(&a.iter().map(String::as_str).collect::<Vec<_>>())).unwrap() };
     let s = run(&train_args("cache", "run"));

@@ -24,15 +24,15 @@ struct Case {
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        1usize..=8,                                   // K
-        0u64..=40,                                    // C - K
-        prop::collection::vec(0.25f32..8.0, 1..=4),   // temperatures
-        prop_oneof![Just(0usize), 1usize..=5],        // M
-        prop_oneof![Just(0usize), 1usize..=4],        // aug_dim
+        1usize..=8,                                 // K
+        0u64..=40,                                  // C - K
+        prop::collection::vec(0.25f32..8.0, 1..=4), // temperatures
+        prop_oneof![Just(0usize), 1usize..=5],      // M
+        prop_oneof![Just(0usize), 1usize..=4],      // aug_dim
         prop_oneof![Just(LogitDtype::F16), Just(LogitDtype::Bf16), Just(LogitDtype::F32)],
         prop_oneof![Just(Encoding::Kds), Just(Encoding::Parquet)],
-        1usize..=20,                                  // block_rows
-        1usize..=50,                                  // shard_rows
+        1usize..=20,                                      // block_rows
+        1usize..=50,                                      // shard_rows
         prop_oneof![1 => Just(0usize), 9 => 1usize..=90], // rows
         any::<u64>(),
         prop::collection::vec((0.0f64..=1.0, 0.0f64..=1.0), 1..4),

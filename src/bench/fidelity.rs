@@ -65,7 +65,8 @@ pub fn targets_from_logits(z: &[f32], c: usize, k: usize, m: usize, temp: f32, l
         t.tau.push(tau);
         if m > 0 {
             let top: std::collections::HashSet<u32> = r.idx.iter().copied().collect();
-            let w: Vec<f64> = zi.iter().enumerate().map(|(j, &v)| if top.contains(&(j as u32)) { 0.0 } else { ((v / temp) as f64 - r.lse[0] as f64).exp() }).collect();
+            let w: Vec<f64> =
+                zi.iter().enumerate().map(|(j, &v)| if top.contains(&(j as u32)) { 0.0 } else { ((v / temp) as f64 - r.lse[0] as f64).exp() }).collect();
             let dist = rand::distr::weighted::WeightedIndex::new(&w).expect("a tail");
             let mut cnt = std::collections::BTreeMap::new();
             for _ in 0..m {
@@ -102,7 +103,8 @@ impl Problem {
         tch::manual_seed(seed);
         let opts = (Kind::Float, Device::Cpu);
         let c10 = (c as i64).div_euclid(10).max(1);
-        let centres = Tensor::f_randn([c10, d], opts)?.f_repeat_interleave_self_int(10, Some(0), None)?.f_narrow(0, 0, c as i64)? + Tensor::f_randn([c as i64, d], opts)? * 0.5;
+        let centres = Tensor::f_randn([c10, d], opts)?.f_repeat_interleave_self_int(10, Some(0), None)?.f_narrow(0, 0, c as i64)?
+            + Tensor::f_randn([c as i64, d], opts)? * 0.5;
         let x = centres.f_index_select(0, &Tensor::f_randint(c as i64, [b], (Kind::Int64, Device::Cpu))?)? + Tensor::f_randn([b, d], opts)?;
         let bias = centres.f_square()?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? * -0.5;
         let z = (x.f_matmul(&centres.f_tr()?)? + bias.f_unsqueeze(0)?) * scale;
@@ -199,7 +201,13 @@ pub fn fidelity(class_counts: &[usize], ks: &[usize], draws: usize, progress: bo
                     } else {
                         None
                     };
-                    let mut acc = Acc { sum_h: gh_ref.f_zeros_like()?.f_to_kind(Kind::Double)?, sum_b: gb_ref.f_zeros_like()?.f_to_kind(Kind::Double)?, single: vec![], rows: 0.0, n: 0 };
+                    let mut acc = Acc {
+                        sum_h: gh_ref.f_zeros_like()?.f_to_kind(Kind::Double)?,
+                        sum_b: gb_ref.f_zeros_like()?.f_to_kind(Kind::Double)?,
+                        single: vec![],
+                        rows: 0.0,
+                        n: 0,
+                    };
                     for s in 0..n {
                         let tg_s = if est == Estimator::Rs { targets_from_logits(&pb.z, c, k, k, pb.temp as f32, &labels, &mut rng) } else { tg.clone() };
                         let (gh, gb, used) = pb.grads(est, &tg_s, dis.as_mut(), 1000 + s as u64)?;
@@ -218,10 +226,23 @@ pub fn fidelity(class_counts: &[usize], ks: &[usize], draws: usize, progress: bo
                     let avg = |i: usize| acc.single.iter().map(|v| v[i]).sum::<f64>() / acc.n as f64;
                     let rows = acc.rows / acc.n as f64;
                     out.push(FidelityRow {
-                        classes: c, k, teacher: teacher.into(), estimator: name.into(), head_rows: rows, head_rows_pct: 100.0 * rows / c as f64, draws: n,
-                        head_angle_1: avg(0), head_ratio_1: avg(1), head_angle_mean: ahm, head_ratio_mean: rhm,
-                        bb_angle_1: avg(2), bb_ratio_1: avg(3), bb_angle_mean: abm, bb_ratio_mean: rbm,
-                        head_angle_true: angle_ratio(&mh, &gh_true)?.0, bb_angle_true: angle_ratio(&mb, &gb_true)?.0,
+                        classes: c,
+                        k,
+                        teacher: teacher.into(),
+                        estimator: name.into(),
+                        head_rows: rows,
+                        head_rows_pct: 100.0 * rows / c as f64,
+                        draws: n,
+                        head_angle_1: avg(0),
+                        head_ratio_1: avg(1),
+                        head_angle_mean: ahm,
+                        head_ratio_mean: rhm,
+                        bb_angle_1: avg(2),
+                        bb_ratio_1: avg(3),
+                        bb_angle_mean: abm,
+                        bb_ratio_mean: rbm,
+                        head_angle_true: angle_ratio(&mh, &gh_true)?.0,
+                        bb_angle_true: angle_ratio(&mb, &gb_true)?.0,
                     });
                 }
             }

@@ -26,7 +26,14 @@ pub struct IoRow {
 /// ranked first, logits falling with exponential gaps, consistent normalisers. No two rows repeat.
 pub fn realistic_rows(n: usize, classes: u32, k: usize, seed: u64) -> crate::format::RowBatch {
     use rand::Rng;
-    let spec = crate::format::RowSpec { classes: classes as u64, k, temperatures: vec![1.0, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: crate::format::LogitDtype::F16 };
+    let spec = crate::format::RowSpec {
+        classes: classes as u64,
+        k,
+        temperatures: vec![1.0, 2.0, 4.0],
+        tail_samples: 0,
+        aug_dim: 0,
+        logit_dtype: crate::format::LogitDtype::F16,
+    };
     let mut b = crate::format::RowBatch::new(&spec);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut ids: Vec<u32> = Vec::with_capacity(k);
@@ -75,7 +82,14 @@ pub fn realistic_rows(n: usize, classes: u32, k: usize, seed: u64) -> crate::for
 pub fn io(rows: usize, dir: &Path) -> Result<Vec<IoRow>> {
     use crate::format::{CacheWriter, Encoding, Order, Signature, WriterOptions};
     let batch = realistic_rows(rows, 131072, 64, 1);
-    let spec = crate::format::RowSpec { classes: 131072, k: 64, temperatures: vec![1.0, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: crate::format::LogitDtype::F16 };
+    let spec = crate::format::RowSpec {
+        classes: 131072,
+        k: 64,
+        temperatures: vec![1.0, 2.0, 4.0],
+        tail_samples: 0,
+        aug_dim: 0,
+        logit_dtype: crate::format::LogitDtype::F16,
+    };
     let mut out = vec![];
     for enc in [Encoding::Kds, Encoding::Parquet] {
         let cdir = dir.join(format!("io_{}", enc.ext()));
@@ -98,7 +112,15 @@ pub fn io(rows: usize, dir: &Path) -> Result<Vec<IoRow>> {
         let seq = scan(Order::Sequential)?;
         let shuf = scan(Order::Shuffled { seed: 1 })?;
         let py = if enc == Encoding::Parquet { pyarrow_scan(&cdir, rows) } else { None };
-        out.push(IoRow { encoding: enc.ext().into(), rows, bytes_per_row: bytes as f64 / rows as f64, write_rows_per_s: write, scan_rows_per_s: seq, shuffled_rows_per_s: shuf, pyarrow_rows_per_s: py });
+        out.push(IoRow {
+            encoding: enc.ext().into(),
+            rows,
+            bytes_per_row: bytes as f64 / rows as f64,
+            write_rows_per_s: write,
+            scan_rows_per_s: seq,
+            shuffled_rows_per_s: shuf,
+            pyarrow_rows_per_s: py,
+        });
     }
     Ok(out)
 }
@@ -118,7 +140,14 @@ mod tests {
     #[test]
     fn realistic_rows_are_valid_even_when_the_last_superclass_is_small() {
         // 13 classes: the last superclass holds 3, fewer than the 7 superclass mates asked for
-        let spec = crate::format::RowSpec { classes: 13, k: 12, temperatures: vec![1.0, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: crate::format::LogitDtype::F16 };
+        let spec = crate::format::RowSpec {
+            classes: 13,
+            k: 12,
+            temperatures: vec![1.0, 2.0, 4.0],
+            tail_samples: 0,
+            aug_dim: 0,
+            logit_dtype: crate::format::LogitDtype::F16,
+        };
         let b = super::realistic_rows(2000, 13, 12, 7);
         assert_eq!(b.len(), 2000);
         for r in 0..b.len() {

@@ -54,7 +54,10 @@ pub struct BenchOptions {
 }
 
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())).unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_default();
     format!("{} cores, {cpu}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
 }
 
@@ -72,26 +75,58 @@ frozen (its variants use 1/16 of the draws). `1 draw` is the mean over draws of 
     for f in &r.fidelity {
         s += &format!(
             "| {} | {} | {} | {} | {:.0} ({:.1}%) | {} | {:.2}° | {:.3} | {:.2}° | {:.2}° | {:.3} | {:.2}° | {:.2}° | {:.2}° |\n",
-            f.classes, f.teacher, f.k, f.estimator, f.head_rows, f.head_rows_pct, f.draws, f.head_angle_1, f.head_ratio_1, f.head_angle_mean, f.bb_angle_1, f.bb_ratio_1, f.bb_angle_mean, f.head_angle_true, f.bb_angle_true
+            f.classes,
+            f.teacher,
+            f.k,
+            f.estimator,
+            f.head_rows,
+            f.head_rows_pct,
+            f.draws,
+            f.head_angle_1,
+            f.head_ratio_1,
+            f.head_angle_mean,
+            f.bb_angle_1,
+            f.bb_ratio_1,
+            f.bb_angle_mean,
+            f.head_angle_true,
+            f.bb_angle_true
         );
     }
-    s += &format!("\n## 2. Step time vs class count (B = 256, d = 256, K = 64; `dis fixed` = {} head rows at every C, `dis 2%` = 2% of C)\n\n", r.speed_fixed_budget);
+    s += &format!(
+        "\n## 2. Step time vs class count (B = 256, d = 256, K = 64; `dis fixed` = {} head rows at every C, `dis 2%` = 2% of C)\n\n",
+        r.speed_fixed_budget
+    );
     s += "| C | estimator | head rows | head+loss+opt ms | whole step ms | speed-up (head) | speed-up (step) |\n|---|---|---|---|---|---|---|\n";
     for v in &r.speed {
-        s += &format!("| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n", v.classes, v.estimator, v.head_rows, v.head_ms, v.step_ms, opt(v.speedup_head, |x| format!("{x:.1}×")), opt(v.speedup_step, |x| format!("{x:.1}×")));
+        s += &format!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
+            v.classes,
+            v.estimator,
+            v.head_rows,
+            v.head_ms,
+            v.step_ms,
+            opt(v.speedup_head, |x| format!("{x:.1}×")),
+            opt(v.speedup_step, |x| format!("{x:.1}×"))
+        );
     }
     s += "\n## 3. Cache I/O (C = 131072, K = 64, f16 logits, 3 temperatures; 2 reader threads)\n\n";
     s += "| encoding | rows | bytes/row | write rows/s | scan rows/s | block-shuffled rows/s | pyarrow → numpy rows/s | kdcache / pyarrow |\n|---|---|---|---|---|---|---|---|\n";
     for v in &r.io {
         let py = opt(v.pyarrow_rows_per_s, |p| format!("{p:.0}"));
         let ratio = opt(v.pyarrow_rows_per_s, |p| format!("{:.2}×", v.scan_rows_per_s / p));
-        s += &format!("| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {py} | {ratio} |\n", v.encoding, v.rows, v.bytes_per_row, v.write_rows_per_s, v.scan_rows_per_s, v.shuffled_rows_per_s);
+        s += &format!(
+            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {py} | {ratio} |\n",
+            v.encoding, v.rows, v.bytes_per_row, v.write_rows_per_s, v.scan_rows_per_s, v.shuffled_rows_per_s
+        );
     }
     if !r.quality.is_empty() {
         s += &format!("\n## 4. Student quality at equal steps (C = {}, held-out, full-softmax evaluation)\n\n", r.quality[0].classes);
         s += "| run | steps | top-1 | top-5 | ECE | ms/step | head rows/step | wall s |\n|---|---|---|---|---|---|---|---|\n";
         for q in &r.quality {
-            s += &format!("| {} | {} | {:.4} | {:.4} | {:.4} | {:.2} | {:.0} | {:.0} |\n", q.run, q.steps, q.top1, q.top5, q.ece, q.step_ms_median, q.head_rows, q.wall_s);
+            s += &format!(
+                "| {} | {} | {:.4} | {:.4} | {:.4} | {:.2} | {:.0} | {:.0} |\n",
+                q.run, q.steps, q.top1, q.top5, q.ece, q.step_ms_median, q.head_rows, q.wall_s
+            );
         }
     }
     s
@@ -104,16 +139,22 @@ pub fn run_tables(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine: machine(),
         threads: tch::get_num_threads() as usize,
-        fidelity: if !on("fidelity") { vec![] } else {
+        fidelity: if !on("fidelity") {
+            vec![]
+        } else {
             eprintln!("bench 1/4: gradient fidelity at C = {:?}, K = {:?}", o.fidelity_classes, o.fidelity_k);
             fidelity::fidelity(&o.fidelity_classes, &o.fidelity_k, o.draws, true)?
         },
-        speed: if !on("speed") { vec![] } else {
+        speed: if !on("speed") {
+            vec![]
+        } else {
             eprintln!("bench 2/4: step time at C = {:?}", o.speed_classes);
             speed::speed(&o.speed_classes, o.fixed_budget, o.reps)?
         },
         speed_fixed_budget: o.fixed_budget,
-        io: if !on("io") { vec![] } else {
+        io: if !on("io") {
+            vec![]
+        } else {
             eprintln!("bench 3/4: cache I/O, {} rows", o.io_rows);
             io::io(o.io_rows, out)?
         },

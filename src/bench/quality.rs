@@ -26,20 +26,53 @@ pub struct QualityRow {
 fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps: usize, out: &Path) -> Result<crate::train::Summary> {
     let _ = std::fs::remove_dir_all(out);
     let o = crate::train::TrainOptions {
-        cache: cache.into(), data: data.into(), labels: None, eval_data: None, eval_labels: None, eval_cache: Some(eval_cache.into()), student: Some("mlp:256".into()), student_ts: None,
-        loss: est, dis: DisConfig::default(), temperature: 2.0, alpha: 0.9,
-        epochs: 1000, batch_size: 256, lr: 1e-3, head_opt: crate::train::optim::OptKind::Adam, head_lr: crate::train::default_head_lr(est), seed: 0, device: "cpu".into(),
-        out: out.into(), checkpoint_every: 0, log_every: 50, max_steps: steps, resume: false, overwrite: false, progress: false,
+        cache: cache.into(),
+        data: data.into(),
+        labels: None,
+        eval_data: None,
+        eval_labels: None,
+        eval_cache: Some(eval_cache.into()),
+        student: Some("mlp:256".into()),
+        student_ts: None,
+        loss: est,
+        dis: DisConfig::default(),
+        temperature: 2.0,
+        alpha: 0.9,
+        epochs: 1000,
+        batch_size: 256,
+        lr: 1e-3,
+        head_opt: crate::train::optim::OptKind::Adam,
+        head_lr: crate::train::default_head_lr(est),
+        seed: 0,
+        device: "cpu".into(),
+        out: out.into(),
+        checkpoint_every: 0,
+        log_every: 50,
+        max_steps: steps,
+        resume: false,
+        overwrite: false,
+        progress: false,
     };
     crate::train::train(&o)
 }
 
 pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: &Path) -> Result<Vec<QualityRow>> {
     let man = crate::format::Manifest::load(&crate::format::manifest::manifest_path(cache))?;
-    let ests: Vec<Estimator> = [Estimator::Dis, Estimator::Full, Estimator::Ghost, Estimator::Topk, Estimator::Rs].into_iter().filter(|e| *e != Estimator::Rs || (man.tail_samples > 0 && (man.temperatures[0] - 2.0).abs() < 1e-6)).collect();
+    let ests: Vec<Estimator> = [Estimator::Dis, Estimator::Full, Estimator::Ghost, Estimator::Topk, Estimator::Rs]
+        .into_iter()
+        .filter(|e| *e != Estimator::Rs || (man.tail_samples > 0 && (man.temperatures[0] - 2.0).abs() < 1e-6))
+        .collect();
     let mut rows = vec![];
     let row = |run: &str, s: &crate::train::Summary| QualityRow {
-        run: run.into(), classes: s.classes, steps: s.steps, top1: s.top1.unwrap_or(f64::NAN), top5: s.top5.unwrap_or(f64::NAN), ece: s.ece.unwrap_or(f64::NAN), step_ms_median: s.step_ms_median, head_rows: s.head_rows, wall_s: s.wall_s,
+        run: run.into(),
+        classes: s.classes,
+        steps: s.steps,
+        top1: s.top1.unwrap_or(f64::NAN),
+        top5: s.top5.unwrap_or(f64::NAN),
+        ece: s.ece.unwrap_or(f64::NAN),
+        step_ms_median: s.step_ms_median,
+        head_rows: s.head_rows,
+        wall_s: s.wall_s,
     };
     let mut walls = std::collections::HashMap::new();
     for est in ests {

@@ -75,7 +75,8 @@ pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<Sp
             eprintln!("bench: skipping full at C = {c}: needs about {:.1} GB", need / 1e9);
         }
         let mut full = None;
-        let runs: Vec<(&str, Estimator, usize)> = vec![("full", Estimator::Full, c), ("dis fixed", Estimator::Dis, fixed.min(c)), ("dis 2%", Estimator::Dis, c.div_ceil(50))];
+        let runs: Vec<(&str, Estimator, usize)> =
+            vec![("full", Estimator::Full, c), ("dis fixed", Estimator::Dis, fixed.min(c)), ("dis 2%", Estimator::Dis, c.div_ceil(50))];
         for (name, est, budget) in runs {
             if est == Estimator::Full && !full_fits {
                 continue;
@@ -120,7 +121,15 @@ pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<Sp
             if est == Estimator::Full {
                 full = Some((hm, sm));
             }
-            out.push(SpeedRow { classes: c, estimator: name.into(), head_rows: rows, head_ms: hm, step_ms: sm, speedup_head: full.map(|f| f.0 / hm), speedup_step: full.map(|f| f.1 / sm) });
+            out.push(SpeedRow {
+                classes: c,
+                estimator: name.into(),
+                head_rows: rows,
+                head_ms: hm,
+                step_ms: sm,
+                speedup_head: full.map(|f| f.0 / hm),
+                speedup_step: full.map(|f| f.1 / sm),
+            });
         }
     }
     Ok(out)

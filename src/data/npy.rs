@@ -120,10 +120,7 @@ impl Npy {
         let descr = dict_value(header, "descr").ok_or_else(|| bad("no 'descr'".into()))?;
         let descr = descr.trim_matches(|c| c == '\'' || c == '"');
         let dtype = NpyDtype::from_descr(descr).ok_or_else(|| {
-            Error::invalid(format!(
-                "{}: dtype {descr:?} is not supported (want a little-endian float64/32/16 or integer array)",
-                path.display()
-            ))
+            Error::invalid(format!("{}: dtype {descr:?} is not supported (want a little-endian float64/32/16 or integer array)", path.display()))
         })?;
         let fortran = dict_value(header, "fortran_order").ok_or_else(|| bad("no 'fortran_order'".into()))?;
         if fortran.trim() != "False" {
@@ -222,8 +219,8 @@ impl Npy {
         let f = std::fs::File::open(path).ctx(path)?;
         // SAFETY: input files are only read; see KdsShard::open.
         let map = unsafe { memmap2::Mmap::map(&f) }.ctx(path)?;
-        let (hlen, meta) = safetensors::SafeTensors::read_metadata(&map[..])
-            .map_err(|e| Error::corrupt(path, None, format!("not a usable .safetensors file: {e}")))?;
+        let (hlen, meta) =
+            safetensors::SafeTensors::read_metadata(&map[..]).map_err(|e| Error::corrupt(path, None, format!("not a usable .safetensors file: {e}")))?;
         let info = meta.info(key).ok_or_else(|| Error::invalid(format!("{}: no tensor named {key:?}", path.display())))?;
         let dtype = match info.dtype {
             safetensors::Dtype::F64 => NpyDtype::F64,

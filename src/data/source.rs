@@ -87,7 +87,9 @@ impl Dataset {
         if !x.dtype.is_float() || x.shape.len() < 2 || x.shape[0] == 0 {
             return Err(Error::invalid(format!(
                 "{}: features must be a float array (float32, float16 or float64) of shape [N, ...] with N >= 1, got {} {:?}",
-                xpath.display(), x.dtype.name(), x.shape
+                xpath.display(),
+                x.dtype.name(),
+                x.shape
             )));
         }
         if x.dtype == NpyDtype::F64 {
@@ -100,7 +102,9 @@ impl Dataset {
                 if y.dtype.is_float() || y.shape != [n] {
                     return Err(Error::invalid(format!(
                         "{}: labels must be an integer array of shape [{n}] (any width; -1 = unknown), got {} {:?}",
-                        y.path.display(), y.dtype.name(), y.shape
+                        y.path.display(),
+                        y.dtype.name(),
+                        y.shape
                     )));
                 }
                 Some(y.i64_values())

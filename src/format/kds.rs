@@ -154,8 +154,7 @@ impl KdsShard {
             return Err(bad(format!("header length {hlen} does not fit the file ({len} bytes)")));
         }
         let data_start = 16 + hlen;
-        let header: Header = serde_json::from_slice(&map[16..data_start as usize])
-            .map_err(|e| bad(format!("header is not valid: {e}")))?;
+        let header: Header = serde_json::from_slice(&map[16..data_start as usize]).map_err(|e| bad(format!("header is not valid: {e}")))?;
         let tail = &map[(len - 24) as usize..];
         if &tail[16..24] != END_MAGIC {
             return Err(bad("truncated or damaged: end magic missing".into()));
@@ -248,9 +247,7 @@ impl KdsShard {
             let raw = c.raw_len as usize;
             scratch.clear();
             scratch.resize(raw, 0);
-            let got = dec
-                .decompress_to_buffer(z, &mut scratch[..])
-                .map_err(|e| Error::corrupt(&self.path, at(), format!("zstd: {e}")))?;
+            let got = dec.decompress_to_buffer(z, &mut scratch[..]).map_err(|e| Error::corrupt(&self.path, at(), format!("zstd: {e}")))?;
             if got != raw {
                 return Err(Error::corrupt(&self.path, at(), format!("decompressed to {got} bytes, expected {raw}")));
             }

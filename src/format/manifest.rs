@@ -165,8 +165,7 @@ impl Manifest {
         }
         let bytes = std::fs::read(path).ctx(path)?;
         // look at the version before the full parse, so a newer format gets the right message
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::corrupt(path, None, format!("not valid JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(path, None, format!("not valid JSON: {e}")))?;
         if v.get("format").and_then(|f| f.as_str()) != Some("kdcache") {
             return Err(Error::corrupt(path, None, "not a kdcache manifest (\"format\" is not \"kdcache\")"));
         }
@@ -190,10 +189,7 @@ impl Manifest {
         }
         let mut next = 0u64;
         for (i, s) in self.shards.iter().enumerate() {
-            if s.file.is_empty()
-                || s.file.starts_with('.')
-                || !s.file.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            {
+            if s.file.is_empty() || s.file.starts_with('.') || !s.file.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
                 return Err(format!("shard {i}: bad file name {:?}", s.file));
             }
             if s.first_row != next {

@@ -29,10 +29,18 @@ pub fn merge(parts: &[PathBuf], out: &Path, overwrite: bool) -> Result<Manifest>
             return Err(Error::invalid(format!("parts do not tile: expected part {k}/{n}, found {i}/{nn} at {}", p.display())));
         }
         if m.signature != first.signature {
-            return Err(Error::Mismatch { what: format!("signature of {}", p.display()), cache: format!("{:?}", m.signature), given: format!("{:?}", first.signature) });
+            return Err(Error::Mismatch {
+                what: format!("signature of {}", p.display()),
+                cache: format!("{:?}", m.signature),
+                given: format!("{:?}", first.signature),
+            });
         }
         if m.format_version != first.format_version {
-            return Err(Error::Mismatch { what: format!("format version of {}", p.display()), cache: m.format_version.to_string(), given: first.format_version.to_string() });
+            return Err(Error::Mismatch {
+                what: format!("format version of {}", p.display()),
+                cache: m.format_version.to_string(),
+                given: first.format_version.to_string(),
+            });
         }
         if m.spec() != first.spec() || m.encoding != first.encoding || m.block_rows != first.block_rows {
             return Err(Error::Mismatch { what: format!("layout of {}", p.display()), cache: format!("{:?}", m.spec()), given: format!("{:?}", first.spec()) });

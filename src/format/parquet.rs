@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, FixedSizeListArray, Float16Array, Float32Array, Int64Array, PrimitiveArray, RecordBatch,
-    UInt16Array, UInt32Array, UInt64Array,
+    Array, ArrayRef, FixedSizeListArray, Float16Array, Float32Array, Int64Array, PrimitiveArray, RecordBatch, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -221,14 +220,16 @@ impl ParquetShard {
         let want = arrow_schema(spec);
         // read with our own schema: the file's embedded Arrow schema is not trusted
         let opts = ArrowReaderOptions::new().with_skip_arrow_metadata(true).with_schema(want.clone());
-        let meta = guarded(|| ArrowReaderMetadata::load(&data, opts))
-            .map_err(bad)?
-            .map_err(|e| bad(format!("not a readable Parquet shard of this cache: {e}")))?;
+        let meta =
+            guarded(|| ArrowReaderMetadata::load(&data, opts)).map_err(bad)?.map_err(|e| bad(format!("not a readable Parquet shard of this cache: {e}")))?;
         let got = meta.schema();
         if got.fields().len() != want.fields().len()
             || got.fields().iter().zip(want.fields()).any(|(a, b)| a.name() != b.name() || !types_match(a.data_type(), b.data_type()))
         {
-            return Err(bad(format!("schema {:?} does not match the manifest's", got.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>())));
+            return Err(bad(format!(
+                "schema {:?} does not match the manifest's",
+                got.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect::<Vec<_>>()
+            )));
         }
         let md = meta.metadata();
         let total: i64 = md.row_groups().iter().map(|g| g.num_rows()).sum();
@@ -262,7 +263,13 @@ impl ParquetShard {
                     return Err(Error::corrupt(
                         path,
                         at(),
-                        format!("column {name:?} holds {} values for {} rows; the manifest (K {}, {} temperatures) implies {expect:?}", c.num_values(), g.num_rows(), spec.k, spec.t()),
+                        format!(
+                            "column {name:?} holds {} values for {} rows; the manifest (K {}, {} temperatures) implies {expect:?}",
+                            c.num_values(),
+                            g.num_rows(),
+                            spec.k,
+                            spec.t()
+                        ),
                     ));
                 }
             }
@@ -273,8 +280,11 @@ impl ParquetShard {
                 return Err(bad(format!("{} row groups, the manifest has hashes for {}", md.num_row_groups(), block_xxh3.len())));
             }
             for (i, (g, h)) in md.row_groups().iter().zip(block_xxh3).enumerate() {
-                let range = row_group_range(g).filter(|r| r.1 <= len - footer - 8).ok_or_else(|| Error::corrupt(path, Some(format!("row group {i}")), "column chunks outside the data"))?;
-                let h = u64::from_str_radix(h, 16).map_err(|_| Error::corrupt(path, Some(format!("row group {i}")), format!("manifest hash {h:?} is not hex")))?;
+                let range = row_group_range(g)
+                    .filter(|r| r.1 <= len - footer - 8)
+                    .ok_or_else(|| Error::corrupt(path, Some(format!("row group {i}")), "column chunks outside the data"))?;
+                let h =
+                    u64::from_str_radix(h, 16).map_err(|_| Error::corrupt(path, Some(format!("row group {i}")), format!("manifest hash {h:?} is not hex")))?;
                 blocks.push((range, h));
             }
         }

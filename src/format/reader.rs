@@ -64,7 +64,9 @@ pub struct CacheReader {
 pub enum Order {
     Sequential,
     /// Blocks in a seeded random order, rows within each block permuted too.
-    Shuffled { seed: u64 },
+    Shuffled {
+        seed: u64,
+    },
 }
 
 /// What `verify` checked.
@@ -102,7 +104,11 @@ impl CacheReader {
                 Encoding::Kds => {
                     let k = KdsShard::open(&path, &spec, s.rows)?;
                     if k.block_rows() != manifest.block_rows {
-                        return Err(Error::corrupt(&path, None, format!("block_rows {} in the shard, {} in the manifest", k.block_rows(), manifest.block_rows)));
+                        return Err(Error::corrupt(
+                            &path,
+                            None,
+                            format!("block_rows {} in the shard, {} in the manifest", k.block_rows(), manifest.block_rows),
+                        ));
                     }
                     Shard::Kds(k)
                 }

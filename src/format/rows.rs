@@ -494,9 +494,7 @@ pub fn check_row(r: RowRef<'_>, spec: &RowSpec) -> std::result::Result<(), Strin
         let total = log_sum_exp(&terms);
         let tol = 2.0 * spec.logit_dtype.eps() * max_abs / temp + 1e-5 * (1.0 + lse.abs());
         if total.abs() > tol {
-            return Err(format!(
-                "top-K mass and log_tail disagree at T = {temp}: log(Σp) = {total:.3e}, tolerance {tol:.1e}"
-            ));
+            return Err(format!("top-K mass and log_tail disagree at T = {temp}: log(Σp) = {total:.3e}, tolerance {tol:.1e}"));
         }
     }
     let ti = r.tail_idx();
@@ -532,10 +530,13 @@ mod tests {
         let temps = [1.0f32, 2.0, 4.0];
         let z: Vec<f64> = vec![23.41, 21.37, 20.02, 18.7];
         let tail_z = 12.0f64; // 996 more classes at this logit
-        let lse: Vec<f64> = temps.iter().map(|&t| {
-            let t = t as f64;
-            (z.iter().map(|v| (v / t).exp()).sum::<f64>() + 996.0 * (tail_z / t).exp()).ln()
-        }).collect();
+        let lse: Vec<f64> = temps
+            .iter()
+            .map(|&t| {
+                let t = t as f64;
+                (z.iter().map(|v| (v / t).exp()).sum::<f64>() + 996.0 * (tail_z / t).exp()).ln()
+            })
+            .collect();
         let log_tail: Vec<f32> = temps.iter().zip(&lse).map(|(&t, l)| ((996.0f64).ln() + tail_z / t as f64 - l) as f32).collect();
         let lse32: Vec<f32> = lse.iter().map(|&l| l as f32).collect();
         let z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
@@ -560,7 +561,10 @@ mod tests {
         }
         assert!(r2.prob(0, 0, 1.0) > 0.8);
         // the same row as format 1 breaks both (this is what format 2 fixes)
-        let worst = (0..3).flat_map(|ti| (0..4).map(move |j| (j, ti))).map(|(j, ti)| ((r1.logit(j) as f64 / temps[ti] as f64 - lse[ti]).exp() - truth(j, ti)).abs() / truth(j, ti)).fold(0.0, f64::max);
+        let worst = (0..3)
+            .flat_map(|ti| (0..4).map(move |j| (j, ti)))
+            .map(|(j, ti)| ((r1.logit(j) as f64 / temps[ti] as f64 - lse[ti]).exp() - truth(j, ti)).abs() / truth(j, ti))
+            .fold(0.0, f64::max);
         assert!(worst > 4e-3, "format 1 would already be precise here ({worst})");
         // a format-1 batch extended into a format-2 one keeps its logits
         let mut mixed = RowBatch::new(&spec);

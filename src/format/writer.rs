@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::{Encoding, MANIFEST, Manifest, PARTIAL, ShardInfo, Signature, Stats, xxh3_hex};
-use crate::fsio::{file_xxh3, tmp_path, write_atomic};
 use crate::format::rows::{RowBatch, RowSpec};
 use crate::format::{kds, parquet};
+use crate::fsio::{file_xxh3, tmp_path, write_atomic};
 
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -91,11 +91,16 @@ pub enum Existing {
 fn same_layout(a: &Manifest, b: &Manifest) -> Option<String> {
     if a.signature != b.signature {
         let (x, y) = (&a.signature, &b.signature);
-        let diff: Vec<String> = [("teacher", &x.teacher, &y.teacher), ("dataset", &x.dataset, &y.dataset), ("classes", &x.classes, &y.classes), ("augmentation", &x.augmentation, &y.augmentation)]
-            .iter()
-            .filter(|(_, p, q)| p != q)
-            .map(|(n, p, q)| format!("{n} {p} vs {q}"))
-            .collect();
+        let diff: Vec<String> = [
+            ("teacher", &x.teacher, &y.teacher),
+            ("dataset", &x.dataset, &y.dataset),
+            ("classes", &x.classes, &y.classes),
+            ("augmentation", &x.augmentation, &y.augmentation),
+        ]
+        .iter()
+        .filter(|(_, p, q)| p != q)
+        .map(|(n, p, q)| format!("{n} {p} vs {q}"))
+        .collect();
         return Some(format!("another signature: {}", diff.join(", ")));
     }
     if a.format_version != b.format_version {
@@ -104,8 +109,16 @@ fn same_layout(a: &Manifest, b: &Manifest) -> Option<String> {
     if a.spec() != b.spec() || a.encoding != b.encoding || a.block_rows != b.block_rows || a.part != b.part {
         return Some(format!(
             "layout C={} K={} T={:?} {:?} {} vs C={} K={} T={:?} {:?} {}",
-            a.classes, a.top_k, a.temperatures, a.encoding, a.logit_dtype.name(),
-            b.classes, b.top_k, b.temperatures, b.encoding, b.logit_dtype.name()
+            a.classes,
+            a.top_k,
+            a.temperatures,
+            a.encoding,
+            a.logit_dtype.name(),
+            b.classes,
+            b.top_k,
+            b.temperatures,
+            b.encoding,
+            b.logit_dtype.name()
         ));
     }
     None
@@ -187,7 +200,10 @@ impl CacheWriter {
                     } // else: a damaged shard; start over (stats cannot be split per shard)
                 }
                 Some(p) if !opts.overwrite => {
-                    return Err(Error::Exists { path: dir.into(), why: format!("a partial build of another cache: {}", same_layout(&p.manifest, &manifest).unwrap_or_default()) });
+                    return Err(Error::Exists {
+                        path: dir.into(),
+                        why: format!("a partial build of another cache: {}", same_layout(&p.manifest, &manifest).unwrap_or_default()),
+                    });
                 }
                 _ => {}
             }

@@ -77,7 +77,16 @@ pub fn dump(reader: &CacheReader, range: std::ops::Range<u64>, as_json: bool, ra
         writeln!(
             out,
             "  format v{} {:?}, {} rows in {} shards ({} bytes), C = {}, K = {}, {} logits, T = {:?}, tail samples {}",
-            m.format_version, m.encoding, m.rows, m.shards.len(), s["bytes"], m.classes, m.top_k, m.logit_dtype.name(), temps, m.tail_samples
+            m.format_version,
+            m.encoding,
+            m.rows,
+            m.shards.len(),
+            s["bytes"],
+            m.classes,
+            m.top_k,
+            m.logit_dtype.name(),
+            temps,
+            m.tail_samples
         )
         .map_err(io)?;
         writeln!(out, "  teacher {}  dataset {}", m.signature.teacher, m.signature.dataset).map_err(io)?;

@@ -67,10 +67,19 @@ pub fn report(dir: &Path, runs: &[PathBuf], out: &Path) -> Result<Report> {
     charts.push((
         "confidence".into(),
         format!("Teacher confidence: top-1 probability at T = {}", temps[0]),
-        bar_svg("teacher top-1 probability (fraction of rows)", &(0..20).map(|i| format!("{:.2}", i as f64 / 20.0)).collect::<Vec<_>>(), &conf_hist.map(|c| c / nf)),
+        bar_svg(
+            "teacher top-1 probability (fraction of rows)",
+            &(0..20).map(|i| format!("{:.2}", i as f64 / 20.0)).collect::<Vec<_>>(),
+            &conf_hist.map(|c| c / nf),
+        ),
     ));
-    let series: Vec<(String, Vec<(f64, f64)>)> = (0..nt).map(|ti| (format!("T={}", temps[ti]), (0..k).map(|j| ((j + 1) as f64, cum[ti][j] / nf)).collect())).collect();
-    charts.push(("rank_mass".into(), "Rank–mass curve: mean teacher probability captured by the top K".into(), line_svg("mean cumulative teacher probability", "K", &series)));
+    let series: Vec<(String, Vec<(f64, f64)>)> =
+        (0..nt).map(|ti| (format!("T={}", temps[ti]), (0..k).map(|j| ((j + 1) as f64, cum[ti][j] / nf)).collect())).collect();
+    charts.push((
+        "rank_mass".into(),
+        "Rank–mass curve: mean teacher probability captured by the top K".into(),
+        line_svg("mean cumulative teacher probability", "K", &series),
+    ));
     charts.push((
         "tail_mass".into(),
         format!("Tail mass outside the top-{k} (log10, T = {})", temps[0]),
@@ -80,18 +89,28 @@ pub fn report(dir: &Path, runs: &[PathBuf], out: &Path) -> Result<Report> {
         let mut top: Vec<(usize, f64)> = m.stats.class_prior.iter().copied().enumerate().collect();
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
         top.truncate(30);
-        charts.push(("prior".into(), "Teacher class prior: the 30 most probable classes".into(), bar_svg("mean teacher probability", &top.iter().map(|t| t.0.to_string()).collect::<Vec<_>>(), &top.iter().map(|t| t.1).collect::<Vec<_>>())));
+        charts.push((
+            "prior".into(),
+            "Teacher class prior: the 30 most probable classes".into(),
+            bar_svg("mean teacher probability", &top.iter().map(|t| t.0.to_string()).collect::<Vec<_>>(), &top.iter().map(|t| t.1).collect::<Vec<_>>()),
+        ));
     }
     if agree_bins.iter().any(|b| b.0 > 0.0) {
         let acc: Vec<(f64, f64)> = agree_bins.iter().enumerate().filter(|(_, b)| b.0 > 0.0).map(|(i, b)| ((i as f64 + 0.5) / 10.0, b.1 / b.0)).collect();
         let diag: Vec<(f64, f64)> = vec![(0.0, 0.0), (1.0, 1.0)];
-        charts.push(("agreement".into(), "Agreement with labels by teacher confidence".into(), line_svg("fraction where teacher top-1 = label", "teacher top-1 probability", &[("teacher".into(), acc), ("calibrated".into(), diag)])));
+        charts.push((
+            "agreement".into(),
+            "Agreement with labels by teacher confidence".into(),
+            line_svg("fraction where teacher top-1 = label", "teacher top-1 probability", &[("teacher".into(), acc), ("calibrated".into(), diag)]),
+        ));
     }
     if !runs.is_empty() {
         charts.push(("training".into(), "Training curves".into(), training_curves_svg(runs)?));
     }
     std::fs::create_dir_all(out).ctx(out)?;
-    let mut html = String::from("<!doctype html><html><head><meta charset=\"utf-8\"><title>kdcache report</title><style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}figure{display:inline-block;margin:1em 1em 1em 0;vertical-align:top}</style></head><body>");
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kdcache report</title><style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}figure{display:inline-block;margin:1em 1em 1em 0;vertical-align:top}</style></head><body>",
+    );
     let _ = write!(html, "<h1>kdcache report</h1><p><code>{}</code></p><table>", esc(&dir.display().to_string()));
     let agree = m.stats.top1_agreement.map(|a| format!("{a:.4}")).unwrap_or("n/a".into());
     for (key, val) in [

@@ -69,7 +69,13 @@ impl Ticks {
             _ => (1.0, k + 1),
         };
         if integer && k <= 0 {
-            (m, k) = if k < 0 || m < 2.0 { (1.0, 0) } else if m == 2.5 { (2.0, 0) } else { (m, 0) };
+            (m, k) = if k < 0 || m < 2.0 {
+                (1.0, 0)
+            } else if m == 2.5 {
+                (2.0, 0)
+            } else {
+                (m, 0)
+            };
         }
         let step = m * 10f64.powi(k);
         // a data value within a hair of a multiple of the step sits on that tick, not one further out
@@ -121,7 +127,16 @@ pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(St
     let sx = |x: f64| pad + (x - xmin) / (xmax - xmin) * w;
     let sy = |y: f64| 30.0 + h - (y - ymin) / (ymax - ymin) * h;
     for fy in yt.values() {
-        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##, pad - 4.0, sy(fy) + 3.0, yt.label(fy), pad + w, sy(fy), sy(fy));
+        let _ = write!(
+            svg,
+            r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{}" y2="{}" stroke="#ddd"/>"##,
+            pad - 4.0,
+            sy(fy) + 3.0,
+            yt.label(fy),
+            pad + w,
+            sy(fy),
+            sy(fy)
+        );
     }
     for (i, fx) in xt.values().enumerate() {
         // the last label ends at the plot's edge
@@ -156,7 +171,9 @@ pub fn training_curves_svg(runs: &[PathBuf]) -> Result<String> {
         return Err(Error::invalid("no runs to plot"));
     }
     let series: Vec<Series> = runs.iter().map(|r| read_run(r)).collect::<Result<_>>()?;
-    let mut svg = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg" width="960" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#);
+    let mut svg = String::from(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="960" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#,
+    );
     panel(&mut svg, 0.0, "training loss", "step", &series.iter().map(|s| (s.name.clone(), s.loss.as_slice())).collect::<Vec<_>>());
     panel(&mut svg, 480.0, "held-out top-1 (full softmax)", "step", &series.iter().map(|s| (s.name.clone(), s.top1.as_slice())).collect::<Vec<_>>());
     svg.push_str("</svg>\n");
@@ -165,7 +182,9 @@ pub fn training_curves_svg(runs: &[PathBuf]) -> Result<String> {
 
 /// A one-panel line chart as an SVG document (480×380).
 pub fn line_svg(title: &str, xlabel: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
-    let mut svg = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#);
+    let mut svg = String::from(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#,
+    );
     panel(&mut svg, 0.0, title, xlabel, &series.iter().map(|(n, v)| (n.clone(), v.as_slice())).collect::<Vec<_>>());
     svg.push_str("</svg>\n");
     svg
@@ -174,7 +193,9 @@ pub fn line_svg(title: &str, xlabel: &str, series: &[(String, Vec<(f64, f64)>)])
 /// A bar chart as an SVG document (480×380); `labels[i]` under bar i.
 pub fn bar_svg(title: &str, labels: &[String], values: &[f64]) -> String {
     let (w, h, pad) = (420.0, 300.0, 50.0);
-    let mut svg = String::from(r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#);
+    let mut svg = String::from(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="480" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#,
+    );
     let _ = write!(svg, r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{title}</text>"#, w / 2.0 + pad / 2.0);
     let _ = write!(svg, r##"<rect x="{pad}" y="30" width="{w}" height="{h}" fill="none" stroke="#444"/>"##);
     // bars stand on 0: the axis runs from 0 to the first tick at or above the tallest bar
@@ -185,14 +206,34 @@ pub fn bar_svg(title: &str, labels: &[String], values: &[f64]) -> String {
     let bw = w / n;
     for v in yt.values() {
         let y = 30.0 + h - h * v / max;
-        let _ = write!(svg, r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/>"##, pad - 4.0, y + 3.0, yt.label(v), pad + w);
+        let _ = write!(
+            svg,
+            r##"<text x="{}" y="{}" text-anchor="end" font-size="10">{}</text><line x1="{pad}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/>"##,
+            pad - 4.0,
+            y + 3.0,
+            yt.label(v),
+            pad + w
+        );
     }
     let every = (values.len() / 10).max(1);
     for (i, &v) in values.iter().enumerate() {
         let bh = h * v / max;
-        let _ = write!(svg, r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#1f77b4"/>"##, pad + i as f64 * bw + 0.5, 30.0 + h - bh, (bw - 1.0).max(0.5), bh);
+        let _ = write!(
+            svg,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#1f77b4"/>"##,
+            pad + i as f64 * bw + 0.5,
+            30.0 + h - bh,
+            (bw - 1.0).max(0.5),
+            bh
+        );
         if i % every == 0 {
-            let _ = write!(svg, r#"<text x="{:.1}" y="{}" text-anchor="middle" font-size="9">{}</text>"#, pad + (i as f64 + 0.5) * bw, 30.0 + h + 12.0, labels.get(i).map(String::as_str).unwrap_or(""));
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{}" text-anchor="middle" font-size="9">{}</text>"#,
+                pad + (i as f64 + 0.5) * bw,
+                30.0 + h + 12.0,
+                labels.get(i).map(String::as_str).unwrap_or("")
+            );
         }
     }
     svg.push_str("</svg>\n");
@@ -228,7 +269,6 @@ pub fn svg_to_png(svg: &str, scale: f32) -> Result<(Vec<u8>, bool)> {
     let png = pixmap.encode_png().map_err(|e| Error::Internal(format!("PNG encoding: {e}")))?;
     Ok((png, has_font))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -435,7 +435,13 @@ mod tests {
             }
         }
         // rows 0, 3, …: no label; 1, 4, …: label = rank 0; 2, 5, …: a label outside the ranks
-        let label = (0..b).map(|i| match i % 3 { 0 => -1, 1 => idx[i * k], _ => (0..c as i64).find(|j| !idx[i * k..(i + 1) * k].contains(j)).unwrap() }).collect();
+        let label = (0..b)
+            .map(|i| match i % 3 {
+                0 => -1,
+                1 => idx[i * k],
+                _ => (0..c as i64).find(|j| !idx[i * k..(i + 1) * k].contains(j)).unwrap(),
+            })
+            .collect();
         (idx, p, label)
     }
 

@@ -176,7 +176,8 @@ fn rank_batch(mut z: Tensor, b0: usize, k: usize, temps: &[f32], m: usize, nan: 
     let packed = Tensor::f_cat(&[vals, idx.f_view_dtype(Kind::Float)?, lse, tail, first_bad.f_unsqueeze(1)?, finite.f_unsqueeze(1)?], 1)?;
     let packed: Vec<f32> = to_vec(&packed)?;
     let w = 2 * k + 2 * t + 2;
-    let mut out = Ranked { first: b0, keep: Vec::with_capacity(b), idx: vec![], logit: vec![], lse: vec![], log_tail: vec![], tail: vec![], prior: to_vec(&prior)? };
+    let mut out =
+        Ranked { first: b0, keep: Vec::with_capacity(b), idx: vec![], logit: vec![], lse: vec![], log_tail: vec![], tail: vec![], prior: to_vec(&prior)? };
     for (r, row) in packed.chunks_exact(w).enumerate() {
         let keep = row[w - 1] != 0.0;
         if !keep && nan == NanPolicy::Fail {
@@ -225,9 +226,9 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     };
     // probe: the teacher must accept a data row and give logits [B, C]
     let mut buf = vec![];
-    let probe = teacher.forward(&rows_tensor(&ds, 0..1, &mut buf, o.device)?).map_err(|e| {
-        Error::invalid(format!("the teacher rejected data row 0 (features of shape {:?}): {e}", ds.feature_shape()))
-    })?;
+    let probe = teacher
+        .forward(&rows_tensor(&ds, 0..1, &mut buf, o.device)?)
+        .map_err(|e| Error::invalid(format!("the teacher rejected data row 0 (features of shape {:?}): {e}", ds.feature_shape())))?;
     if probe.dim() != 2 || probe.size()[0] != 1 {
         return Err(Error::invalid(format!("the teacher's output has shape {:?}; expected logits [B, C]", probe.size())));
     }

@@ -291,10 +291,12 @@ fn topk_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Resu
     let (b, k) = (tg.b, tg.k);
     let mut col_of = std::collections::HashMap::new();
     let mut cols: Vec<i64> = vec![];
-    let mut col = |j: i64| *col_of.entry(j).or_insert_with(|| {
-        cols.push(j);
-        cols.len() as i64 - 1
-    });
+    let mut col = |j: i64| {
+        *col_of.entry(j).or_insert_with(|| {
+            cols.push(j);
+            cols.len() as i64 - 1
+        })
+    };
     let mut pos_col = Vec::with_capacity(b * (k + 1));
     let mut pos_t = Vec::with_capacity(b * (k + 1));
     let mut label_col = vec![-1i64; b];
@@ -352,7 +354,8 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
     let i_own = up.ints(&own, &[b, sl]);
     let i_lw = up.floats(plan.logw.iter().copied(), &[n]);
     // slot targets; an active label slot outside the top-K carries the spread tail's fill
-    let pos_t: Vec<f64> = (0..plan.pos_t.len()).map(|at| if at % plan.slots == plan.slots - 1 && plan.active[at] { fill[at / plan.slots] } else { plan.pos_t[at] }).collect();
+    let pos_t: Vec<f64> =
+        (0..plan.pos_t.len()).map(|at| if at % plan.slots == plan.slots - 1 && plan.active[at] { fill[at / plan.slots] } else { plan.pos_t[at] }).collect();
     let i_pt = up.floats(pos_t, &[b, sl]);
     // masked entries get a large finite negative (not −inf: a row whose every column is masked must
     // still have a finite log-sum-exp and gradient)
@@ -428,7 +431,8 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
     let ce = match i_ce {
         Some((r, sl_t)) => {
             // CE at T = 1 over the same classes
-            let lse1 = Tensor::f_stack(&[s_pos.f_add(act)?.f_logsumexp([1i64], false)?, own_mask(s_col.f_add(&logw)?)?.f_logsumexp([1i64], false)?], 1)?.f_logsumexp([1i64], false)?;
+            let lse1 = Tensor::f_stack(&[s_pos.f_add(act)?.f_logsumexp([1i64], false)?, own_mask(s_col.f_add(&logw)?)?.f_logsumexp([1i64], false)?], 1)?
+                .f_logsumexp([1i64], false)?;
             let picked = s_pos.f_index_select(0, &t[r])?.f_gather(1, &t[sl_t], false)?.f_squeeze_dim(1)?;
             Some(lse1.f_index_select(0, &t[r])?.f_sub(&picked)?.f_mean(Kind::Float)?)
         }

@@ -24,8 +24,8 @@ use tch::{Device, Tensor};
 
 use crate::data::source::Dataset;
 use crate::error::{Error, IoContext, Result};
-use crate::fsio::write_atomic;
 use crate::format::{CacheReader, Manifest, Order, RowBatch};
+use crate::fsio::write_atomic;
 use crate::sample::DisConfig;
 use dis::DisState;
 use loss::{Estimator, LossConfig, Targets};
@@ -72,8 +72,8 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
-pub use crate::run::Summary;
 use crate::run::MetricsLine;
+pub use crate::run::Summary;
 
 fn gather(ds: &Dataset, rows: &[u64], device: Device) -> Result<Tensor> {
     let per: usize = ds.feature_shape().iter().product();
@@ -250,9 +250,10 @@ fn validate(o: &TrainOptions) -> Result<Inputs> {
     let reader = Arc::new(CacheReader::open(&o.cache)?);
     let man = reader.manifest().clone();
     let classes = man.classes as usize;
-    let ti = man.temperatures.iter().position(|&t| (t as f64 - o.temperature).abs() < 1e-6).ok_or_else(|| {
-        Error::invalid(format!("--temperature {} is not in the cache (it holds {:?}); pick one of those", o.temperature, man.temperatures))
-    })?;
+    let ti =
+        man.temperatures.iter().position(|&t| (t as f64 - o.temperature).abs() < 1e-6).ok_or_else(|| {
+            Error::invalid(format!("--temperature {} is not in the cache (it holds {:?}); pick one of those", o.temperature, man.temperatures))
+        })?;
     if o.loss == Estimator::Dis {
         o.dis.validate(classes).map_err(Error::invalid)?;
     }
@@ -270,7 +271,11 @@ fn validate(o: &TrainOptions) -> Result<Inputs> {
     // the cache must belong to the data
     let ds = Dataset::open(&o.data, o.labels.as_deref(), "train")?;
     if man.examples != ds.len() as u64 {
-        return Err(Error::Mismatch { what: "example count".into(), cache: man.examples.to_string(), given: format!("{} rows in {}", ds.len(), ds.source.display()) });
+        return Err(Error::Mismatch {
+            what: "example count".into(),
+            cache: man.examples.to_string(),
+            given: format!("{} rows in {}", ds.len(), ds.source.display()),
+        });
     }
     if ds.check_signature(&man.signature.dataset)? == crate::data::source::Binding::RowsOnly && o.progress {
         eprintln!("note: {} binds no dataset (imported without --data): its rows are matched to {} by position only", o.cache.display(), ds.source.display());
@@ -537,7 +542,8 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
                     return Err(Error::Internal(format!("the loss became {value} by step {}; lower --lr or --head-lr", st.step)));
                 }
                 last_loss = Some(value);
-                let line = MetricsLine { step: st.step, epoch: st.epoch, loss: Some(value), step_ms: Some(ms), head_rows: Some(out.computed_rows as f64), eval: None };
+                let line =
+                    MetricsLine { step: st.step, epoch: st.epoch, loss: Some(value), step_ms: Some(ms), head_rows: Some(out.computed_rows as f64), eval: None };
                 writeln!(metrics, "{}", serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?).ctx(&metrics_path)?;
             }
             bar.inc(1, &last_loss.map(|l| format!(", loss {l:.4}")).unwrap_or_default());
@@ -636,7 +642,9 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
     let views = data
         .iter()
         .map(|(n, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).map(|v| (n.clone(), v)).map_err(|e| Error::Internal(e.to_string()))
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::Internal(e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Internal(e.to_string()))?;

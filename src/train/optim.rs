@@ -75,12 +75,7 @@ pub struct RowOptimizer {
 
 impl RowOptimizer {
     pub fn new(cfg: OptConfig, table: &Tensor) -> Result<Self> {
-        Ok(RowOptimizer {
-            cfg,
-            m: table.f_zeros_like()?,
-            v: table.f_zeros_like()?,
-            t: Tensor::f_zeros([table.size()[0]], (Kind::Double, table.device()))?,
-        })
+        Ok(RowOptimizer { cfg, m: table.f_zeros_like()?, v: table.f_zeros_like()?, t: Tensor::f_zeros([table.size()[0]], (Kind::Double, table.device()))? })
     }
 
     /// Updates rows `rows` (unique, i64) of `table` with their gradient `g` [n, D]; returns the sum of
@@ -123,8 +118,16 @@ impl RowOptimizer {
     /// Whether the host loop applies: every tensor a contiguous CPU f32 table [R, D] (t: f64 [R]).
     fn host_ok(&self, table: &Tensor, g: &Tensor) -> bool {
         let cpu_f32 = |x: &Tensor| x.device() == tch::Device::Cpu && x.kind() == Kind::Float && x.is_contiguous();
-        cpu_f32(table) && cpu_f32(&self.m) && cpu_f32(&self.v) && g.device() == tch::Device::Cpu && g.kind() == Kind::Float
-            && self.t.kind() == Kind::Double && self.t.is_contiguous() && table.dim() == 2 && g.dim() == 2 && g.size()[1] == table.size()[1]
+        cpu_f32(table)
+            && cpu_f32(&self.m)
+            && cpu_f32(&self.v)
+            && g.device() == tch::Device::Cpu
+            && g.kind() == Kind::Float
+            && self.t.kind() == Kind::Double
+            && self.t.is_contiguous()
+            && table.dim() == 2
+            && g.dim() == 2
+            && g.size()[1] == table.size()[1]
     }
 
     /// The same rule as [`update`], in one pass over each row's memory on the CPU (rayon over rows): the
@@ -146,54 +149,58 @@ impl RowOptimizer {
         // SAFETY: the four tensors are contiguous CPU buffers of the checked shapes ([r, d] f32, [r]
         // f64, g [n, d] f32) that live for this call; `rows` are unique (the callers pass a set), so
         // each task touches disjoint rows.
-        let (wp, mp, vp, tp, gp) = (table.data_ptr() as usize, self.m.data_ptr() as usize, self.v.data_ptr() as usize, self.t.data_ptr() as usize, g.data_ptr() as usize);
+        let (wp, mp, vp, tp, gp) =
+            (table.data_ptr() as usize, self.m.data_ptr() as usize, self.v.data_ptr() as usize, self.t.data_ptr() as usize, g.data_ptr() as usize);
         let cfg = self.cfg;
         // rows in fixed chunks, partial sums added in chunk order: the same bits whatever the threads do
         const CHUNK: usize = 64;
-        let partials: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK)).into_par_iter().map(|ci| {
-            let mut acc = vec![0f64; d];
-            for i in ci * CHUNK..(ci * CHUNK + CHUNK).min(n) {
-                let row = rows.map_or(i, |x| x[i] as usize);
-                let (w, m, v, gr, t) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut((wp as *mut f32).add(row * d), d),
-                        std::slice::from_raw_parts_mut((mp as *mut f32).add(row * d), d),
-                        std::slice::from_raw_parts_mut((vp as *mut f32).add(row * d), d),
-                        std::slice::from_raw_parts((gp as *const f32).add(i * d), d),
-                        &mut *((tp as *mut f64).add(row)),
-                    )
-                };
-                *t += 1.0;
-                for (a, &x) in acc.iter_mut().zip(w.iter()) {
-                    *a -= x as f64;
-                }
-                match cfg.kind {
-                    OptKind::Sgd => {
-                        let (mu, lr) = (cfg.momentum as f32, cfg.lr as f32);
-                        for j in 0..d {
-                            m[j] = mu * m[j] + gr[j];
-                            w[j] -= lr * m[j];
+        let partials: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|ci| {
+                let mut acc = vec![0f64; d];
+                for i in ci * CHUNK..(ci * CHUNK + CHUNK).min(n) {
+                    let row = rows.map_or(i, |x| x[i] as usize);
+                    let (w, m, v, gr, t) = unsafe {
+                        (
+                            std::slice::from_raw_parts_mut((wp as *mut f32).add(row * d), d),
+                            std::slice::from_raw_parts_mut((mp as *mut f32).add(row * d), d),
+                            std::slice::from_raw_parts_mut((vp as *mut f32).add(row * d), d),
+                            std::slice::from_raw_parts((gp as *const f32).add(i * d), d),
+                            &mut *((tp as *mut f64).add(row)),
+                        )
+                    };
+                    *t += 1.0;
+                    for (a, &x) in acc.iter_mut().zip(w.iter()) {
+                        *a -= x as f64;
+                    }
+                    match cfg.kind {
+                        OptKind::Sgd => {
+                            let (mu, lr) = (cfg.momentum as f32, cfg.lr as f32);
+                            for j in 0..d {
+                                m[j] = mu * m[j] + gr[j];
+                                w[j] -= lr * m[j];
+                            }
+                        }
+                        OptKind::Adam => {
+                            let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
+                            let bc1 = 1.0 - cfg.beta1.powf(*t as f32 as f64) as f32;
+                            let bc2 = 1.0 - cfg.beta2.powf(*t as f32 as f64) as f32;
+                            let (step, eps) = (cfg.lr as f32 / bc1, cfg.eps as f32);
+                            for j in 0..d {
+                                let gj = gr[j];
+                                m[j] = gj + b1 * (m[j] - gj);
+                                v[j] = gj * gj + b2 * (v[j] - gj * gj);
+                                w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
+                            }
                         }
                     }
-                    OptKind::Adam => {
-                        let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
-                        let bc1 = 1.0 - cfg.beta1.powf(*t as f32 as f64) as f32;
-                        let bc2 = 1.0 - cfg.beta2.powf(*t as f32 as f64) as f32;
-                        let (step, eps) = (cfg.lr as f32 / bc1, cfg.eps as f32);
-                        for j in 0..d {
-                            let gj = gr[j];
-                            m[j] = gj + b1 * (m[j] - gj);
-                            v[j] = gj * gj + b2 * (v[j] - gj * gj);
-                            w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
-                        }
+                    for (a, &x) in acc.iter_mut().zip(w.iter()) {
+                        *a += x as f64;
                     }
                 }
-                for (a, &x) in acc.iter_mut().zip(w.iter()) {
-                    *a += x as f64;
-                }
-            }
-            acc
-        }).collect();
+                acc
+            })
+            .collect();
         let mut delta = vec![0f64; d];
         for p in &partials {
             delta.iter_mut().zip(p).for_each(|(x, y)| *x += y);

@@ -24,7 +24,10 @@ pub struct Student {
 /// Parses `mlp:256` or `mlp:512,256` into hidden sizes.
 pub fn parse_mlp(spec: &str) -> Result<Vec<i64>> {
     let dims = spec.strip_prefix("mlp:").ok_or_else(|| Error::invalid(format!("student {spec:?}: use mlp:H[,H…] or --student-ts")))?;
-    let v: Vec<i64> = dims.split(',').map(|d| d.trim().parse::<i64>().ok().filter(|&x| x > 0)).collect::<Option<_>>()
+    let v: Vec<i64> = dims
+        .split(',')
+        .map(|d| d.trim().parse::<i64>().ok().filter(|&x| x > 0))
+        .collect::<Option<_>>()
         .ok_or_else(|| Error::invalid(format!("student {spec:?}: hidden sizes must be positive integers")))?;
     if v.is_empty() {
         return Err(Error::invalid("student needs at least one hidden layer"));

@@ -46,15 +46,7 @@ pub fn random_rows(spec: &RowSpec, n: usize, seed: u64) -> (RowBatch, Vec<f64>) 
 }
 
 /// Writes `batch` as a complete cache in `dir` (which must not hold one).
-pub fn write_cache(
-    dir: &Path,
-    spec: &RowSpec,
-    encoding: Encoding,
-    block_rows: usize,
-    shard_rows: usize,
-    batch: &RowBatch,
-    prior: Option<&[f64]>,
-) -> Manifest {
+pub fn write_cache(dir: &Path, spec: &RowSpec, encoding: Encoding, block_rows: usize, shard_rows: usize, batch: &RowBatch, prior: Option<&[f64]>) -> Manifest {
     let opts = WriterOptions { encoding, block_rows, shard_rows, overwrite: false };
     let sig = Signature { teacher: "test-teacher".into(), dataset: "test-data".into(), classes: format!("C={}", spec.classes), augmentation: "none".into() };
     let mut w = CacheWriter::create(dir, spec, sig, opts, None).expect("create cache");

@@ -53,11 +53,8 @@ fn corpus_regression() {
     let exp = corpus_expectations();
     assert!(exp.len() >= 20, "the corpus README lists only {} entries", exp.len());
     // every entry on disk is listed, and every listed entry exists
-    let mut on_disk: Vec<String> = std::fs::read_dir(corpus_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .filter(|n| n != "README.md")
-        .collect();
+    let mut on_disk: Vec<String> =
+        std::fs::read_dir(corpus_dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n != "README.md").collect();
     on_disk.sort();
     let mut listed: Vec<String> = exp.iter().map(|e| e.entry.clone()).collect();
     listed.sort();
@@ -145,7 +142,13 @@ fn write_corpus() {
         b[r.start + r.len() / 2] ^= 0x01;
     });
     rehash(&d);
-    add("kds-flipped-chunk-byte/", "cache", "Corrupt", &["shard-00000.kds", "block 0, column topk_logit", "checksum mismatch"], "one bit of a compressed column chunk flipped; manifest rehashed, so the chunk checksum must catch it");
+    add(
+        "kds-flipped-chunk-byte/",
+        "cache",
+        "Corrupt",
+        &["shard-00000.kds", "block 0, column topk_logit", "checksum mismatch"],
+        "one bit of a compressed column chunk flipped; manifest rehashed, so the chunk checksum must catch it",
+    );
 
     let d = cache("kds-flipped-chunk-byte-manifest-stale", Encoding::Kds, &none);
     modify(&d.join("shard-00001.kds"), |b| {
@@ -153,7 +156,13 @@ fn write_corpus() {
         let r = lay.chunks()[0].2.clone();
         b[r.start + 1] ^= 0x01;
     });
-    add("kds-flipped-chunk-byte-manifest-stale/", "cache", "Corrupt", &["shard-00001.kds", "checksum"], "a chunk byte flipped, manifest untouched: verify's whole-file checksum catches it");
+    add(
+        "kds-flipped-chunk-byte-manifest-stale/",
+        "cache",
+        "Corrupt",
+        &["shard-00001.kds", "checksum"],
+        "a chunk byte flipped, manifest untouched: verify's whole-file checksum catches it",
+    );
 
     let d = cache("kds-flipped-header-byte", Encoding::Kds, &none);
     modify(&d.join("shard-00000.kds"), |b| {
@@ -194,7 +203,13 @@ fn write_corpus() {
 
     let d = cache("manifest-shards-gap", Encoding::Kds, &none);
     edit_manifest(&d, |m| m["shards"][1]["first_row"] = json!(17));
-    add("manifest-shards-gap/", "cache", "Corrupt", &["manifest.json", "starts at row 17, expected 16"], "shard 1 starts at row 17: the shards do not tile the rows");
+    add(
+        "manifest-shards-gap/",
+        "cache",
+        "Corrupt",
+        &["manifest.json", "starts at row 17, expected 16"],
+        "shard 1 starts at row 17: the shards do not tile the rows",
+    );
 
     let d = cache("manifest-dotdot-name", Encoding::Kds, &none);
     edit_manifest(&d, |m| m["shards"][0]["file"] = json!("../x"));
@@ -211,10 +226,22 @@ fn write_corpus() {
         v.into_iter().for_each(|x| l.push(x));
         b.topk_logit = l;
     });
-    add("row-unsorted-logits/", "cache", "Corrupt", &["shard-00000.kds", "cache row 5", "ranks not sorted"], "row 5's top-K logits are not in descending order (written through the writer)");
+    add(
+        "row-unsorted-logits/",
+        "cache",
+        "Corrupt",
+        &["shard-00000.kds", "cache row 5", "ranks not sorted"],
+        "row 5's top-K logits are not in descending order (written through the writer)",
+    );
 
     cache("row-repeated-id", Encoding::Parquet, &|b| b.topk_idx[18 * 4 + 3] = b.topk_idx[18 * 4]);
-    add("row-repeated-id/", "cache", "Corrupt", &["shard-00001.parquet", "cache row 18", "appears twice"], "row 18 names one class twice in topk_idx (Parquet)");
+    add(
+        "row-repeated-id/",
+        "cache",
+        "Corrupt",
+        &["shard-00001.parquet", "cache row 18", "appears twice"],
+        "row 18 names one class twice in topk_idx (Parquet)",
+    );
 
     let d = cache("parquet-truncated", Encoding::Parquet, &none);
     modify(&d.join("shard-00000.parquet"), |b| b.truncate(b.len() / 2));
@@ -227,7 +254,13 @@ fn write_corpus() {
 
     let d = cache("parquet-flipped-byte", Encoding::Parquet, &none);
     modify(&d.join("shard-00000.parquet"), |b| b[100] ^= 0x08);
-    add("parquet-flipped-byte/", "cache", "Corrupt", &["shard-00000.parquet", "checksum"], "a data byte flipped, manifest untouched: verify's whole-file checksum catches it");
+    add(
+        "parquet-flipped-byte/",
+        "cache",
+        "Corrupt",
+        &["shard-00000.parquet", "checksum"],
+        "a data byte flipped, manifest untouched: verify's whole-file checksum catches it",
+    );
 
     // npy files
     let z: Vec<f32> = (0..12).map(|x| x as f32 / 4.0).collect();

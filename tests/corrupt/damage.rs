@@ -28,7 +28,14 @@ pub fn base(enc: Encoding) -> (tempfile::TempDir, RowBatch) {
     base_with(enc, LogitDtype::F16, ROWS, BLOCK_ROWS, SHARD_ROWS, |_| {})
 }
 
-pub fn base_with(enc: Encoding, dtype: LogitDtype, rows: usize, block: usize, shard: usize, damage: impl FnOnce(&mut RowBatch)) -> (tempfile::TempDir, RowBatch) {
+pub fn base_with(
+    enc: Encoding,
+    dtype: LogitDtype,
+    rows: usize,
+    block: usize,
+    shard: usize,
+    damage: impl FnOnce(&mut RowBatch),
+) -> (tempfile::TempDir, RowBatch) {
     let t = tempfile::tempdir().unwrap();
     let s = spec(dtype);
     let (mut b, prior) = random_rows(&s, rows, 7);

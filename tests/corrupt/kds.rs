@@ -21,7 +21,11 @@ fn flipped_chunk_byte_fails_its_checksum() {
     for (bi, ci, r) in lay.chunks() {
         for pos in [r.start, r.start + r.len() / 2, r.end - 1] {
             let case = format!("kds shard 1 block {bi} column {} byte {pos} flipped", names[ci]);
-            let want = Expect::err(ErrorKind::Corrupt).at(Stage::Verify).naming(["shard-00001.kds", &format!("block {bi}, column {}", names[ci]), "checksum mismatch"]);
+            let want = Expect::err(ErrorKind::Corrupt).at(Stage::Verify).naming([
+                "shard-00001.kds",
+                &format!("block {bi}, column {}", names[ci]),
+                "checksum mismatch",
+            ]);
             let (d, _) = check(t.path(), &case, true, shard_bytes(1, |b| b[pos] ^= 0x01), &want);
             // reading the rows fails the same way
             let r = CacheReader::open(d.path()).unwrap();
@@ -40,37 +44,65 @@ fn flipped_chunk_byte_fails_its_checksum() {
 fn consistent_lies_in_the_footer_are_caught() {
     let (t, _) = base(Encoding::Kds);
     let cases: Vec<(&str, Stage, JsonEdit)> = vec![
-        ("raw_len off by one", Stage::Open, Box::new(|f| {
-            let v = f["blocks"][0]["columns"][3]["raw_len"].as_u64().unwrap();
-            f["blocks"][0]["columns"][3]["raw_len"] = json!(v + 1);
-        })),
+        (
+            "raw_len off by one",
+            Stage::Open,
+            Box::new(|f| {
+                let v = f["blocks"][0]["columns"][3]["raw_len"].as_u64().unwrap();
+                f["blocks"][0]["columns"][3]["raw_len"] = json!(v + 1);
+            }),
+        ),
         ("block of 0 rows", Stage::Open, Box::new(|f| f["blocks"][1]["rows"] = json!(0))),
         ("block larger than block_rows", Stage::Open, Box::new(|f| f["blocks"][0]["rows"] = json!(65))),
-        ("a block dropped", Stage::Open, Box::new(|f| {
-            f["blocks"].as_array_mut().unwrap().pop();
-        })),
-        ("chunk offset moved", Stage::Open, Box::new(|f| {
-            let v = f["blocks"][0]["columns"][1]["offset"].as_u64().unwrap();
-            f["blocks"][0]["columns"][1]["offset"] = json!(v + 1);
-        })),
-        ("chunk length grown", Stage::Open, Box::new(|f| {
-            let v = f["blocks"][1]["columns"][6]["len"].as_u64().unwrap();
-            f["blocks"][1]["columns"][6]["len"] = json!(v + 1);
-        })),
-        ("chunks swapped", Stage::Open, Box::new(|f| {
-            let cols = f["blocks"][0]["columns"].as_array_mut().unwrap();
-            cols.swap(0, 1);
-        })),
-        ("a column missing", Stage::Open, Box::new(|f| {
-            f["blocks"][0]["columns"].as_array_mut().unwrap().pop();
-        })),
+        (
+            "a block dropped",
+            Stage::Open,
+            Box::new(|f| {
+                f["blocks"].as_array_mut().unwrap().pop();
+            }),
+        ),
+        (
+            "chunk offset moved",
+            Stage::Open,
+            Box::new(|f| {
+                let v = f["blocks"][0]["columns"][1]["offset"].as_u64().unwrap();
+                f["blocks"][0]["columns"][1]["offset"] = json!(v + 1);
+            }),
+        ),
+        (
+            "chunk length grown",
+            Stage::Open,
+            Box::new(|f| {
+                let v = f["blocks"][1]["columns"][6]["len"].as_u64().unwrap();
+                f["blocks"][1]["columns"][6]["len"] = json!(v + 1);
+            }),
+        ),
+        (
+            "chunks swapped",
+            Stage::Open,
+            Box::new(|f| {
+                let cols = f["blocks"][0]["columns"].as_array_mut().unwrap();
+                cols.swap(0, 1);
+            }),
+        ),
+        (
+            "a column missing",
+            Stage::Open,
+            Box::new(|f| {
+                f["blocks"][0]["columns"].as_array_mut().unwrap().pop();
+            }),
+        ),
         ("huge offset", Stage::Open, Box::new(|f| f["blocks"][0]["columns"][0]["offset"] = json!(u64::MAX))),
         ("huge length", Stage::Open, Box::new(|f| f["blocks"][0]["columns"][0]["len"] = json!(u64::MAX))),
         ("not a footer", Stage::Open, Box::new(|f| *f = json!({"blocks": "no"}))),
-        ("wrong chunk checksum", Stage::Verify, Box::new(|f| {
-            let v = f["blocks"][1]["columns"][4]["xxh3"].as_u64().unwrap();
-            f["blocks"][1]["columns"][4]["xxh3"] = json!(v ^ 1);
-        })),
+        (
+            "wrong chunk checksum",
+            Stage::Verify,
+            Box::new(|f| {
+                let v = f["blocks"][1]["columns"][4]["xxh3"].as_u64().unwrap();
+                f["blocks"][1]["columns"][4]["xxh3"] = json!(v ^ 1);
+            }),
+        ),
     ];
     for (name, stage, edit) in &cases {
         let want = Expect::err(ErrorKind::Corrupt).at(*stage).naming(["shard-00000.kds"]);
@@ -132,26 +164,46 @@ fn header_and_version_bytes() {
         ("version 2", ErrorKind::Version, Box::new(|b| b[4..8].copy_from_slice(&2u32.to_le_bytes()))),
         ("version 0", ErrorKind::Corrupt, Box::new(|b| b[4..8].copy_from_slice(&0u32.to_le_bytes()))),
         ("header length huge", ErrorKind::Corrupt, Box::new(|b| b[8..16].copy_from_slice(&u64::MAX.to_le_bytes()))),
-        ("header length beyond the file", ErrorKind::Corrupt, Box::new(|b| {
-            let n = b.len() as u64;
-            b[8..16].copy_from_slice(&n.to_le_bytes())
-        })),
-        ("header length short by one", ErrorKind::Corrupt, Box::new(|b| {
-            let h = u64::from_le_bytes(b[8..16].try_into().unwrap());
-            b[8..16].copy_from_slice(&(h - 1).to_le_bytes())
-        })),
-        ("header says f32", ErrorKind::Corrupt, Box::new(|b| {
-            let i = b.windows(5).position(|w| w == b"\"f16\"").unwrap();
-            b[i + 2..i + 4].copy_from_slice(b"32");
-        })),
-        ("header says k=9", ErrorKind::Corrupt, Box::new(|b| {
-            let i = b.windows(5).position(|w| w == b"\"k\":8").unwrap();
-            b[i + 4] = b'9';
-        })),
-        ("header column renamed", ErrorKind::Corrupt, Box::new(|b| {
-            let i = b.windows(5).position(|w| w == b"\"lse\"").unwrap();
-            b[i + 1] = b'L';
-        })),
+        (
+            "header length beyond the file",
+            ErrorKind::Corrupt,
+            Box::new(|b| {
+                let n = b.len() as u64;
+                b[8..16].copy_from_slice(&n.to_le_bytes())
+            }),
+        ),
+        (
+            "header length short by one",
+            ErrorKind::Corrupt,
+            Box::new(|b| {
+                let h = u64::from_le_bytes(b[8..16].try_into().unwrap());
+                b[8..16].copy_from_slice(&(h - 1).to_le_bytes())
+            }),
+        ),
+        (
+            "header says f32",
+            ErrorKind::Corrupt,
+            Box::new(|b| {
+                let i = b.windows(5).position(|w| w == b"\"f16\"").unwrap();
+                b[i + 2..i + 4].copy_from_slice(b"32");
+            }),
+        ),
+        (
+            "header says k=9",
+            ErrorKind::Corrupt,
+            Box::new(|b| {
+                let i = b.windows(5).position(|w| w == b"\"k\":8").unwrap();
+                b[i + 4] = b'9';
+            }),
+        ),
+        (
+            "header column renamed",
+            ErrorKind::Corrupt,
+            Box::new(|b| {
+                let i = b.windows(5).position(|w| w == b"\"lse\"").unwrap();
+                b[i + 1] = b'L';
+            }),
+        ),
         ("header not UTF-8", ErrorKind::Corrupt, Box::new(|b| b[17] = 0xff)),
     ];
     for (name, kind, f) in &cases {

@@ -16,9 +16,15 @@ fn versions_and_garbage() {
         ("format_version 0", ErrorKind::Corrupt, set("format_version", json!(0))),
         ("format_version -1", ErrorKind::Corrupt, set("format_version", json!(-1))),
         ("format_version \"1\"", ErrorKind::Corrupt, set("format_version", json!("1"))),
-        ("format_version missing", ErrorKind::Corrupt, Box::new(|d: &Path| edit_manifest(d, |m| {
-            m.as_object_mut().unwrap().remove("format_version");
-        }))),
+        (
+            "format_version missing",
+            ErrorKind::Corrupt,
+            Box::new(|d: &Path| {
+                edit_manifest(d, |m| {
+                    m.as_object_mut().unwrap().remove("format_version");
+                })
+            }),
+        ),
         ("format is not kdcache", ErrorKind::Corrupt, set("format", json!("kdcachf"))),
         ("empty manifest", ErrorKind::Corrupt, raw(b"")),
         ("not JSON", ErrorKind::Corrupt, raw(b"{\"format\": \"kdcache\", ")),
@@ -29,9 +35,15 @@ fn versions_and_garbage() {
         ("no temperatures", ErrorKind::Corrupt, set("temperatures", json!([]))),
         ("negative temperature", ErrorKind::Corrupt, set("temperatures", json!([1.0, -2.0]))),
         ("block_rows 0", ErrorKind::Corrupt, set("block_rows", json!(0))),
-        ("class_prior of the wrong length", ErrorKind::Corrupt, Box::new(|d: &Path| edit_manifest(d, |m| {
-            m["stats"]["class_prior"].as_array_mut().unwrap().pop();
-        }))),
+        (
+            "class_prior of the wrong length",
+            ErrorKind::Corrupt,
+            Box::new(|d: &Path| {
+                edit_manifest(d, |m| {
+                    m["stats"]["class_prior"].as_array_mut().unwrap().pop();
+                })
+            }),
+        ),
         ("shards not a list", ErrorKind::Corrupt, set("shards", json!({}))),
     ];
     for (name, kind, f) in &cases {
@@ -48,21 +60,33 @@ fn checksums_and_sizes() {
     for enc in ENCODINGS {
         let (t, _) = base(enc);
         let cases: Vec<(&str, Option<Stage>, JsonEdit)> = vec![
-            ("wrong xxh3", Some(Stage::Verify), Box::new(|m| {
-                let h = u64::from_str_radix(m["shards"][1]["xxh3"].as_str().unwrap(), 16).unwrap();
-                m["shards"][1]["xxh3"] = json!(format!("{:016x}", h ^ 1));
-            })),
+            (
+                "wrong xxh3",
+                Some(Stage::Verify),
+                Box::new(|m| {
+                    let h = u64::from_str_radix(m["shards"][1]["xxh3"].as_str().unwrap(), 16).unwrap();
+                    m["shards"][1]["xxh3"] = json!(format!("{:016x}", h ^ 1));
+                }),
+            ),
             // the schema wants lower case; either open or verify may refuse it
-            ("xxh3 in upper case", None, Box::new(|m| {
-                let h = m["shards"][1]["xxh3"].as_str().unwrap().to_uppercase();
-                m["shards"][1]["xxh3"] = json!(if h.chars().any(|c| c.is_ascii_alphabetic()) { h } else { "A".repeat(16) });
-            })),
+            (
+                "xxh3 in upper case",
+                None,
+                Box::new(|m| {
+                    let h = m["shards"][1]["xxh3"].as_str().unwrap().to_uppercase();
+                    m["shards"][1]["xxh3"] = json!(if h.chars().any(|c| c.is_ascii_alphabetic()) { h } else { "A".repeat(16) });
+                }),
+            ),
             ("xxh3 not hex", Some(Stage::Open), Box::new(|m| m["shards"][1]["xxh3"] = json!("zzzzzzzzzzzzzzzz"))),
             ("xxh3 too short", Some(Stage::Open), Box::new(|m| m["shards"][1]["xxh3"] = json!("0123"))),
-            ("bytes + 1", Some(Stage::Verify), Box::new(|m| {
-                let b = m["shards"][1]["bytes"].as_u64().unwrap();
-                m["shards"][1]["bytes"] = json!(b + 1);
-            })),
+            (
+                "bytes + 1",
+                Some(Stage::Verify),
+                Box::new(|m| {
+                    let b = m["shards"][1]["bytes"].as_u64().unwrap();
+                    m["shards"][1]["bytes"] = json!(b + 1);
+                }),
+            ),
             ("bytes 0", Some(Stage::Verify), Box::new(|m| m["shards"][1]["bytes"] = json!(0))),
         ];
         for (name, stage, f) in &cases {
@@ -87,25 +111,37 @@ fn shards_must_tile_the_rows() {
             ("rows more than the shards", Box::new(move |m| m["rows"] = add(&m["rows"], 1))),
             ("rows fewer than the shards", Box::new(move |m| m["rows"] = add(&m["rows"], -1))),
             ("shards out of order", Box::new(|m| m["shards"].as_array_mut().unwrap().swap(0, 1))),
-            ("an empty shard", Box::new(|m| {
-                let mut s = m["shards"][2].clone();
-                s["first_row"] = json!(300);
-                s["rows"] = json!(0);
-                m["shards"].as_array_mut().unwrap().push(s);
-            })),
-            ("a shard dropped", Box::new(|m| {
-                m["shards"].as_array_mut().unwrap().pop();
-            })),
+            (
+                "an empty shard",
+                Box::new(|m| {
+                    let mut s = m["shards"][2].clone();
+                    s["first_row"] = json!(300);
+                    s["rows"] = json!(0);
+                    m["shards"].as_array_mut().unwrap().push(s);
+                }),
+            ),
+            (
+                "a shard dropped",
+                Box::new(|m| {
+                    m["shards"].as_array_mut().unwrap().pop();
+                }),
+            ),
             // tiles 0..300, but the shards hold other row counts than the manifest says
-            ("rows moved between shards", Box::new(move |m| {
-                m["shards"][0]["rows"] = add(&m["shards"][0]["rows"], -1);
-                m["shards"][1]["first_row"] = add(&m["shards"][1]["first_row"], -1);
-                m["shards"][1]["rows"] = add(&m["shards"][1]["rows"], 1);
-            })),
-            ("row count overflows", Box::new(|m| {
-                m["shards"][2]["rows"] = json!(u64::MAX);
-                m["rows"] = json!(u64::MAX);
-            })),
+            (
+                "rows moved between shards",
+                Box::new(move |m| {
+                    m["shards"][0]["rows"] = add(&m["shards"][0]["rows"], -1);
+                    m["shards"][1]["first_row"] = add(&m["shards"][1]["first_row"], -1);
+                    m["shards"][1]["rows"] = add(&m["shards"][1]["rows"], 1);
+                }),
+            ),
+            (
+                "row count overflows",
+                Box::new(|m| {
+                    m["shards"][2]["rows"] = json!(u64::MAX);
+                    m["rows"] = json!(u64::MAX);
+                }),
+            ),
         ];
         let want = Expect::err(ErrorKind::Corrupt).at(Stage::Open);
         for (name, f) in &cases {
@@ -119,7 +155,8 @@ fn file_names_stay_in_the_directory() {
     let (t, _) = base(Encoding::Kds);
     // a real file outside the cache directory, which a path-traversing reader would open
     let outside = t.path().parent().unwrap().join(format!("x-{}", std::process::id()));
-    let names = ["../x", "..", ".", "../shard-00000.kds", "sub/shard-00000.kds", "/etc/passwd", "", ".hidden", "a\\b", "shard-00000.kds\0", "shärd.kds", "x y.kds"];
+    let names =
+        ["../x", "..", ".", "../shard-00000.kds", "sub/shard-00000.kds", "/etc/passwd", "", ".hidden", "a\\b", "shard-00000.kds\0", "shärd.kds", "x y.kds"];
     let want = Expect::err(ErrorKind::Corrupt).at(Stage::Open).naming(["bad file name"]);
     for name in names {
         check(t.path(), &format!("file name {name:?}"), false, manifest_json(|m| m["shards"][0]["file"] = json!(name)), &want);

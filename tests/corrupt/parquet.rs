@@ -125,26 +125,41 @@ fn footer_damage() {
     let n = b.len();
     let meta_len = u32::from_le_bytes(b[n - 8..n - 4].try_into().unwrap()) as usize;
     let cases: Vec<(String, BytesEdit)> = vec![
-        ("end magic".into(), Box::new(|b: &mut Vec<u8>| {
-            let n = b.len();
-            b[n - 1] = b'X'
-        })),
-        ("metadata length huge".into(), Box::new(|b: &mut Vec<u8>| {
-            let n = b.len();
-            b[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes())
-        })),
-        ("metadata length 0".into(), Box::new(|b: &mut Vec<u8>| {
-            let n = b.len();
-            b[n - 8..n - 4].copy_from_slice(&0u32.to_le_bytes())
-        })),
-        ("metadata length + 1".into(), Box::new(move |b: &mut Vec<u8>| {
-            let n = b.len();
-            b[n - 8..n - 4].copy_from_slice(&(meta_len as u32 + 1).to_le_bytes())
-        })),
-        ("metadata zeroed".into(), Box::new(move |b: &mut Vec<u8>| {
-            let n = b.len();
-            b[n - 8 - meta_len..n - 8].fill(0)
-        })),
+        (
+            "end magic".into(),
+            Box::new(|b: &mut Vec<u8>| {
+                let n = b.len();
+                b[n - 1] = b'X'
+            }),
+        ),
+        (
+            "metadata length huge".into(),
+            Box::new(|b: &mut Vec<u8>| {
+                let n = b.len();
+                b[n - 8..n - 4].copy_from_slice(&u32::MAX.to_le_bytes())
+            }),
+        ),
+        (
+            "metadata length 0".into(),
+            Box::new(|b: &mut Vec<u8>| {
+                let n = b.len();
+                b[n - 8..n - 4].copy_from_slice(&0u32.to_le_bytes())
+            }),
+        ),
+        (
+            "metadata length + 1".into(),
+            Box::new(move |b: &mut Vec<u8>| {
+                let n = b.len();
+                b[n - 8..n - 4].copy_from_slice(&(meta_len as u32 + 1).to_le_bytes())
+            }),
+        ),
+        (
+            "metadata zeroed".into(),
+            Box::new(move |b: &mut Vec<u8>| {
+                let n = b.len();
+                b[n - 8 - meta_len..n - 8].fill(0)
+            }),
+        ),
     ];
     let want = Expect::err(ErrorKind::Corrupt).at(Stage::Open).naming(["shard-00000.parquet"]);
     for (name, f) in &cases {
@@ -188,7 +203,9 @@ fn wrong_schema() {
         }
     };
     let fields = |sc: &Schema| -> Vec<Field> { sc.fields().iter().map(|f| f.as_ref().clone()).collect() };
-    let rename = |from: &'static str, to: &'static str| move |sc: &Schema| Schema::new(fields(sc).into_iter().map(|f| if f.name() == from { f.with_name(to) } else { f }).collect::<Vec<Field>>());
+    let rename = |from: &'static str, to: &'static str| {
+        move |sc: &Schema| Schema::new(fields(sc).into_iter().map(|f| if f.name() == from { f.with_name(to) } else { f }).collect::<Vec<Field>>())
+    };
     let same = |c: Vec<ArrayRef>| c;
     // sanity: the doctoring itself (identity) gives a readable shard
     let d = copy_of(t.path());
@@ -246,8 +263,10 @@ fn wrong_schema() {
 
     // a kds shard where a Parquet one should be, and the other way round
     let (k, _) = base(Encoding::Kds);
-    let put = |src: std::path::PathBuf| move |dir: &Path| {
-        std::fs::copy(src, shard(dir, 0)).unwrap();
+    let put = |src: std::path::PathBuf| {
+        move |dir: &Path| {
+            std::fs::copy(src, shard(dir, 0)).unwrap();
+        }
     };
     check(t.path(), "kds bytes in a .parquet file", true, put(shard(k.path(), 0)), &want);
     check(k.path(), "parquet bytes in a .kds file", true, put(shard(t.path(), 0)), &want);

@@ -40,7 +40,11 @@ fn bad_rows_are_named_by_verify() {
     for enc in ENCODINGS {
         for (name, row, damage, what) in &cases {
             let (t, _) = base_with(enc, LogitDtype::F16, ROWS, BLOCK_ROWS, SHARD_ROWS, |b| damage(b, *row));
-            let want = Expect::err(ErrorKind::Corrupt).at(Stage::Verify).naming([format!("cache row {row}"), what.to_string(), format!("shard-0000{}", row / SHARD_ROWS)]);
+            let want = Expect::err(ErrorKind::Corrupt).at(Stage::Verify).naming([
+                format!("cache row {row}"),
+                what.to_string(),
+                format!("shard-0000{}", row / SHARD_ROWS),
+            ]);
             expect_err(t.path(), &want, &format!("{enc:?}: {name} in row {row}"));
         }
     }

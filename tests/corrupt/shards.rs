@@ -12,7 +12,14 @@ fn truncated_shards() {
         let mut cuts = vec![0, 1, 8, 15, 16, 39, len / 2, len - 100, len - 30, len - 24, len - 20, len - 8, len - 4, len - 1];
         if enc == Encoding::Kds {
             let lay = KdsLayout::of(&std::fs::read(shard(t.path(), 1)).unwrap());
-            cuts.extend([lay.header.start + 3, lay.header.end - 1, lay.header.end + 5, lay.footer.start, (lay.footer.start + lay.footer.end) / 2, lay.footer.end - 1]);
+            cuts.extend([
+                lay.header.start + 3,
+                lay.header.end - 1,
+                lay.header.end + 5,
+                lay.footer.start,
+                (lay.footer.start + lay.footer.end) / 2,
+                lay.footer.end - 1,
+            ]);
         }
         let want = Expect::err(ErrorKind::Corrupt).at(Stage::Open).naming(["shard-00001"]);
         for cut in cuts {
@@ -54,7 +61,13 @@ fn missing_files() {
     for enc in ENCODINGS {
         let (t, _) = base(enc);
         for i in 0..3 {
-            let (_, e) = check(t.path(), &format!("{enc:?}: shard {i} missing"), false, |d: &Path| std::fs::remove_file(shard(d, i)).unwrap(), &io_at_open(&[&format!("shard-0000{i}")]));
+            let (_, e) = check(
+                t.path(),
+                &format!("{enc:?}: shard {i} missing"),
+                false,
+                |d: &Path| std::fs::remove_file(shard(d, i)).unwrap(),
+                &io_at_open(&[&format!("shard-0000{i}")]),
+            );
             assert!(e.is_bad_input());
         }
         // the shard replaced by a directory
@@ -93,9 +106,12 @@ fn spec_mismatch_between_manifest_and_shards() {
             ("one temperature", Box::new(|m| m["temperatures"] = json!([1.0]))),
             ("tail samples", Box::new(|m| m["tail_samples"] = json!(3))),
             ("aug_dim", Box::new(|m| m["aug_dim"] = json!(2))),
-            ("other encoding", Box::new(|m| {
-                m["encoding"] = json!(if m["encoding"] == "kds" { "parquet" } else { "kds" });
-            })),
+            (
+                "other encoding",
+                Box::new(|m| {
+                    m["encoding"] = json!(if m["encoding"] == "kds" { "parquet" } else { "kds" });
+                }),
+            ),
         ];
         // Parquet: list sizes (K, T) are only caught when a block is decoded, see
         // parquet::open_checks_list_sizes
