@@ -52,17 +52,9 @@ pub fn rows(spec: &RowSpec, n: usize, seed: u64) -> (RowBatch, Vec<f64>) {
     for i in 0..n {
         let z: Vec<f32> = (0..c).map(|_| next() * 8.0 - 4.0).collect();
         let r = kdcache::rank::rank_row(&z, spec.k, &spec.temperatures, Some(&mut prior)).unwrap();
-        b.row.push(i as u64);
-        b.view.push(0);
-        b.label.push((i % c) as i64);
-        b.topk_idx.extend_from_slice(&r.idx);
-        r.logit.iter().for_each(|&x| b.topk_logit.push(x));
-        b.lse.extend_from_slice(&r.lse);
-        b.log_tail.extend_from_slice(&r.log_tail);
-        for j in 0..spec.tail_samples {
-            b.tail_idx.push(((i * 7 + j * 3) % c) as u32);
-            b.tail_cnt.push((j % 3) as u32);
-        }
+        let tail_idx: Vec<u32> = (0..spec.tail_samples).map(|j| ((i * 7 + j * 3) % c) as u32).collect();
+        let tail_cnt: Vec<u32> = (0..spec.tail_samples).map(|j| (j % 3) as u32).collect();
+        b.push_row(i as u64, 0, (i % c) as i64, &r.idx, &r.logit, &r.lse, &r.log_tail, Some((&tail_idx, &tail_cnt)));
         for _ in 0..spec.aug_dim {
             b.aug.push(next());
         }
