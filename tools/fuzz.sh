@@ -17,7 +17,12 @@ FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
 CARGO=${CARGO:-cargo}
 export RUSTC_BOOTSTRAP=1
 # each target writes its input to a scratch file: on tmpfs, not a disk (10-50x more executions per second)
-if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then export TMPDIR=/dev/shm; fi
+# (the targets' scratch directories outlive them: one directory for this run, removed at the end)
+if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  TMPDIR=$(mktemp -d /dev/shm/kdcache-fuzz-run.XXXXXX)
+  trap 'rm -rf "$TMPDIR"' EXIT
+  export TMPDIR
+fi
 # the instrumented build lives under fuzz/target/<triple>/ (apart from `make test`'s plain fuzz/target/debug);
 # other sanitizers under fuzz/target/sanitizer-<name>/<triple>/, so switching does not rebuild the other
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
