@@ -61,6 +61,9 @@ test: setup
 
 $(DATA)/synth.json: | setup
 	$(KD) synth --out $(DATA) --classes $(CLASSES) --train $(TRAIN_ROWS) --test $(TEST_ROWS)
+# synth writes the oracle teacher too (a pattern rule needs every prerequisite to have a rule)
+$(TEACHER): $(DATA)/synth.json
+	@test -f $@
 # one rule per split; the teacher's batch is picked from the device and the class count
 $(CACHE)/%/_manifest.json: $(DATA)/synth.json $(TEACHER)
 	$(KD) cache --teacher $(TEACHER) --data $(DATA) --split $* --out $(CACHE)/$* --top-k $(TOPK) --temperatures 1,2,4 --overwrite
