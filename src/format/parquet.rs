@@ -190,6 +190,106 @@ pub struct ParquetShard {
 /// The most footer bytes a shard may declare: its thrift metadata is parsed only below this bound.
 const MAX_FOOTER: u64 = 64 << 20;
 
+/// Walks thrift compact-protocol bytes (a Parquet footer) without building anything, and refuses a
+/// list, set or map that declares more elements than bytes remain (every element takes at least one),
+/// nesting deeper than 64, or a truncated value. The parquet crate's own skipping loops over a declared
+/// count without consuming bytes, so a 20-byte footer could keep it busy for seconds; after this walk the
+/// work of parsing is bounded by the footer's length.
+pub fn check_thrift_bounds(b: &[u8]) -> std::result::Result<(), String> {
+    struct R<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+    impl R<'_> {
+        fn byte(&mut self) -> std::result::Result<u8, String> {
+            let v = *self.b.get(self.i).ok_or("truncated thrift metadata")?;
+            self.i += 1;
+            Ok(v)
+        }
+        fn varint(&mut self) -> std::result::Result<u64, String> {
+            let mut v = 0u64;
+            for shift in (0..70).step_by(7) {
+                let x = self.byte()?;
+                v |= ((x & 0x7f) as u64) << shift.min(63);
+                if x & 0x80 == 0 {
+                    return Ok(v);
+                }
+            }
+            Err("a thrift varint longer than 10 bytes".into())
+        }
+        fn skip(&mut self, n: u64) -> std::result::Result<(), String> {
+            let n = usize::try_from(n).map_err(|_| "a thrift length beyond the metadata")?;
+            if n > self.b.len() - self.i {
+                return Err("a thrift length beyond the metadata".into());
+            }
+            self.i += n;
+            Ok(())
+        }
+        fn count(&mut self, n: u64, per: u64) -> std::result::Result<u64, String> {
+            if n.saturating_mul(per) > (self.b.len() - self.i) as u64 {
+                return Err(format!("a thrift collection declares {n} elements in {} bytes", self.b.len() - self.i));
+            }
+            Ok(n)
+        }
+        fn value(&mut self, t: u8, depth: u32, in_collection: bool) -> std::result::Result<(), String> {
+            if depth > 64 {
+                return Err("thrift metadata nested deeper than 64".into());
+            }
+            match t {
+                // a struct field's boolean lives in its type nibble; a collection's takes one byte
+                1 | 2 => {
+                    if in_collection {
+                        self.byte()?;
+                    }
+                }
+                3 => self.skip(1)?,
+                4..=6 => {
+                    self.varint()?;
+                }
+                7 => self.skip(8)?,
+                8 => {
+                    let n = self.varint()?;
+                    self.skip(n)?;
+                }
+                9 | 10 => {
+                    let h = self.byte()?;
+                    let n = if h >> 4 == 15 { self.varint()? } else { (h >> 4) as u64 };
+                    let n = self.count(n, 1)?;
+                    for _ in 0..n {
+                        self.value(h & 0x0f, depth + 1, true)?;
+                    }
+                }
+                11 => {
+                    let n = self.varint()?;
+                    if n > 0 {
+                        let kv = self.byte()?;
+                        let n = self.count(n, 2)?;
+                        for _ in 0..n {
+                            self.value(kv >> 4, depth + 1, true)?;
+                            self.value(kv & 0x0f, depth + 1, true)?;
+                        }
+                    }
+                }
+                12 => loop {
+                    let h = self.byte()?;
+                    if h == 0 {
+                        break;
+                    }
+                    if h >> 4 == 0 {
+                        self.varint()?; // a field id given in full
+                    }
+                    self.value(h & 0x0f, depth + 1, false)?;
+                },
+                13 => self.skip(16)?, // UUID
+                t => return Err(format!("unknown thrift type {t}")),
+            }
+            Ok(())
+        }
+    }
+    let mut r = R { b, i: 0 };
+    r.value(12, 0, false)
+}
+
 impl ParquetShard {
     /// Opens a shard of `rows` rows in blocks of at most `block_rows`, with no row-group hashes to check.
     pub fn open(path: &Path, spec: &RowSpec, rows: u64, block_rows: usize) -> Result<Self> {
@@ -216,6 +316,7 @@ impl ParquetShard {
         if &map[n - 4..] != b"PAR1" || footer + 8 > len || footer > MAX_FOOTER {
             return Err(bad(format!("no valid Parquet footer (declared {footer} bytes in a {len}-byte file)")));
         }
+        check_thrift_bounds(&map[n - 8 - footer as usize..n - 8]).map_err(|e| bad(format!("unreadable Parquet footer: {e}")))?;
         let data = bytes::Bytes::from_owner(map);
         let want = arrow_schema(spec);
         // read with our own schema: the file's embedded Arrow schema is not trusted

@@ -271,3 +271,19 @@ fn wrong_schema() {
     check(t.path(), "kds bytes in a .parquet file", true, put(shard(k.path(), 0)), &want);
     check(k.path(), "parquet bytes in a .kds file", true, put(shard(t.path(), 0)), &want);
 }
+
+/// Footers whose thrift declares a huge list of booleans: the parquet crate's skipping loops over the
+/// declared count (seconds for 20 bytes). The bounded walk refuses them at once, as Corrupt.
+#[test]
+fn footers_with_huge_thrift_lists_are_refused_fast() {
+    let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/parquet_shard");
+    let spec = RowSpec { classes: 50, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 2, aug_dim: 1, logit_dtype: kdcache::format::LogitDtype::F16 };
+    for name in ["slow-footer-bool-list", "timeout-found-footer-bool-list"] {
+        let t0 = std::time::Instant::now();
+        let e = kdcache::format::parquet::ParquetShard::open(&seeds.join(name), &spec, 40, 16).err().unwrap_or_else(|| panic!("{name}: accepted"));
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{name}: {e}");
+        assert!(t0.elapsed().as_millis() < 500, "{name}: refused only after {:?}", t0.elapsed());
+    }
+    // and a valid footer passes the walk
+    kdcache::format::parquet::ParquetShard::open(&seeds.join("valid-block16"), &spec, 40, 16).expect("a valid shard");
+}
