@@ -327,48 +327,18 @@ fn user_errors_exit_2() {
     let mut x = vec![0.25f32; 50 * 6];
     x[17 * 6 + 2] = f32::INFINITY;
     kdcache::data::npy::write(&t.path().join("x.npy"), kdcache::data::npy::NpyDtype::F32, &[50, 6], bytemuck::cast_slice(&x)).unwrap();
-    bad(&["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n")), "--top-k", "2"], "row 17");
-    let rep: serde_json::Value = serde_json::from_str(&ok(&[
-        "cache",
-        "--teacher",
-        "identity",
-        "--data",
-        p(&t.path().join("x.npy")),
-        "--out",
-        p(&t.path().join("n")),
-        "--top-k",
-        "2",
-        "--nan",
-        "skip",
-    ]))
-    .unwrap();
-    assert_eq!(rep["rows"], 49);
-    assert_eq!(rep["skipped_nonfinite"], 1);
-    // the same through the tensor path (tail samples are drawn by torch)
-    bad(
-        &["cache", "--teacher", "identity", "--data", p(&t.path().join("x.npy")), "--out", p(&t.path().join("n2")), "--top-k", "2", "--tail-samples", "2"],
-        "row 17, class 2",
-    );
-    let rep: serde_json::Value = serde_json::from_str(&ok(&[
-        "cache",
-        "--teacher",
-        "identity",
-        "--data",
-        p(&t.path().join("x.npy")),
-        "--out",
-        p(&t.path().join("n2")),
-        "--top-k",
-        "2",
-        "--tail-samples",
-        "2",
-        "--nan",
-        "skip",
-        "--batch-size",
-        "16",
-    ]))
-    .unwrap();
-    assert_eq!(rep["rows"], 49);
-    assert_eq!(rep["skipped_nonfinite"], 1);
+    // the CPU ranking path, and the tensor path (tail samples are drawn by torch): the same rules
+    for (out, extra) in [("n", &[][..]), ("n2", &["--tail-samples", "2"][..])] {
+        let x = p(&t.path().join("x.npy")).to_string();
+        let dir = p(&t.path().join(out)).to_string();
+        let mut args = vec!["cache", "--teacher", "identity", "--data", &x, "--out", &dir, "--top-k", "2"];
+        args.extend_from_slice(extra);
+        bad(&args, "row 17, class 2");
+        args.extend(["--nan", "skip", "--batch-size", "16"]);
+        let rep: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        assert_eq!(rep["rows"], 49, "{out}");
+        assert_eq!(rep["skipped_nonfinite"], 1, "{out}");
+    }
     let rows = rows_json(&t.path().join("n2"));
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 49);
