@@ -272,10 +272,11 @@ fn wrong_schema() {
     check(k.path(), "parquet bytes in a .kds file", true, put(shard(t.path(), 0)), &want);
 }
 
-/// Footers whose thrift declares a huge list of booleans: the parquet crate's skipping loops over the
-/// declared count (seconds for 20 bytes). The bounded walk refuses them at once, as Corrupt.
+/// Footers and page headers whose thrift declares a huge list of booleans: the parquet crate's skipping
+/// loops over the declared count (seconds for 20 bytes). The bounded walk refuses them at once, as Corrupt
+/// (a footer when the shard opens, a page header when its row group is read).
 #[test]
-fn footers_with_huge_thrift_lists_are_refused_fast() {
+fn thrift_with_huge_lists_is_refused_fast() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/parquet_shard");
     let spec = RowSpec { classes: 50, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 2, aug_dim: 1, logit_dtype: kdcache::format::LogitDtype::F16 };
     for name in ["slow-footer-bool-list", "timeout-found-footer-bool-list"] {
@@ -284,6 +285,15 @@ fn footers_with_huge_thrift_lists_are_refused_fast() {
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{name}: {e}");
         assert!(t0.elapsed().as_millis() < 500, "{name}: refused only after {:?}", t0.elapsed());
     }
+    let t0 = std::time::Instant::now();
+    let s = kdcache::format::parquet::ParquetShard::open(&seeds.join("slow-page-header-bool-list"), &spec, 40, 16).expect("its footer is valid");
+    let refused = (0..s.num_blocks()).filter_map(|b| s.read_block(b).err()).collect::<Vec<_>>();
+    assert!(!refused.is_empty(), "a hostile page header was read");
+    assert!(refused.iter().all(|e| e.kind() == ErrorKind::Corrupt), "{refused:?}");
+    assert!(t0.elapsed().as_millis() < 500, "page header refused only after {:?}", t0.elapsed());
     // and a valid footer passes the walk
-    kdcache::format::parquet::ParquetShard::open(&seeds.join("valid-block16"), &spec, 40, 16).expect("a valid shard");
+    let s = kdcache::format::parquet::ParquetShard::open(&seeds.join("valid-block16"), &spec, 40, 16).expect("a valid shard");
+    for b in 0..s.num_blocks() {
+        s.read_block(b).expect("valid pages");
+    }
 }
