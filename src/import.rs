@@ -2,7 +2,7 @@
 //! Streams the memory-mapped file in chunks, so a file larger than RAM imports. No libtorch needed.
 use std::path::PathBuf;
 
-use crate::data::npy::{Npy, NpyDtype};
+use crate::data::array::{ArrayDtype, MappedArray};
 use crate::error::{Error, Result};
 use crate::format::manifest::{Manifest, Signature};
 use crate::format::rows::{LogitDtype, RowBatch, RowSpec};
@@ -25,7 +25,7 @@ pub struct ImportOptions {
 const CHUNK: usize = 4096;
 
 pub fn import(o: &ImportOptions) -> Result<Manifest> {
-    let logits = Npy::open(&o.logits)?;
+    let logits = MappedArray::open_npy(&o.logits)?;
     if !logits.dtype.is_float() || logits.shape.len() != 2 {
         return Err(Error::invalid(format!(
             "{}: logits must be a float array (float32, float16 or float64) of shape [N, C], got {} {:?}",
@@ -34,7 +34,7 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
             logits.shape
         )));
     }
-    if logits.dtype == NpyDtype::F64 {
+    if logits.dtype == ArrayDtype::F64 {
         eprintln!("note: {}: float64 logits are ranked as float32", o.logits.display());
     }
     let (n, c) = (logits.shape[0], logits.shape[1]);
@@ -52,7 +52,7 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
     let labels: Option<Vec<i64>> = match (&ds, &o.labels) {
         (Some(ds), _) => ds.y.clone(),
         (None, Some(p)) => {
-            let l = Npy::open(p)?;
+            let l = MappedArray::open_npy(p)?;
             if l.dtype.is_float() || l.shape != [n] {
                 return Err(Error::invalid(format!(
                     "{}: labels must be an integer array of shape [{n}] (any width; -1 = unknown), got {} {:?}",

@@ -192,7 +192,7 @@ fn torchscript_teacher_and_backbone() {
     let cache = t.path().join("c");
     ok(&["cache", "--teacher", p(&fx.join("teacher.pt")), "--data", p(&fx.join("teacher_x.npy")), "--out", p(&cache), "--top-k", "5", "--temperatures", "1"]);
     // the cached top-5 are the logits PyTorch computed
-    let z = kdcache::data::npy::Npy::open(&fx.join("teacher_z.npy")).unwrap();
+    let z = kdcache::data::array::MappedArray::open_npy(&fx.join("teacher_z.npy")).unwrap();
     let mut zv = vec![];
     z.f32_rows(0..16, &mut zv);
     let rows = rows_json(&cache);
@@ -326,7 +326,7 @@ fn user_errors_exit_2() {
     // NaN teacher logits: reported by row, or skipped
     let mut x = vec![0.25f32; 50 * 6];
     x[17 * 6 + 2] = f32::INFINITY;
-    kdcache::data::npy::write(&t.path().join("x.npy"), kdcache::data::npy::NpyDtype::F32, &[50, 6], bytemuck::cast_slice(&x)).unwrap();
+    kdcache::data::array::write_npy(&t.path().join("x.npy"), kdcache::data::array::ArrayDtype::F32, &[50, 6], bytemuck::cast_slice(&x)).unwrap();
     // the CPU ranking path, and the tensor path (tail samples are drawn by torch): the same rules
     for (out, extra) in [("n", &[][..]), ("n2", &["--tail-samples", "2"][..])] {
         let x = p(&t.path().join("x.npy")).to_string();

@@ -1,14 +1,14 @@
 //! The inspection commands on real files through the real binary; these work with or without libtorch.
 mod cli_common;
 use cli_common::*;
-use kdcache::data::npy::{self, NpyDtype};
+use kdcache::data::array::{self, ArrayDtype};
 use std::io::Read;
 
 fn write_logits(dir: &std::path::Path, n: usize, c: usize, seed: u32) -> (Vec<f32>, Vec<i64>) {
     let z: Vec<f32> = (0..n * c).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 10000) as f32 / 700.0 - 5.0).collect();
     let y: Vec<i64> = (0..n as i64).map(|i| (i * 3) % c as i64).collect();
-    npy::write(&dir.join("z.npy"), NpyDtype::F32, &[n, c], bytemuck::cast_slice(&z)).unwrap();
-    npy::write(&dir.join("y.npy"), NpyDtype::I64, &[n], bytemuck::cast_slice(&y)).unwrap();
+    array::write_npy(&dir.join("z.npy"), ArrayDtype::F32, &[n, c], bytemuck::cast_slice(&z)).unwrap();
+    array::write_npy(&dir.join("y.npy"), ArrayDtype::I64, &[n], bytemuck::cast_slice(&y)).unwrap();
     (z, y)
 }
 
@@ -195,21 +195,21 @@ fn bad_inputs_give_one_error_and_exit_2() {
     // NaN logits: the row and class are named, nothing is published
     let mut v: Vec<f32> = vec![0.5; 50 * 10];
     v[23 * 10 + 4] = f32::NAN;
-    npy::write(&d.join("nan.npy"), NpyDtype::F32, &[50, 10], bytemuck::cast_slice(&v)).unwrap();
+    array::write_npy(&d.join("nan.npy"), ArrayDtype::F32, &[50, 10], bytemuck::cast_slice(&v)).unwrap();
     bad(&["import", "--logits", p(&d.join("nan.npy")), "--top-k", "3", "--out", p(&d.join("b"))], "row 23, class 4");
     assert!(!d.join("b/_manifest.json").exists());
     // wrong dtype and rank
-    npy::write(&d.join("i.npy"), NpyDtype::I64, &[5, 2], &[0u8; 80]).unwrap();
+    array::write_npy(&d.join("i.npy"), ArrayDtype::I64, &[5, 2], &[0u8; 80]).unwrap();
     bad(&["import", "--logits", p(&d.join("i.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "must be a float array");
     // missing things: each cause once, on one line (the helper checks both)
     bad(&["import", "--logits", p(&d.join("none.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "No such file");
     bad(&["dump", p(&d.join("nothing"))], "no such cache directory");
     bad(&["verify", p(d)], "not a kdcache cache");
     bad(&["compare", p(&d.join("nothing"))], "summary.json");
-    npy::write(&d.join("r1.npy"), NpyDtype::F32, &[8], &[0u8; 32]).unwrap();
+    array::write_npy(&d.join("r1.npy"), ArrayDtype::F32, &[8], &[0u8; 32]).unwrap();
     bad(&["import", "--logits", p(&d.join("r1.npy")), "--top-k", "1", "--out", p(&d.join("c"))], "shape [N, C]");
     // labels out of range
-    npy::write(&d.join("yb.npy"), NpyDtype::I64, &[50], bytemuck::cast_slice(&vec![99i64; 50])).unwrap();
+    array::write_npy(&d.join("yb.npy"), ArrayDtype::I64, &[50], bytemuck::cast_slice(&vec![99i64; 50])).unwrap();
     bad(&["import", "--logits", &z, "--labels", p(&d.join("yb.npy")), "--top-k", "2", "--out", p(&d.join("c"))], "label 99");
     // an output directory holding a different cache
     let out = d.join("cache");

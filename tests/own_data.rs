@@ -6,7 +6,7 @@
 #![cfg(feature = "torch")]
 mod cli_common;
 use cli_common::*;
-use kdcache::data::npy::{self, NpyDtype};
+use kdcache::data::array::{self, ArrayDtype};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 
@@ -26,12 +26,12 @@ fn mixture(dir: &Path, name: &str, n: usize, seed: u64, means: &[f64]) {
             x.push(means[c * D + j] + g);
         }
     }
-    npy::write(&dir.join(format!("{name}.npy")), NpyDtype::F64, &[n, D], bytemuck::cast_slice(&x)).unwrap();
-    npy::write(&dir.join(format!("{name}_labels.npy")), NpyDtype::I32, &[n], bytemuck::cast_slice(&y)).unwrap();
+    array::write_npy(&dir.join(format!("{name}.npy")), ArrayDtype::F64, &[n, D], bytemuck::cast_slice(&x)).unwrap();
+    array::write_npy(&dir.join(format!("{name}_labels.npy")), ArrayDtype::I32, &[n], bytemuck::cast_slice(&y)).unwrap();
 }
 
 fn read_f64(path: &Path) -> Vec<f64> {
-    let a = npy::Npy::open(path).unwrap();
+    let a = array::MappedArray::open_npy(path).unwrap();
     bytemuck::cast_slice::<u8, f64>(a.data()).to_vec()
 }
 
@@ -71,7 +71,7 @@ fn worked_example_on_plain_npy_arrays() {
     let x = read_f64(&dir.join("feats.npy"));
     let m = &means;
     let logits: Vec<f64> = x.chunks(D).flat_map(|r| (0..C).map(move |c| (0..D).map(|j| -(r[j] - m[c * D + j]).powi(2)).sum::<f64>() / 2.0)).collect();
-    npy::write(&dir.join("logits.npy"), NpyDtype::F64, &[4000, C], bytemuck::cast_slice(&logits)).unwrap();
+    array::write_npy(&dir.join("logits.npy"), ArrayDtype::F64, &[4000, C], bytemuck::cast_slice(&logits)).unwrap();
     ok(&["import", "--logits", &f("logits.npy"), "--data", &feats, "--labels", &labels, "--top-k", "8", "--out", &f("imported")]);
     // both caches name the same dataset (features and labels), so train accepts the same --data for both
     let sig = |c: &str| -> String {
@@ -131,7 +131,7 @@ fn worked_example_on_plain_npy_arrays() {
         (0..out).map(|o| b[o] + x.iter().zip(&w[o * x.len()..(o + 1) * x.len()]).map(|(a, b)| a * b).sum::<f32>()).collect()
     };
     let xt = read_f64(&dir.join("test.npy"));
-    let yt: Vec<i32> = bytemuck::cast_slice::<u8, i32>(npy::Npy::open(&dir.join("test_labels.npy")).unwrap().data()).to_vec();
+    let yt: Vec<i32> = bytemuck::cast_slice::<u8, i32>(array::MappedArray::open_npy(&dir.join("test_labels.npy")).unwrap().data()).to_vec();
     let mut right = 0;
     for (row, &label) in xt.chunks(D).zip(&yt) {
         let mut h: Vec<f32> = row.iter().map(|&v| v as f32).collect();

@@ -2,7 +2,7 @@
 //! gen_seeds [DIR]` (default fuzz/corpus, one subdirectory per target, which `cargo fuzz run` uses).
 use std::path::{Path, PathBuf};
 
-use kdcache::data::npy::{self, NpyDtype};
+use kdcache::data::array::{self, ArrayDtype};
 use kdcache::format::{CacheWriter, Encoding, Signature, WriterOptions};
 use kdcache_fuzz::{BLOCK_ROWS, ROWS, rows, spec};
 
@@ -45,18 +45,18 @@ fn main() {
     let h: Vec<u16> = (0..10).map(|x| 0x3c00 + x).collect();
     let l: Vec<i64> = (0..7).collect();
     let i: Vec<i32> = (0..8).collect();
-    let cases: Vec<(&str, NpyDtype, Vec<usize>, Vec<u8>)> = vec![
-        ("f32-2d.npy", NpyDtype::F32, vec![4, 6], bytemuck_f32(&f)),
-        ("f32-3d.npy", NpyDtype::F32, vec![2, 3, 4], bytemuck_f32(&f)),
-        ("f32-0d.npy", NpyDtype::F32, vec![], bytemuck_f32(&f[..1])),
-        ("f16-2d.npy", NpyDtype::F16, vec![2, 5], h.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        ("i64-1d.npy", NpyDtype::I64, vec![7], l.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        ("i32-3d.npy", NpyDtype::I32, vec![2, 2, 2], i.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        ("empty.npy", NpyDtype::F32, vec![0, 5], vec![]),
+    let cases: Vec<(&str, ArrayDtype, Vec<usize>, Vec<u8>)> = vec![
+        ("f32-2d.npy", ArrayDtype::F32, vec![4, 6], bytemuck_f32(&f)),
+        ("f32-3d.npy", ArrayDtype::F32, vec![2, 3, 4], bytemuck_f32(&f)),
+        ("f32-0d.npy", ArrayDtype::F32, vec![], bytemuck_f32(&f[..1])),
+        ("f16-2d.npy", ArrayDtype::F16, vec![2, 5], h.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ("i64-1d.npy", ArrayDtype::I64, vec![7], l.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ("i32-3d.npy", ArrayDtype::I32, vec![2, 2, 2], i.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ("empty.npy", ArrayDtype::F32, vec![0, 5], vec![]),
     ];
     for (name, dtype, shape, data) in cases {
         let p = tmp.path().join(name);
-        npy::write(&p, dtype, &shape, &data).unwrap();
+        array::write_npy(&p, dtype, &shape, &data).unwrap();
         put("npy", name, &std::fs::read(&p).unwrap());
     }
     // a version-2 header

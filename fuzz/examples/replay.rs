@@ -3,7 +3,7 @@
 //! reader's answer and how long it took (a panic propagates, as in the fuzz target).
 use std::time::Instant;
 
-use kdcache::data::npy::Npy;
+use kdcache::data::array::MappedArray;
 use kdcache::format::Manifest;
 use kdcache::format::kds::KdsShard;
 use kdcache::format::parquet::ParquetShard;
@@ -30,7 +30,7 @@ fn main() {
                 Ok(format!("{} row groups", s.num_blocks()))
             }),
             "manifest" => Manifest::load(path).map(|m| format!("{} rows in {} shards", m.rows, m.shards.len())),
-            "npy" => Npy::open(path).map(|a| format!("{:?} {:?}", a.dtype, a.shape)),
+            "npy" => MappedArray::open_npy(path).map(|a| format!("{:?} {:?}", a.dtype, a.shape)),
             other => panic!("unknown target {other}"),
         };
         let took = t.elapsed();

@@ -1,4 +1,4 @@
-//! Input data: `.npy` arrays (and, with the cache phase, other tensor formats and the synthetic generator).
-pub mod npy;
+//! Input data: mapped arrays (`.npy` files, safetensors tensors), datasets built from them, and the synthetic generator.
+pub mod array;
 pub mod source;
 pub mod synth;

@@ -2,11 +2,11 @@
 //! Features are memory-mapped, never loaded whole; row index = position in the file.
 use std::path::{Path, PathBuf};
 
-use crate::data::npy::{Npy, NpyDtype};
+use crate::data::array::{ArrayDtype, MappedArray};
 use crate::error::{Error, Result};
 
 pub struct Dataset {
-    pub x: Npy,
+    pub x: MappedArray,
     pub y: Option<Vec<i64>>,
     /// `xxh3:<features>[;labels:xxh3:<labels>]`: part of a cache's signature.
     pub fingerprint: String,
@@ -74,15 +74,15 @@ impl Dataset {
         };
         let is_st = xpath.extension().and_then(|e| e.to_str()) == Some("safetensors");
         let (x, y) = if is_st {
-            let x = Npy::open_safetensors(&xpath, "x")?;
-            let y = match Npy::open_safetensors(&xpath, "y") {
+            let x = MappedArray::open_safetensors(&xpath, "x")?;
+            let y = match MappedArray::open_safetensors(&xpath, "y") {
                 Ok(y) => Some(y),
                 Err(Error::Invalid(m)) if m.contains("no tensor") => None,
                 Err(e) => return Err(e),
             };
             (x, y)
         } else {
-            (Npy::open(&xpath)?, ypath.as_deref().map(Npy::open).transpose()?)
+            (MappedArray::open_npy(&xpath)?, ypath.as_deref().map(MappedArray::open_npy).transpose()?)
         };
         if !x.dtype.is_float() || x.shape.len() < 2 || x.shape[0] == 0 {
             return Err(Error::invalid(format!(
@@ -92,7 +92,7 @@ impl Dataset {
                 x.shape
             )));
         }
-        if x.dtype == NpyDtype::F64 {
+        if x.dtype == ArrayDtype::F64 {
             eprintln!("note: {}: float64 features are used as float32", xpath.display());
         }
         let n = x.shape[0];

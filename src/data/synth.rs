@@ -13,7 +13,7 @@ use rand_distr::{Distribution, Normal, Uniform};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::npy::{self, NpyDtype};
+use crate::data::array::{self, ArrayDtype};
 use crate::error::{Error, IoContext, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,8 +83,8 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
             .collect();
         let x: Vec<f32> = chunks.iter().flat_map(|c| c.0.iter().copied()).collect();
         let y: Vec<i64> = chunks.iter().flat_map(|c| c.1.iter().copied()).collect();
-        npy::write(&dir.join(format!("{split}_x.npy")), NpyDtype::F32, &[n, d], bytemuck::cast_slice(&x))?;
-        npy::write(&dir.join(format!("{split}_y.npy")), NpyDtype::I64, &[n], bytemuck::cast_slice(&y))?;
+        array::write_npy(&dir.join(format!("{split}_x.npy")), ArrayDtype::F32, &[n, d], bytemuck::cast_slice(&x))?;
+        array::write_npy(&dir.join(format!("{split}_y.npy")), ArrayDtype::I64, &[n], bytemuck::cast_slice(&y))?;
     }
     write_oracle(cfg, &centres, &dir.join("oracle.safetensors"))?;
     let meta = serde_json::to_vec_pretty(cfg).map_err(|e| Error::Internal(e.to_string()))?;

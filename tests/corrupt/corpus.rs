@@ -4,7 +4,7 @@
 //! `KDCACHE_WRITE_CORPUS=1 cargo test --no-default-features --test corrupt -- --ignored write_corpus`.
 use std::path::{Path, PathBuf};
 
-use kdcache::data::npy::{self, Npy, NpyDtype};
+use kdcache::data::array::{self, ArrayDtype, MappedArray};
 
 use crate::damage::*;
 
@@ -67,7 +67,7 @@ fn corpus_regression() {
         let case = format!("corpus {}", x.entry);
         let got: Outcome<()> = match x.check.as_str() {
             "cache" => outcome(&path, &case).map(|_| ()),
-            "npy" => no_panic(&case, || at_open(Npy::open(&path))).map(|_| ()),
+            "npy" => no_panic(&case, || at_open(MappedArray::open_npy(&path))).map(|_| ()),
             "manifest" => at_open(kdcache::format::Manifest::load(&path)).map(|_| ()),
             other => panic!("{case}: unknown check {other:?}"),
         };
@@ -265,7 +265,7 @@ fn write_corpus() {
     // npy files
     let z: Vec<f32> = (0..12).map(|x| x as f32 / 4.0).collect();
     let good = root.join("npy-tmp.npy");
-    npy::write(&good, NpyDtype::F32, &[3, 4], bytemuck::cast_slice(&z)).unwrap();
+    array::write_npy(&good, ArrayDtype::F32, &[3, 4], bytemuck::cast_slice(&z)).unwrap();
     let g = std::fs::read(&good).unwrap();
     std::fs::remove_file(&good).unwrap();
     let text = String::from_utf8_lossy(&g).to_string();
@@ -303,7 +303,7 @@ fn write_corpus() {
          `tests/corrupt/`. Each row below is parsed by that test: the entry, how it is checked, the\n\
          `kdcache::ErrorKind` expected (`Ok` for the controls), and substrings the error message must contain.\n\n\
          Checks: `cache` = `CacheReader::open`, then `verify(None)`, then reading every row; `npy` =\n\
-         `Npy::open`; `manifest` = `Manifest::load`. Caches are tiny: C = 20, K = 4, T = [1, 2], f16 logits,\n\
+         `MappedArray::open_npy`; `manifest` = `Manifest::load`. Caches are tiny: C = 20, K = 4, T = [1, 2], f16 logits,\n\
          24 rows in blocks of 8 and shards of 16 rows. `rehashed` means the manifest's sizes and checksums\n\
          were updated to match the damaged shard, so the shard's own structure and checksums must catch it.\n\n\
          Regenerate (after a deliberate format change only):\n\

@@ -220,7 +220,7 @@ impl Expect {
 /// A check's result: what it read, or where it failed and how.
 pub type Outcome<T> = Result<T, (Stage, Error)>;
 
-/// A reader that has one stage (`Npy::open`, `Manifest::load`, `import`): its failures count as `Open`.
+/// A reader that has one stage (`MappedArray::open_npy`, `Manifest::load`, `import`): its failures count as `Open`.
 pub fn at_open<T>(r: kdcache::Result<T>) -> Outcome<T> {
     r.map_err(|e| (Stage::Open, e))
 }

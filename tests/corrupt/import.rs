@@ -1,7 +1,7 @@
 //! `import` on logits and labels of the wrong rank or type: refused as Invalid, and no cache published.
 use std::path::PathBuf;
 
-use kdcache::data::npy::{self, NpyDtype};
+use kdcache::data::array::{self, ArrayDtype};
 use kdcache::import::{ImportOptions, import};
 
 use crate::damage::*;
@@ -21,20 +21,20 @@ fn import_refuses_wrong_rank_and_dtype() {
         progress: false,
     };
     // `import` with logits (and labels) from `name`.npy files holding `data` of `dtype` and `shape`
-    let npy_file = |name: &str, dtype: NpyDtype, shape: &[usize], data: &[u8]| -> PathBuf {
+    let npy_file = |name: &str, dtype: ArrayDtype, shape: &[usize], data: &[u8]| -> PathBuf {
         let p = t.path().join(format!("{}.npy", name.replace(' ', "_")));
-        npy::write(&p, dtype, shape, data).unwrap();
+        array::write_npy(&p, dtype, shape, data).unwrap();
         p
     };
     let invalid = Expect::err(ErrorKind::Invalid);
     let z: Vec<f32> = (0..24).map(|x| (x % 7) as f32).collect();
-    let cases: Vec<(&str, NpyDtype, Vec<usize>, Vec<u8>)> = vec![
-        ("rank 1", NpyDtype::F32, vec![24], bytemuck::cast_slice(&z).to_vec()),
-        ("rank 3", NpyDtype::F32, vec![2, 3, 4], bytemuck::cast_slice(&z).to_vec()),
-        ("rank 0", NpyDtype::F32, vec![], bytemuck::cast_slice(&z[..1]).to_vec()),
-        ("int64 logits", NpyDtype::I64, vec![4, 3], vec![0u8; 96]),
-        ("int32 logits", NpyDtype::I32, vec![4, 6], vec![0u8; 96]),
-        ("zero classes", NpyDtype::F32, vec![4, 0], vec![]),
+    let cases: Vec<(&str, ArrayDtype, Vec<usize>, Vec<u8>)> = vec![
+        ("rank 1", ArrayDtype::F32, vec![24], bytemuck::cast_slice(&z).to_vec()),
+        ("rank 3", ArrayDtype::F32, vec![2, 3, 4], bytemuck::cast_slice(&z).to_vec()),
+        ("rank 0", ArrayDtype::F32, vec![], bytemuck::cast_slice(&z[..1]).to_vec()),
+        ("int64 logits", ArrayDtype::I64, vec![4, 3], vec![0u8; 96]),
+        ("int32 logits", ArrayDtype::I32, vec![4, 6], vec![0u8; 96]),
+        ("zero classes", ArrayDtype::F32, vec![4, 0], vec![]),
     ];
     for (name, dtype, shape, data) in &cases {
         let p = npy_file(name, *dtype, shape, data);
@@ -42,11 +42,11 @@ fn import_refuses_wrong_rank_and_dtype() {
         assert!(!t.path().join(name).join("_manifest.json").exists(), "{name}: a cache was published");
     }
     // labels of the wrong dtype or rank
-    let zp = npy_file("z", NpyDtype::F32, &[4, 6], bytemuck::cast_slice(&z));
+    let zp = npy_file("z", ArrayDtype::F32, &[4, 6], bytemuck::cast_slice(&z));
     for (name, dtype, shape, data) in [
-        ("float labels", NpyDtype::F32, vec![4], vec![0u8; 16]),
-        ("2-d labels", NpyDtype::I64, vec![4, 1], vec![0u8; 32]),
-        ("too few labels", NpyDtype::I64, vec![3], vec![0u8; 24]),
+        ("float labels", ArrayDtype::F32, vec![4], vec![0u8; 16]),
+        ("2-d labels", ArrayDtype::I64, vec![4, 1], vec![0u8; 32]),
+        ("too few labels", ArrayDtype::I64, vec![3], vec![0u8; 24]),
     ] {
         let p = npy_file(name, dtype, &shape, &data);
         judge(at_open(import(&opts(zp.clone(), Some(p), name))), &invalid, name);

@@ -1,5 +1,5 @@
-//! Damaged and unsupported `.npy` files: `Npy::open` must refuse each with the right kind, naming the file.
-use kdcache::data::npy::{self, Npy, NpyDtype};
+//! Damaged and unsupported `.npy` files: `MappedArray::open_npy` must refuse each with the right kind, naming the file.
+use kdcache::data::array::{self, ArrayDtype, MappedArray};
 
 use crate::damage::*;
 
@@ -8,7 +8,7 @@ fn npy_rejects() {
     let t = tempfile::tempdir().unwrap();
     let good = t.path().join("good.npy");
     let v: Vec<f32> = (0..24).map(|x| x as f32).collect();
-    npy::write(&good, NpyDtype::F32, &[4, 6], bytemuck::cast_slice(&v)).unwrap();
+    array::write_npy(&good, ArrayDtype::F32, &[4, 6], bytemuck::cast_slice(&v)).unwrap();
     let g = std::fs::read(&good).unwrap();
     let header_end = 10 + u16::from_le_bytes([g[8], g[9]]) as usize;
     let header = String::from_utf8(g[10..header_end].to_vec()).unwrap();
@@ -51,17 +51,17 @@ fn npy_rejects() {
     for (name, kind, bytes) in &cases {
         std::fs::write(&p, bytes).unwrap();
         let case = format!("npy {name}");
-        judge(no_panic(&case, || at_open(Npy::open(&p))), &Expect::err(*kind).naming(["case.npy"]), &case);
+        judge(no_panic(&case, || at_open(MappedArray::open_npy(&p))), &Expect::err(*kind).naming(["case.npy"]), &case);
     }
-    // the rank is the caller's business: Npy::open reports it, import refuses the wrong one
+    // the rank is the caller's business: MappedArray::open reports it, import refuses the wrong one
     for (shape, n) in [(vec![], 1usize), (vec![24], 24), (vec![2, 3, 4], 24), (vec![0, 5], 0)] {
         let p = t.path().join("rank.npy");
-        npy::write(&p, NpyDtype::F32, &shape, bytemuck::cast_slice(&v[..n])).unwrap();
-        let a = Npy::open(&p).unwrap();
+        array::write_npy(&p, ArrayDtype::F32, &shape, bytemuck::cast_slice(&v[..n])).unwrap();
+        let a = MappedArray::open_npy(&p).unwrap();
         assert_eq!(a.shape, shape);
         assert_eq!(a.data().len(), n * 4);
     }
     let p = t.path().join("missing.npy");
-    assert_eq!(Npy::open(&p).err().unwrap().kind(), ErrorKind::Io);
-    assert_eq!(Npy::open(t.path()).err().map(|e| e.kind()), Some(ErrorKind::Io), "a directory");
+    assert_eq!(MappedArray::open_npy(&p).err().unwrap().kind(), ErrorKind::Io);
+    assert_eq!(MappedArray::open_npy(t.path()).err().map(|e| e.kind()), Some(ErrorKind::Io), "a directory");
 }

@@ -1,11 +1,12 @@
-//! `.npy` arrays (NumPy format 1.0–3.0), memory-mapped; the header is parsed as hostile input.
+//! Input arrays, memory-mapped: `.npy` files (NumPy format 1.0–3.0) and tensors of `.safetensors` files.
+//! Headers are parsed as hostile input.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NpyDtype {
+pub enum ArrayDtype {
     F64,
     F32,
     F16,
@@ -19,31 +20,31 @@ pub enum NpyDtype {
     U8,
 }
 
-impl NpyDtype {
+impl ArrayDtype {
     pub fn width(self) -> usize {
         match self {
-            NpyDtype::F64 | NpyDtype::I64 | NpyDtype::U64 => 8,
-            NpyDtype::F32 | NpyDtype::I32 | NpyDtype::U32 => 4,
-            NpyDtype::F16 | NpyDtype::I16 | NpyDtype::U16 => 2,
-            NpyDtype::I8 | NpyDtype::U8 => 1,
+            ArrayDtype::F64 | ArrayDtype::I64 | ArrayDtype::U64 => 8,
+            ArrayDtype::F32 | ArrayDtype::I32 | ArrayDtype::U32 => 4,
+            ArrayDtype::F16 | ArrayDtype::I16 | ArrayDtype::U16 => 2,
+            ArrayDtype::I8 | ArrayDtype::U8 => 1,
         }
     }
     pub fn is_float(self) -> bool {
-        matches!(self, NpyDtype::F64 | NpyDtype::F32 | NpyDtype::F16)
+        matches!(self, ArrayDtype::F64 | ArrayDtype::F32 | ArrayDtype::F16)
     }
     fn descr(self) -> &'static str {
         match self {
-            NpyDtype::F64 => "<f8",
-            NpyDtype::F32 => "<f4",
-            NpyDtype::F16 => "<f2",
-            NpyDtype::I64 => "<i8",
-            NpyDtype::I32 => "<i4",
-            NpyDtype::I16 => "<i2",
-            NpyDtype::I8 => "|i1",
-            NpyDtype::U64 => "<u8",
-            NpyDtype::U32 => "<u4",
-            NpyDtype::U16 => "<u2",
-            NpyDtype::U8 => "|u1",
+            ArrayDtype::F64 => "<f8",
+            ArrayDtype::F32 => "<f4",
+            ArrayDtype::F16 => "<f2",
+            ArrayDtype::I64 => "<i8",
+            ArrayDtype::I32 => "<i4",
+            ArrayDtype::I16 => "<i2",
+            ArrayDtype::I8 => "|i1",
+            ArrayDtype::U64 => "<u8",
+            ArrayDtype::U32 => "<u4",
+            ArrayDtype::U16 => "<u2",
+            ArrayDtype::U8 => "|u1",
         }
     }
     fn from_descr(d: &str) -> Option<Self> {
@@ -60,25 +61,26 @@ impl NpyDtype {
     /// NumPy's name for the type.
     pub fn name(self) -> &'static str {
         match self {
-            NpyDtype::F64 => "float64",
-            NpyDtype::F32 => "float32",
-            NpyDtype::F16 => "float16",
-            NpyDtype::I64 => "int64",
-            NpyDtype::I32 => "int32",
-            NpyDtype::I16 => "int16",
-            NpyDtype::I8 => "int8",
-            NpyDtype::U64 => "uint64",
-            NpyDtype::U32 => "uint32",
-            NpyDtype::U16 => "uint16",
-            NpyDtype::U8 => "uint8",
+            ArrayDtype::F64 => "float64",
+            ArrayDtype::F32 => "float32",
+            ArrayDtype::F16 => "float16",
+            ArrayDtype::I64 => "int64",
+            ArrayDtype::I32 => "int32",
+            ArrayDtype::I16 => "int16",
+            ArrayDtype::I8 => "int8",
+            ArrayDtype::U64 => "uint64",
+            ArrayDtype::U32 => "uint32",
+            ArrayDtype::U16 => "uint16",
+            ArrayDtype::U8 => "uint8",
         }
     }
 }
 
-/// A mapped `.npy` file: C-order, little-endian, one of [`NpyDtype`].
-pub struct Npy {
+/// A mapped array (a `.npy` file or one tensor of a `.safetensors` file): C-order, little-endian, one of
+/// [`ArrayDtype`].
+pub struct MappedArray {
     pub path: PathBuf,
-    pub dtype: NpyDtype,
+    pub dtype: ArrayDtype,
     pub shape: Vec<usize>,
     map: memmap2::Mmap,
     offset: usize,
@@ -95,8 +97,9 @@ fn elements(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, mul)
 }
 
-impl Npy {
-    pub fn open(path: &Path) -> Result<Self> {
+impl MappedArray {
+    /// A `.npy` file.
+    pub fn open_npy(path: &Path) -> Result<Self> {
         let f = std::fs::File::open(path).ctx(path)?;
         let len = f.metadata().ctx(path)?.len() as usize;
         let bad = |w: String| Error::corrupt(path, None, format!("not a usable .npy file: {w}"));
@@ -119,7 +122,7 @@ impl Npy {
         let header = std::str::from_utf8(&map[start..start + hlen]).map_err(|_| bad("header is not text".into()))?;
         let descr = dict_value(header, "descr").ok_or_else(|| bad("no 'descr'".into()))?;
         let descr = descr.trim_matches(|c| c == '\'' || c == '"');
-        let dtype = NpyDtype::from_descr(descr).ok_or_else(|| {
+        let dtype = ArrayDtype::from_descr(descr).ok_or_else(|| {
             Error::invalid(format!("{}: dtype {descr:?} is not supported (want a little-endian float64/32/16 or integer array)", path.display()))
         })?;
         let fortran = dict_value(header, "fortran_order").ok_or_else(|| bad("no 'fortran_order'".into()))?;
@@ -144,7 +147,7 @@ impl Npy {
             return Err(bad("data is not aligned".into()));
         }
         let end = map.len();
-        Ok(Npy { path: path.into(), dtype, shape, map, offset, end })
+        Ok(MappedArray { path: path.into(), dtype, shape, map, offset, end })
     }
 
     pub fn data(&self) -> &[u8] {
@@ -158,13 +161,13 @@ impl Npy {
         let d = &self.data()[rows.start * per * w..rows.end * per * w];
         out.clear();
         match self.dtype {
-            NpyDtype::F32 => out.extend_from_slice(bytemuck::cast_slice(d)),
-            NpyDtype::F16 => {
+            ArrayDtype::F32 => out.extend_from_slice(bytemuck::cast_slice(d)),
+            ArrayDtype::F16 => {
                 let h: &[half::f16] = bytemuck::cast_slice(d);
                 out.resize(h.len(), 0.0);
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(h, out);
             }
-            NpyDtype::F64 => out.extend(bytemuck::cast_slice::<u8, f64>(d).iter().map(|&v| v as f32)),
+            ArrayDtype::F64 => out.extend(bytemuck::cast_slice::<u8, f64>(d).iter().map(|&v| v as f32)),
             _ => unreachable!("f32_rows on an integer array"),
         }
     }
@@ -173,14 +176,14 @@ impl Npy {
     pub fn i64_values(&self) -> Vec<i64> {
         let d = self.data();
         match self.dtype {
-            NpyDtype::I64 => bytemuck::cast_slice::<u8, i64>(d).to_vec(),
-            NpyDtype::I32 => bytemuck::cast_slice::<u8, i32>(d).iter().map(|&v| v as i64).collect(),
-            NpyDtype::I16 => bytemuck::cast_slice::<u8, i16>(d).iter().map(|&v| v as i64).collect(),
-            NpyDtype::I8 => d.iter().map(|&v| v as i8 as i64).collect(),
-            NpyDtype::U64 => bytemuck::cast_slice::<u8, u64>(d).iter().map(|&v| v.min(i64::MAX as u64) as i64).collect(),
-            NpyDtype::U32 => bytemuck::cast_slice::<u8, u32>(d).iter().map(|&v| v as i64).collect(),
-            NpyDtype::U16 => bytemuck::cast_slice::<u8, u16>(d).iter().map(|&v| v as i64).collect(),
-            NpyDtype::U8 => d.iter().map(|&v| v as i64).collect(),
+            ArrayDtype::I64 => bytemuck::cast_slice::<u8, i64>(d).to_vec(),
+            ArrayDtype::I32 => bytemuck::cast_slice::<u8, i32>(d).iter().map(|&v| v as i64).collect(),
+            ArrayDtype::I16 => bytemuck::cast_slice::<u8, i16>(d).iter().map(|&v| v as i64).collect(),
+            ArrayDtype::I8 => d.iter().map(|&v| v as i8 as i64).collect(),
+            ArrayDtype::U64 => bytemuck::cast_slice::<u8, u64>(d).iter().map(|&v| v.min(i64::MAX as u64) as i64).collect(),
+            ArrayDtype::U32 => bytemuck::cast_slice::<u8, u32>(d).iter().map(|&v| v as i64).collect(),
+            ArrayDtype::U16 => bytemuck::cast_slice::<u8, u16>(d).iter().map(|&v| v as i64).collect(),
+            ArrayDtype::U8 => d.iter().map(|&v| v as i64).collect(),
             _ => unreachable!("i64_values on a float array"),
         }
     }
@@ -195,7 +198,7 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Writes a C-order little-endian `.npy` (version 1.0) atomically.
-pub fn write(path: &Path, dtype: NpyDtype, shape: &[usize], data: &[u8]) -> Result<()> {
+pub fn write_npy(path: &Path, dtype: ArrayDtype, shape: &[usize], data: &[u8]) -> Result<()> {
     let shape_s = match shape.len() {
         1 => format!("({},)", shape[0]),
         _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -213,8 +216,8 @@ pub fn write(path: &Path, dtype: NpyDtype, shape: &[usize], data: &[u8]) -> Resu
     crate::fsio::write_atomic(path, &bytes)
 }
 
-impl Npy {
-    /// One tensor of a `.safetensors` file, viewed like an `.npy` array (F32, F16, I64 or I32).
+impl MappedArray {
+    /// One tensor of a `.safetensors` file, viewed like a `.npy` array (F32, F16, I64 or I32).
     pub fn open_safetensors(path: &Path, key: &str) -> Result<Self> {
         let f = std::fs::File::open(path).ctx(path)?;
         // SAFETY: input files are only read; see KdsShard::open.
@@ -223,17 +226,17 @@ impl Npy {
             safetensors::SafeTensors::read_metadata(&map[..]).map_err(|e| Error::corrupt(path, None, format!("not a usable .safetensors file: {e}")))?;
         let info = meta.info(key).ok_or_else(|| Error::invalid(format!("{}: no tensor named {key:?}", path.display())))?;
         let dtype = match info.dtype {
-            safetensors::Dtype::F64 => NpyDtype::F64,
-            safetensors::Dtype::F32 => NpyDtype::F32,
-            safetensors::Dtype::F16 => NpyDtype::F16,
-            safetensors::Dtype::I64 => NpyDtype::I64,
-            safetensors::Dtype::I32 => NpyDtype::I32,
-            safetensors::Dtype::I16 => NpyDtype::I16,
-            safetensors::Dtype::I8 => NpyDtype::I8,
-            safetensors::Dtype::U64 => NpyDtype::U64,
-            safetensors::Dtype::U32 => NpyDtype::U32,
-            safetensors::Dtype::U16 => NpyDtype::U16,
-            safetensors::Dtype::U8 => NpyDtype::U8,
+            safetensors::Dtype::F64 => ArrayDtype::F64,
+            safetensors::Dtype::F32 => ArrayDtype::F32,
+            safetensors::Dtype::F16 => ArrayDtype::F16,
+            safetensors::Dtype::I64 => ArrayDtype::I64,
+            safetensors::Dtype::I32 => ArrayDtype::I32,
+            safetensors::Dtype::I16 => ArrayDtype::I16,
+            safetensors::Dtype::I8 => ArrayDtype::I8,
+            safetensors::Dtype::U64 => ArrayDtype::U64,
+            safetensors::Dtype::U32 => ArrayDtype::U32,
+            safetensors::Dtype::U16 => ArrayDtype::U16,
+            safetensors::Dtype::U8 => ArrayDtype::U8,
             d => return Err(Error::invalid(format!("{}: tensor {key:?} has dtype {d:?}; want a float (F64, F32, F16) or integer type", path.display()))),
         };
         let (a, b) = info.data_offsets;
@@ -242,8 +245,8 @@ impl Npy {
         if b < a || 8 + hlen + b > map.len() || count.and_then(|c| c.checked_mul(dtype.width())) != Some(b - a) || offset % dtype.width() != 0 {
             return Err(Error::corrupt(path, None, format!("tensor {key:?} has inconsistent offsets or shape")));
         }
-        // an Npy whose data is the tensor's byte range
-        Ok(Npy { path: path.into(), dtype, shape: info.shape.clone(), map, offset, end: 8 + hlen + b })
+        // an array whose data is the tensor's byte range
+        Ok(MappedArray { path: path.into(), dtype, shape: info.shape.clone(), map, offset, end: 8 + hlen + b })
     }
 }
 
@@ -256,27 +259,27 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("a.npy");
         let f: Vec<f64> = vec![1.5, -2.25, 3.0, 1e-3];
-        write(&p, NpyDtype::F64, &[2, 2], bytemuck::cast_slice(&f)).unwrap();
-        let a = Npy::open(&p).unwrap();
+        write_npy(&p, ArrayDtype::F64, &[2, 2], bytemuck::cast_slice(&f)).unwrap();
+        let a = MappedArray::open_npy(&p).unwrap();
         let mut out = vec![];
         a.f32_rows(1..2, &mut out);
         assert_eq!(out, vec![3.0, 1e-3f32]);
         let labels: Vec<i64> = vec![-1, 0, 7, 120];
-        let cases: Vec<(NpyDtype, Vec<u8>)> = vec![
-            (NpyDtype::I8, labels.iter().map(|&v| v as i8 as u8).collect()),
-            (NpyDtype::I16, labels.iter().flat_map(|&v| (v as i16).to_le_bytes()).collect()),
-            (NpyDtype::I32, labels.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect()),
-            (NpyDtype::I64, labels.iter().flat_map(|&v| v.to_le_bytes()).collect()),
+        let cases: Vec<(ArrayDtype, Vec<u8>)> = vec![
+            (ArrayDtype::I8, labels.iter().map(|&v| v as i8 as u8).collect()),
+            (ArrayDtype::I16, labels.iter().flat_map(|&v| (v as i16).to_le_bytes()).collect()),
+            (ArrayDtype::I32, labels.iter().flat_map(|&v| (v as i32).to_le_bytes()).collect()),
+            (ArrayDtype::I64, labels.iter().flat_map(|&v| v.to_le_bytes()).collect()),
         ];
         for (dt, bytes) in cases {
-            write(&p, dt, &[4], &bytes).unwrap();
-            assert_eq!(Npy::open(&p).unwrap().i64_values(), labels, "{dt:?}");
+            write_npy(&p, dt, &[4], &bytes).unwrap();
+            assert_eq!(MappedArray::open_npy(&p).unwrap().i64_values(), labels, "{dt:?}");
         }
         let unsigned: Vec<u8> = [0u16, 7, 65535, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
-        write(&p, NpyDtype::U16, &[4], &unsigned).unwrap();
-        assert_eq!(Npy::open(&p).unwrap().i64_values(), vec![0, 7, 65535, 3]);
-        write(&p, NpyDtype::U64, &[1], &u64::MAX.to_le_bytes()).unwrap();
-        assert_eq!(Npy::open(&p).unwrap().i64_values(), vec![i64::MAX], "u64 saturates, never wraps to -1");
+        write_npy(&p, ArrayDtype::U16, &[4], &unsigned).unwrap();
+        assert_eq!(MappedArray::open_npy(&p).unwrap().i64_values(), vec![0, 7, 65535, 3]);
+        write_npy(&p, ArrayDtype::U64, &[1], &u64::MAX.to_le_bytes()).unwrap();
+        assert_eq!(MappedArray::open_npy(&p).unwrap().i64_values(), vec![i64::MAX], "u64 saturates, never wraps to -1");
     }
     #[test]
     fn zero_rows_with_huge_row_size_is_refused() {
@@ -290,15 +293,15 @@ mod tests {
         b.extend_from_slice(&(h.len() as u16).to_le_bytes());
         b.extend_from_slice(h.as_bytes());
         std::fs::write(&p, b).unwrap();
-        assert_eq!(Npy::open(&p).err().map(|e| e.kind()), Some(crate::ErrorKind::Corrupt));
+        assert_eq!(MappedArray::open_npy(&p).err().map(|e| e.kind()), Some(crate::ErrorKind::Corrupt));
     }
     #[test]
     fn roundtrip_and_rejects() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.npy");
         let v: Vec<f32> = (0..12).map(|x| x as f32).collect();
-        write(&p, NpyDtype::F32, &[3, 4], bytemuck::cast_slice(&v)).unwrap();
-        let a = Npy::open(&p).unwrap();
+        write_npy(&p, ArrayDtype::F32, &[3, 4], bytemuck::cast_slice(&v)).unwrap();
+        let a = MappedArray::open_npy(&p).unwrap();
         assert_eq!(a.shape, vec![3, 4]);
         let mut out = vec![];
         a.f32_rows(1..3, &mut out);
@@ -306,6 +309,6 @@ mod tests {
         // truncated
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
-        assert!(Npy::open(&p).is_err());
+        assert!(MappedArray::open_npy(&p).is_err());
     }
 }
