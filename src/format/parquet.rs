@@ -198,148 +198,6 @@ pub struct ParquetShard {
 /// The most footer bytes a shard may declare: its thrift metadata is parsed only below this bound.
 const MAX_FOOTER: u64 = 64 << 20;
 
-/// A bounded reader of thrift compact-protocol bytes: it walks values without building anything, and
-/// refuses a list, set or map that declares more elements than bytes remain (every element takes at
-/// least one), nesting deeper than 64, or a truncated value. The parquet crate's own skipping loops over
-/// a declared count without consuming bytes (a list of booleans), so 20 bytes of footer or page header
-/// could keep it busy for seconds; after this walk the work of parsing is bounded by the bytes' length.
-struct Thrift<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-type WalkResult<T> = std::result::Result<T, String>;
-
-impl Thrift<'_> {
-    fn byte(&mut self) -> WalkResult<u8> {
-        let v = *self.b.get(self.i).ok_or("truncated thrift metadata")?;
-        self.i += 1;
-        Ok(v)
-    }
-    fn varint(&mut self) -> WalkResult<u64> {
-        let mut v = 0u64;
-        for shift in (0..70).step_by(7) {
-            let x = self.byte()?;
-            v |= ((x & 0x7f) as u64) << shift.min(63);
-            if x & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err("a thrift varint longer than 10 bytes".into())
-    }
-    fn skip(&mut self, n: u64) -> WalkResult<()> {
-        let n = usize::try_from(n).map_err(|_| "a thrift length beyond the metadata")?;
-        if n > self.b.len() - self.i {
-            return Err("a thrift length beyond the metadata".into());
-        }
-        self.i += n;
-        Ok(())
-    }
-    fn count(&mut self, n: u64, per: u64) -> WalkResult<u64> {
-        if n.saturating_mul(per) > (self.b.len() - self.i) as u64 {
-            return Err(format!("a thrift collection declares {n} elements in {} bytes", self.b.len() - self.i));
-        }
-        Ok(n)
-    }
-    /// The next field header of a struct: Some((field id, type)), None at the struct's end.
-    fn field(&mut self, last: i16) -> WalkResult<Option<(i16, u8)>> {
-        let h = self.byte()?;
-        if h == 0 {
-            return Ok(None);
-        }
-        let id = match h >> 4 {
-            0 => {
-                let z = self.varint()?; // a field id given in full, zigzag
-                ((z >> 1) as i64 ^ -((z & 1) as i64)) as i16
-            }
-            d => last.wrapping_add(d as i16),
-        };
-        Ok(Some((id, h & 0x0f)))
-    }
-    fn value(&mut self, t: u8, depth: u32, in_collection: bool) -> WalkResult<()> {
-        if depth > 64 {
-            return Err("thrift metadata nested deeper than 64".into());
-        }
-        match t {
-            // a struct field's boolean lives in its type nibble; a collection's takes one byte
-            1 | 2 => {
-                if in_collection {
-                    self.byte()?;
-                }
-            }
-            3 => self.skip(1)?,
-            4..=6 => {
-                self.varint()?;
-            }
-            7 => self.skip(8)?,
-            8 => {
-                let n = self.varint()?;
-                self.skip(n)?;
-            }
-            9 | 10 => {
-                let h = self.byte()?;
-                let n = if h >> 4 == 15 { self.varint()? } else { (h >> 4) as u64 };
-                let n = self.count(n, 1)?;
-                for _ in 0..n {
-                    self.value(h & 0x0f, depth + 1, true)?;
-                }
-            }
-            11 => {
-                let n = self.varint()?;
-                if n > 0 {
-                    let kv = self.byte()?;
-                    let n = self.count(n, 2)?;
-                    for _ in 0..n {
-                        self.value(kv >> 4, depth + 1, true)?;
-                        self.value(kv & 0x0f, depth + 1, true)?;
-                    }
-                }
-            }
-            12 => {
-                let mut last = 0;
-                while let Some((id, t)) = self.field(last)? {
-                    self.value(t, depth + 1, false)?;
-                    last = id;
-                }
-            }
-            13 => self.skip(16)?, // UUID
-            t => return Err(format!("unknown thrift type {t}")),
-        }
-        Ok(())
-    }
-}
-
-/// Walks a Parquet footer's thrift bytes (one struct) with [`Thrift`]'s bounds.
-pub fn check_thrift_bounds(b: &[u8]) -> WalkResult<()> {
-    Thrift { b, i: 0 }.value(12, 0, false)
-}
-
-/// Walks the pages of one column chunk (`chunk`: its bytes from the first page header to the chunk's
-/// end) as the parquet crate will read them: a page header (thrift, walked with [`Thrift`]'s bounds),
-/// then its `compressed_page_size` bytes, until the chunk ends exactly. The crate's own page-header
-/// parser has the same unbounded skipping as its footer parser.
-pub fn check_page_headers(chunk: &[u8]) -> WalkResult<()> {
-    let mut r = Thrift { b: chunk, i: 0 };
-    while r.i < chunk.len() {
-        let at = r.i;
-        let mut size = None;
-        let mut last = 0;
-        while let Some((id, t)) = r.field(last)? {
-            if id == 3 && t == 5 {
-                let z = r.varint()?; // compressed_page_size: i32, zigzag
-                size = Some((z >> 1) as i64 ^ -((z & 1) as i64));
-            } else {
-                r.value(t, 1, false)?;
-            }
-            last = id;
-        }
-        let size = size.ok_or(format!("the page header at byte {at} of its column chunk has no compressed size"))?;
-        r.skip(u64::try_from(size).map_err(|_| format!("the page at byte {at} of its column chunk declares {size} bytes"))?)
-            .map_err(|_| format!("the page at byte {at} of its column chunk declares {size} bytes, beyond the chunk"))?;
-    }
-    Ok(())
-}
-
 impl ParquetShard {
     /// Opens a shard of `rows` rows in blocks of at most `block_rows`, with no row-group hashes to check.
     pub fn open(path: &Path, spec: &RowSpec, rows: u64, block_rows: usize) -> Result<Self> {
@@ -366,7 +224,6 @@ impl ParquetShard {
         if &map[n - 4..] != b"PAR1" || footer + 8 > len || footer > MAX_FOOTER {
             return Err(bad(format!("no valid Parquet footer (declared {footer} bytes in a {len}-byte file)")));
         }
-        check_thrift_bounds(&map[n - 8 - footer as usize..n - 8]).map_err(|e| bad(format!("unreadable Parquet footer: {e}")))?;
         let data = bytes::Bytes::from_owner(map);
         let want = arrow_schema(spec);
         // read with our own schema: the file's embedded Arrow schema is not trusted
@@ -465,14 +322,6 @@ impl ParquetShard {
             if got != want {
                 return Err(corrupt(format!("checksum mismatch: the row group's bytes hash to {got:016x}, the manifest says {want:016x}")));
             }
-        }
-        // every page header of the row group walked with bounds before the crate parses it
-        for c in self.meta.metadata().row_group(b).columns() {
-            let chunk = chunk_range(c)
-                .filter(|&(_, hi)| hi <= self.data.len() as u64)
-                .map(|(lo, hi)| &self.data[lo as usize..hi as usize])
-                .ok_or_else(|| corrupt(format!("column {:?} lies outside the file", c.column_path().string())))?;
-            check_page_headers(chunk).map_err(|e| corrupt(format!("column {:?}: {e}", c.column_path().string())))?;
         }
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.data.clone(), self.meta.clone())
             .with_row_groups(vec![b])

@@ -272,14 +272,15 @@ fn wrong_schema() {
     check(k.path(), "parquet bytes in a .kds file", true, put(shard(t.path(), 0)), &want);
 }
 
-/// Footers and page headers whose thrift declares a huge list of booleans: the parquet crate's skipping
-/// loops over the declared count (seconds for 20 bytes). The bounded walk refuses them at once, as Corrupt
-/// (a footer when the shard opens, a page header when its row group is read).
+/// Footers and page headers whose thrift declares a huge list of booleans, found by the fuzzer: parquet
+/// 60.1.0 skipped such lists without consuming input (seconds for 20 bytes; vendor/README.md). With the
+/// patched crate each is refused at once, as Corrupt — a footer when the shard opens (also one hidden
+/// behind a known field of the wrong wire type), a page header when its row group is read.
 #[test]
 fn thrift_with_huge_lists_is_refused_fast() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/parquet_shard");
     let spec = RowSpec { classes: 50, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 2, aug_dim: 1, logit_dtype: kdcache::format::LogitDtype::F16 };
-    for name in ["slow-footer-bool-list", "timeout-found-footer-bool-list"] {
+    for name in ["slow-footer-bool-list", "timeout-found-footer-bool-list", "timeout-found-typed-field-bool-list"] {
         let t0 = std::time::Instant::now();
         let e = kdcache::format::parquet::ParquetShard::open(&seeds.join(name), &spec, 40, 16).err().unwrap_or_else(|| panic!("{name}: accepted"));
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{name}: {e}");
@@ -291,7 +292,7 @@ fn thrift_with_huge_lists_is_refused_fast() {
     assert!(!refused.is_empty(), "a hostile page header was read");
     assert!(refused.iter().all(|e| e.kind() == ErrorKind::Corrupt), "{refused:?}");
     assert!(t0.elapsed().as_millis() < 500, "page header refused only after {:?}", t0.elapsed());
-    // and a valid footer passes the walk
+    // and a valid shard reads
     let s = kdcache::format::parquet::ParquetShard::open(&seeds.join("valid-block16"), &spec, 40, 16).expect("a valid shard");
     for b in 0..s.num_blocks() {
         s.read_block(b).expect("valid pages");
