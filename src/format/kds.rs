@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::columns::{Col, col_alloc, col_bytes, columns, shuffle, unshuffle};
+use crate::format::columns::{Col, col_bytes, col_set_shuffled, columns, shuffle};
 use crate::format::rows::{LogitDtype, RowBatch, RowSpec};
 
 pub const MAGIC: &[u8; 4] = b"KDS\0";
@@ -232,10 +232,25 @@ impl KdsShard {
 
     /// Decodes block `b`, checking each chunk's checksum and decompressed length.
     pub fn read_block(&self, b: usize) -> Result<RowBatch> {
-        let info = &self.footer.blocks[b];
         let mut out = RowBatch::new(&self.spec);
-        let mut scratch = Vec::new();
-        let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::Internal(format!("zstd: {e}")))?;
+        // one zstd context and one scratch buffer per thread, kept across blocks: a fresh 16 MiB buffer
+        // per column chunk cost more in page faults and zeroing than the decompression itself
+        thread_local!(static SCRATCH: std::cell::RefCell<Option<(zstd::bulk::Decompressor<'static>, Vec<u8>)>> = const { std::cell::RefCell::new(None) });
+        SCRATCH.with_borrow_mut(|slot| {
+            if slot.is_none() {
+                *slot = Some((zstd::bulk::Decompressor::new().map_err(|e| Error::Internal(format!("zstd: {e}")))?, Vec::new()));
+            }
+            let (dec, scratch) = slot.as_mut().expect("set above");
+            self.decode_columns(b, &mut out, dec, scratch)
+        })?;
+        if self.cols.contains(&Col::Row) {
+            out.check_lengths()?;
+        }
+        Ok(out)
+    }
+
+    fn decode_columns(&self, b: usize, out: &mut RowBatch, dec: &mut zstd::bulk::Decompressor<'static>, scratch: &mut Vec<u8>) -> Result<()> {
+        let info = &self.footer.blocks[b];
         for (ci, c) in info.columns.iter().enumerate() {
             let col = self.cols[ci];
             let at = || Some(format!("block {b}, column {}", col.name()));
@@ -243,20 +258,16 @@ impl KdsShard {
             if xxh3_64(z) != c.xxh3 {
                 return Err(Error::corrupt(&self.path, at(), "checksum mismatch"));
             }
-            let (w, per) = col.shape(&self.spec);
-            let raw = c.raw_len as usize;
-            scratch.clear();
-            scratch.resize(raw, 0);
-            let got = dec.decompress_to_buffer(z, &mut scratch[..]).map_err(|e| Error::corrupt(&self.path, at(), format!("zstd: {e}")))?;
+            let raw = c.raw_len as usize; // rows × width × values per row, checked at open
+            if scratch.len() < raw {
+                scratch.resize(raw, 0); // grows once per thread, never zeroed again
+            }
+            let got = dec.decompress_to_buffer(z, &mut scratch[..raw]).map_err(|e| Error::corrupt(&self.path, at(), format!("zstd: {e}")))?;
             if got != raw {
                 return Err(Error::corrupt(&self.path, at(), format!("decompressed to {got} bytes, expected {raw}")));
             }
-            let dst = col_alloc(&mut out, col, info.rows * per);
-            unshuffle(&scratch, w, dst);
+            col_set_shuffled(out, col, &scratch[..raw]);
         }
-        if self.cols.contains(&Col::Row) {
-            out.check_lengths()?;
-        }
-        Ok(out)
+        Ok(())
     }
 }

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::kds::KdsShard;
 use crate::format::manifest::{Encoding, Manifest};
 use crate::format::parquet::ParquetShard;
-use crate::format::rows::{RowBatch, check_row};
+use crate::format::rows::{RowBatch, RowChecker};
 use crate::fsio::file_xxh3;
 
 enum Shard {
@@ -204,8 +204,9 @@ impl CacheReader {
                 let b = self.blocks[i];
                 let batch = self.read_block(i)?;
                 let path = self.dir.join(&self.manifest.shards[b.shard].file);
+                let mut checker = RowChecker::new(&spec);
                 for r in 0..batch.len() {
-                    if let Err(what) = check_row(batch.get(r), &spec) {
+                    if let Err(what) = checker.check(batch.get(r)) {
                         let at = format!("block {}, cache row {}", b.block, b.first_row + r as u64);
                         return Err(Error::corrupt(path, Some(at), what));
                     }

@@ -450,64 +450,151 @@ impl RowBatch {
     }
 }
 
-/// The checks `verify` makes on one row; returns a description of the first violation.
+/// The checks `verify` makes on one row; returns a description of the first violation. For many rows,
+/// [`RowChecker`] makes the same checks without allocating per row.
 pub fn check_row(r: RowRef<'_>, spec: &RowSpec) -> std::result::Result<(), String> {
-    let k = spec.k;
-    let ids = r.topk_idx();
-    let mut prev = f32::INFINITY;
-    let mut max_abs = 0f64;
-    for j in 0..k {
-        let z = r.stored(j);
-        if !z.is_finite() {
-            return Err(format!("topk_logit[{j}] = {z} is not finite"));
-        }
-        if z > prev {
-            return Err(format!("ranks not sorted: topk_logit[{j}] = {z} > topk_logit[{}] = {prev}", j - 1));
-        }
-        if matches!(r.batch.base, LogitBase::LogProb { .. }) && z > 0.0 {
-            return Err(format!("topk_logit[{j}] = {z} is above 0 (a stored T0·log p)"));
-        }
-        prev = z;
-        max_abs = max_abs.max(z.abs() as f64);
-        if ids[j] as u64 >= spec.classes {
-            return Err(format!("topk_idx[{j}] = {} is not < C = {}", ids[j], spec.classes));
-        }
+    RowChecker::new(spec).check(r)
+}
+
+/// The row checks of `verify`, with scratch kept across rows: a bitset of seen classes (cleared after
+/// each row, so the duplicate check is O(K)) and buffers for the mass check, whose exponentials run in
+/// f32 without a libm call ([`exp_f32`]; its error is far below the check's tolerance).
+pub struct RowChecker {
+    spec: RowSpec,
+    /// One bit per class (empty when C is too large for a bitset: then ids are sorted instead).
+    seen: Vec<u64>,
+    ids: Vec<u32>,
+    stored: Vec<f32>,
+    terms: Vec<f32>,
+}
+
+/// Classes up to which the duplicate check uses a bitset (2 MiB); above, a sort.
+const BITSET_CLASSES: u64 = 1 << 24;
+
+impl RowChecker {
+    pub fn new(spec: &RowSpec) -> Self {
+        let words = if spec.classes <= BITSET_CLASSES { spec.classes.div_ceil(64) as usize } else { 0 };
+        RowChecker { spec: spec.clone(), seen: vec![0; words], ids: vec![], stored: vec![], terms: vec![] }
     }
-    let mut sorted: Vec<u32> = ids.to_vec();
-    sorted.sort_unstable();
-    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-        return Err(format!("class {} appears twice in topk_idx", w[0]));
-    }
-    for (ti, &temp) in spec.temperatures.iter().enumerate() {
-        let lse = r.lse()[ti] as f64;
-        let lt = r.log_tail()[ti] as f64;
-        if !lse.is_finite() {
-            return Err(format!("lse[{ti}] = {lse} is not finite"));
+
+    pub fn check(&mut self, r: RowRef<'_>) -> std::result::Result<(), String> {
+        let spec = &self.spec;
+        let k = spec.k;
+        let ids = r.topk_idx();
+        let mut prev = f32::INFINITY;
+        let mut max_abs = 0f64;
+        self.stored.clear();
+        let log_prob = matches!(r.batch.base, LogitBase::LogProb { .. });
+        for j in 0..k {
+            let z = r.stored(j);
+            if !z.is_finite() {
+                return Err(format!("topk_logit[{j}] = {z} is not finite"));
+            }
+            if z > prev {
+                return Err(format!("ranks not sorted: topk_logit[{j}] = {z} > topk_logit[{}] = {prev}", j - 1));
+            }
+            if log_prob && z > 0.0 {
+                return Err(format!("topk_logit[{j}] = {z} is above 0 (a stored T0·log p)"));
+            }
+            prev = z;
+            self.stored.push(z);
+            if ids[j] as u64 >= spec.classes {
+                return Err(format!("topk_idx[{j}] = {} is not < C = {}", ids[j], spec.classes));
+            }
         }
-        if lt.is_nan() || lt > 1e-6 || lt == f64::INFINITY {
-            return Err(format!("log_tail[{ti}] = {lt} is not a log-probability"));
+        duplicates(&mut self.seen, &mut self.ids, ids)?;
+        let lse = r.lse();
+        let log_tail = r.log_tail();
+        // z_j = stored_j + shift (the logit the stored value measures from)
+        let shift = match r.batch.base {
+            LogitBase::Absolute => 0.0,
+            LogitBase::LogProb { t0 } => t0 as f64 * lse[0] as f64,
+        };
+        // the stored values' rounding sets the tolerance
+        for &s in &self.stored {
+            max_abs = max_abs.max(s.abs() as f64);
         }
-        let temp = temp as f64;
-        // log of (top-K mass + tail mass) must be 0 within the rounding of the stored logits
-        let mut terms: Vec<f64> = (0..k).map(|j| r.logit_f64(j) / temp - lse).collect();
-        terms.push(lt);
-        let total = log_sum_exp(&terms);
-        let tol = 2.0 * spec.logit_dtype.eps() * max_abs / temp + 1e-5 * (1.0 + lse.abs());
-        if total.abs() > tol {
-            return Err(format!("top-K mass and log_tail disagree at T = {temp}: log(Σp) = {total:.3e}, tolerance {tol:.1e}"));
+        for (ti, &temp) in spec.temperatures.iter().enumerate() {
+            let lse = lse[ti] as f64;
+            let lt = log_tail[ti] as f64;
+            if !lse.is_finite() {
+                return Err(format!("lse[{ti}] = {lse} is not finite"));
+            }
+            if lt.is_nan() || lt > 1e-6 || lt == f64::INFINITY {
+                return Err(format!("log_tail[{ti}] = {lt} is not a log-probability"));
+            }
+            let temp = temp as f64;
+            // log of (top-K mass + tail mass) must be 0 within the rounding of the stored logits
+            // the exponent in f32: its rounding (|c| · 6e-8) is far below the tolerance, which grows with |lse|
+            let (inv_t, c) = ((1.0 / temp) as f32, (shift / temp - lse) as f32);
+            self.terms.clear();
+            self.terms.extend(self.stored.iter().map(|&s| exp_f32(s * inv_t + c)));
+            let mass = self.terms.iter().map(|&p| p as f64).sum::<f64>() + lt.exp();
+            let total = mass.ln();
+            let tol = 2.0 * spec.logit_dtype.eps() * max_abs / temp + 1e-5 * (1.0 + lse.abs());
+            if !(total.abs() <= tol) {
+                return Err(format!("top-K mass and log_tail disagree at T = {temp}: log(Σp) = {total:.3e}, tolerance {tol:.1e}"));
+            }
         }
-    }
-    let ti = r.tail_idx();
-    let tc = r.tail_cnt();
-    for j in 0..spec.tail_samples {
-        if tc[j] > 0 && ti[j] as u64 >= spec.classes {
-            return Err(format!("tail_idx[{j}] = {} is not < C", ti[j]));
+        let ti = r.tail_idx();
+        let tc = r.tail_cnt();
+        for j in 0..spec.tail_samples {
+            if tc[j] > 0 && ti[j] as u64 >= spec.classes {
+                return Err(format!("tail_idx[{j}] = {} is not < C", ti[j]));
+            }
         }
+        if let Some(a) = r.aug().iter().find(|a| !a.is_finite()) {
+            return Err(format!("aug value {a} is not finite"));
+        }
+        Ok(())
     }
-    if let Some(a) = r.aug().iter().find(|a| !a.is_finite()) {
-        return Err(format!("aug value {a} is not finite"));
+}
+
+/// Names a class that appears twice in `ids` (all < C), with a bitset of C bits (left cleared) or,
+/// when `seen` is empty, by sorting a copy into `sorted`.
+fn duplicates(seen: &mut [u64], sorted: &mut Vec<u32>, ids: &[u32]) -> std::result::Result<(), String> {
+    let twice = |c: u32| Err(format!("class {c} appears twice in topk_idx"));
+    if seen.is_empty() {
+        sorted.clear();
+        sorted.extend_from_slice(ids);
+        sorted.sort_unstable();
+        return match sorted.windows(2).find(|w| w[0] == w[1]) {
+            Some(w) => twice(w[0]),
+            None => Ok(()),
+        };
     }
-    Ok(())
+    let mut dup = None;
+    for &c in ids {
+        let (w, bit) = (c as usize / 64, 1u64 << (c % 64));
+        if seen[w] & bit != 0 && dup.is_none() {
+            dup = Some(c);
+        }
+        seen[w] |= bit;
+    }
+    for &c in ids {
+        seen[c as usize / 64] = 0;
+    }
+    match dup {
+        Some(c) => twice(c),
+        None => Ok(()),
+    }
+}
+
+/// e^x in f32 without a libm call, so a loop of them vectorises: x = n·ln 2 + r with |r| ≤ ln 2 / 2,
+/// e^r by its Taylor polynomial of degree 7, 2^n from the exponent bits. Relative error below 3e-7 on
+/// [−87, 88]; x is clamped to that range (e^−87 ≈ 1.6e−38 counts as nothing in a sum of probabilities,
+/// and e^88 is far above any tolerance).
+#[inline]
+pub fn exp_f32(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * std::f32::consts::LOG2_E + ROUND; // n sits in the low mantissa bits of t
+    let n = t - ROUND;
+    // ln 2 split in two (Cody–Waite), so n · ln2_hi is exact
+    let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // 2^n: n + 127 in the exponent field (integer ops only, no float-to-int conversion)
+    p * f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23)
 }
 
 /// log Σ exp(x), stable; −inf for an empty or all −inf input.
@@ -573,6 +660,34 @@ mod tests {
             assert!((mixed.get(0).logit(j) - r1.logit(j)).abs() < 0.02, "rank {j}");
         }
         assert_eq!(check_row(r2, &spec), Ok(()));
+    }
+
+    #[test]
+    fn exp_f32_is_within_3e_7_of_the_exact_exponential() {
+        let mut worst = 0f64;
+        for i in 0..=1_750_000 {
+            let x = -87.0 + i as f32 * 1e-4; // up to 88
+            let want = (x as f64).exp();
+            worst = worst.max(((exp_f32(x) as f64) - want).abs() / want);
+        }
+        assert!(worst < 3e-7, "worst relative error {worst:e}");
+        assert_eq!(exp_f32(-1000.0), exp_f32(-87.0));
+        assert!(exp_f32(1000.0) > 1e38 && exp_f32(1000.0).is_finite());
+    }
+
+    /// The bitset and sorting duplicate checks agree, and the bitset is clean after every row.
+    #[test]
+    fn duplicate_check_by_bitset_and_by_sort() {
+        let spec = RowSpec { classes: 1000, k: 4, temperatures: vec![1.0], tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F32 };
+        let mut bits = RowChecker::new(&spec);
+        let mut sort = RowChecker::new(&spec);
+        sort.seen.clear();
+        for ids in [[1, 2, 3, 4], [5, 999, 5, 0], [7, 8, 9, 7], [0, 63, 64, 127], [3, 3, 3, 3], [1, 2, 3, 4]] {
+            let a = duplicates(&mut bits.seen, &mut bits.ids, &ids);
+            assert_eq!(a, duplicates(&mut sort.seen, &mut sort.ids, &ids), "{ids:?}");
+            assert_eq!(a.is_err(), ids.iter().enumerate().any(|(i, c)| ids[..i].contains(c)), "{ids:?}");
+            assert!(bits.seen.iter().all(|&w| w == 0), "bitset left dirty after {ids:?}");
+        }
     }
 
     #[test]
