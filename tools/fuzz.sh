@@ -39,7 +39,7 @@ fi
 if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <("${FUZZ[@]}" list --fuzz-dir fuzz); fi
 
 echo "== seeds"
-"$CARGO" run -q --manifest-path fuzz/Cargo.toml --example gen_seeds
+KDCACHE_WRITE_SEEDS="$PWD/fuzz/corpus" "$CARGO" test -q --no-default-features --test corrupt -- --ignored --exact seeds::write_fuzz_seeds
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   if [ -d "fuzz/seeds/$t" ]; then cp -f fuzz/seeds/"$t"/* "fuzz/corpus/$t/"; fi

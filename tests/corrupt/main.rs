@@ -6,8 +6,11 @@
 //! expect). A few of them are also kept as a static corpus in `tests/corpus/` (listed, with their
 //! expected errors, in `tests/corpus/README.md`) that `corpus::corpus_regression` replays. Regenerate it
 //! with `KDCACHE_WRITE_CORPUS=1 cargo test --no-default-features --test corrupt -- --ignored write_corpus`.
+//! The fuzz targets' seeds are written beside it (`seeds::write_fuzz_seeds`, run by `tools/fuzz.sh`).
 #[path = "../cachegen/mod.rs"]
 mod cachegen;
+#[path = "../../fuzz/src/shape.rs"]
+mod fuzz_shape;
 
 mod damage;
 
@@ -18,4 +21,5 @@ mod manifest;
 mod npy;
 mod parquet;
 mod rows;
+mod seeds;
 mod shards;

@@ -1,23 +1,21 @@
-//! Writes seed corpora for the fuzz targets: `cargo run --manifest-path fuzz/Cargo.toml --example
-//! gen_seeds [DIR]` (default fuzz/corpus, one subdirectory per target, which `cargo fuzz run` uses).
-use std::path::{Path, PathBuf};
+//! Seed inputs for the fuzz targets (`fuzz/fuzz_targets/`), written with the same cache generator as
+//! the static corpus beside it (`corpus.rs`): valid shards in the targets' shape (`fuzz/src/shape.rs`),
+//! a cut one, manifests and `.npy` files, one subdirectory per target. `tools/fuzz.sh` runs it:
+//! `KDCACHE_WRITE_SEEDS=fuzz/corpus cargo test --no-default-features --test corrupt -- --ignored --exact seeds::write_fuzz_seeds`.
+use std::path::PathBuf;
 
 use kdcache::data::array::{self, ArrayDtype};
-use kdcache::format::{CacheWriter, Encoding, Signature, WriterOptions};
-use kdcache_fuzz::{BLOCK_ROWS, ROWS, rows, spec};
 
-fn cache(dir: &Path, enc: Encoding, block_rows: usize, seed: u64) -> PathBuf {
-    let spec = spec();
-    let (b, prior) = rows(&spec, ROWS as usize, seed);
-    let opts = WriterOptions { encoding: enc, block_rows, shard_rows: ROWS as usize, overwrite: true };
-    let mut w = CacheWriter::create(dir, &spec, Signature::default(), opts, None).unwrap();
-    w.push(&b, Some(&prior)).unwrap();
-    w.finish(ROWS, 1, "fuzz seeds").unwrap();
-    dir.join(format!("shard-00000.{}", enc.ext()))
-}
+use crate::damage::*;
+use crate::fuzz_shape::{BLOCK_ROWS, ROWS, spec};
 
-fn main() {
-    let root = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
+#[test]
+#[ignore = "writes fuzz seeds; run by tools/fuzz.sh"]
+fn write_fuzz_seeds() {
+    let Some(root) = std::env::var_os("KDCACHE_WRITE_SEEDS").map(PathBuf::from) else {
+        eprintln!("set KDCACHE_WRITE_SEEDS=DIR to write the fuzz seeds under DIR/<target>/");
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let mut n = 0;
     let mut put = |target: &str, name: &str, bytes: &[u8]| {
@@ -29,7 +27,10 @@ fn main() {
     for (enc, target) in [(Encoding::Kds, "kds_shard"), (Encoding::Parquet, "parquet_shard")] {
         for (i, block_rows) in [BLOCK_ROWS, 8, 40].into_iter().enumerate() {
             let dir = tmp.path().join(format!("{target}-{i}"));
-            let shard = cache(&dir, enc, block_rows, i as u64);
+            let spec = spec();
+            let (b, prior) = random_rows(&spec, ROWS as usize, i as u64);
+            write_cache(&dir, &spec, enc, block_rows, ROWS as usize, &b, Some(&prior));
+            let shard = dir.join(format!("shard-00000.{}", enc.ext()));
             let bytes = std::fs::read(&shard).unwrap();
             put(target, &format!("valid-block{block_rows}"), &bytes);
             if i == 0 {

@@ -1,0 +1,13 @@
+//! The fixed cache shape the fuzz targets read shards with, and the seeds are written in. Shared by
+//! the fuzz crate (`src/lib.rs`) and the seed generator in the test suite
+//! (`tests/corrupt/seeds.rs`, which includes this file by path).
+use kdcache::format::{LogitDtype, RowSpec};
+
+/// C = 50, K = 4, T = [1, 2], M = 2 tail samples, one augmentation value, f16 logits (every column is present).
+pub fn spec() -> RowSpec {
+    RowSpec { classes: 50, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 2, aug_dim: 1, logit_dtype: LogitDtype::F16 }
+}
+/// Rows per shard, as the manifest would declare.
+pub const ROWS: u64 = 40;
+/// The manifest's block_rows.
+pub const BLOCK_ROWS: usize = 16;
