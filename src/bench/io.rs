@@ -22,19 +22,23 @@ pub struct IoRow {
     pub pyarrow_rows_per_s: Option<f64>,
 }
 
-/// Rows that look like a real teacher's: a true class, its superclass neighbours and near-by classes
-/// ranked first, logits falling with exponential gaps, consistent normalisers. No two rows repeat.
-pub fn realistic_rows(n: usize, classes: u32, k: usize, seed: u64) -> crate::format::RowBatch {
-    use rand::Rng;
-    let spec = crate::format::RowSpec {
+/// The shape of [`realistic_rows`]: f16 logits, T = 1, 2, 4, no tail samples or augmentation.
+pub fn realistic_spec(classes: u32, k: usize) -> crate::format::RowSpec {
+    crate::format::RowSpec {
         classes: classes as u64,
         k,
         temperatures: vec![1.0, 2.0, 4.0],
         tail_samples: 0,
         aug_dim: 0,
         logit_dtype: crate::format::LogitDtype::F16,
-    };
-    let mut b = crate::format::RowBatch::new(&spec);
+    }
+}
+
+/// Rows that look like a real teacher's: a true class, its superclass neighbours and near-by classes
+/// ranked first, logits falling with exponential gaps, consistent normalisers. No two rows repeat.
+pub fn realistic_rows(n: usize, classes: u32, k: usize, seed: u64) -> crate::format::RowBatch {
+    use rand::Rng;
+    let mut b = crate::format::RowBatch::new(&realistic_spec(classes, k));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut ids: Vec<u32> = Vec::with_capacity(k);
     for i in 0..n {
@@ -82,14 +86,7 @@ pub fn realistic_rows(n: usize, classes: u32, k: usize, seed: u64) -> crate::for
 pub fn io(rows: usize, dir: &Path) -> Result<Vec<IoRow>> {
     use crate::format::{CacheWriter, Encoding, Order, Signature, WriterOptions};
     let batch = realistic_rows(rows, 131072, 64, 1);
-    let spec = crate::format::RowSpec {
-        classes: 131072,
-        k: 64,
-        temperatures: vec![1.0, 2.0, 4.0],
-        tail_samples: 0,
-        aug_dim: 0,
-        logit_dtype: crate::format::LogitDtype::F16,
-    };
+    let spec = realistic_spec(131072, 64);
     let mut out = vec![];
     for enc in [Encoding::Kds, Encoding::Parquet] {
         let cdir = dir.join(format!("io_{}", enc.ext()));
@@ -140,14 +137,7 @@ mod tests {
     #[test]
     fn realistic_rows_are_valid_even_when_the_last_superclass_is_small() {
         // 13 classes: the last superclass holds 3, fewer than the 7 superclass mates asked for
-        let spec = crate::format::RowSpec {
-            classes: 13,
-            k: 12,
-            temperatures: vec![1.0, 2.0, 4.0],
-            tail_samples: 0,
-            aug_dim: 0,
-            logit_dtype: crate::format::LogitDtype::F16,
-        };
+        let spec = super::realistic_spec(13, 12);
         let b = super::realistic_rows(2000, 13, 12, 7);
         assert_eq!(b.len(), 2000);
         for r in 0..b.len() {

@@ -30,6 +30,22 @@ struct Header {
     block_rows: usize,
 }
 
+impl Header {
+    /// The header a shard of `rows` rows in blocks of `block_rows` has for `spec`.
+    fn of(spec: &RowSpec, rows: u64, block_rows: usize) -> Self {
+        Header {
+            columns: columns(spec).iter().map(|c| c.name().to_string()).collect(),
+            k: spec.k,
+            t: spec.t(),
+            m: spec.tail_samples,
+            aug_dim: spec.aug_dim,
+            logit_dtype: spec.logit_dtype,
+            rows,
+            block_rows,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ChunkInfo {
     offset: u64,
@@ -55,16 +71,7 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
     batch.check_lengths()?;
     let cols = columns(spec);
     let n = batch.len();
-    let header = Header {
-        columns: cols.iter().map(|c| c.name().to_string()).collect(),
-        k: spec.k,
-        t: spec.t(),
-        m: spec.tail_samples,
-        aug_dim: spec.aug_dim,
-        logit_dtype: spec.logit_dtype,
-        rows: n as u64,
-        block_rows,
-    };
+    let header = Header::of(spec, n as u64, block_rows);
     let hjson = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
     let nblocks = n.div_ceil(block_rows);
     let jobs: Vec<(usize, usize)> = (0..nblocks).flat_map(|b| (0..cols.len()).map(move |c| (b, c))).collect();
@@ -172,16 +179,7 @@ impl KdsShard {
         let footer: Footer = serde_json::from_slice(fbytes).map_err(|e| bad(format!("footer is not valid: {e}")))?;
 
         let cols = columns(spec);
-        let expect = Header {
-            columns: cols.iter().map(|c| c.name().to_string()).collect(),
-            k: spec.k,
-            t: spec.t(),
-            m: spec.tail_samples,
-            aug_dim: spec.aug_dim,
-            logit_dtype: spec.logit_dtype,
-            rows,
-            block_rows: header.block_rows,
-        };
+        let expect = Header::of(spec, rows, header.block_rows);
         if header != expect {
             return Err(bad(format!("shard header {header:?} disagrees with the manifest (expected {expect:?})")));
         }
