@@ -236,6 +236,7 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    kdcache::format::reader::keep_freed_memory();
     #[cfg(feature = "torch")]
     passive_openmp();
     let cli = match Cli::try_parse() {

@@ -18,6 +18,8 @@ pub struct IoRow {
     pub scan_rows_per_s: f64,
     /// Block-shuffled scan (blocks in random order, rows permuted within blocks).
     pub shuffled_rows_per_s: f64,
+    /// `verify`: whole-file checksums, every block decoded and every row checked (rayon threads).
+    pub verify_rows_per_s: f64,
     /// pyarrow reading the same Parquet files into numpy arrays (null if no pyarrow).
     pub pyarrow_rows_per_s: Option<f64>,
 }
@@ -108,6 +110,9 @@ pub fn io(rows: usize, dir: &Path) -> Result<Vec<IoRow>> {
         let _ = scan(Order::Sequential)?; // warm the page cache
         let seq = scan(Order::Sequential)?;
         let shuf = scan(Order::Shuffled { seed: 1 })?;
+        let t = Instant::now();
+        let checked = reader.verify(None)?.rows;
+        let verify = checked as f64 / t.elapsed().as_secs_f64();
         let py = if enc == Encoding::Parquet { pyarrow_scan(&cdir, rows) } else { None };
         out.push(IoRow {
             encoding: enc.ext().into(),
@@ -116,6 +121,7 @@ pub fn io(rows: usize, dir: &Path) -> Result<Vec<IoRow>> {
             write_rows_per_s: write,
             scan_rows_per_s: seq,
             shuffled_rows_per_s: shuf,
+            verify_rows_per_s: verify,
             pyarrow_rows_per_s: py,
         });
     }

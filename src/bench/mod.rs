@@ -110,13 +110,13 @@ frozen (its variants use 1/16 of the draws). `1 draw` is the mean over draws of 
         );
     }
     s += "\n## 3. Cache I/O (C = 131072, K = 64, f16 logits, 3 temperatures; 2 reader threads)\n\n";
-    s += "| encoding | rows | bytes/row | write rows/s | scan rows/s | block-shuffled rows/s | pyarrow → numpy rows/s | kdcache / pyarrow |\n|---|---|---|---|---|---|---|---|\n";
+    s += "| encoding | rows | bytes/row | write rows/s | scan rows/s | block-shuffled rows/s | verify rows/s | pyarrow → numpy rows/s | kdcache / pyarrow |\n|---|---|---|---|---|---|---|---|---|\n";
     for v in &r.io {
         let py = opt(v.pyarrow_rows_per_s, |p| format!("{p:.0}"));
         let ratio = opt(v.pyarrow_rows_per_s, |p| format!("{:.2}×", v.scan_rows_per_s / p));
         s += &format!(
-            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {py} | {ratio} |\n",
-            v.encoding, v.rows, v.bytes_per_row, v.write_rows_per_s, v.scan_rows_per_s, v.shuffled_rows_per_s
+            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {py} | {ratio} |\n",
+            v.encoding, v.rows, v.bytes_per_row, v.write_rows_per_s, v.scan_rows_per_s, v.shuffled_rows_per_s, v.verify_rows_per_s
         );
     }
     if !r.quality.is_empty() {

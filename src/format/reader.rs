@@ -43,6 +43,21 @@ impl Shard {
     }
 }
 
+/// Keeps freed memory in the process instead of handing it back to the kernel at once (glibc only; a
+/// no-op elsewhere). A decoded block is a handful of 1–20 MiB column buffers, allocated and freed at every
+/// block; with glibc's defaults each comes back from the kernel as fresh pages, and those page faults
+/// cost more than the decoding (one thread, 1M rows, C = 131,072, K = 64: Parquet scan 0.56 → 0.88 M
+/// rows/s, kds block-shuffled 1.25 → 2.4 M). Allocations up to 32 MiB come from the heap and up to
+/// 256 MiB of free heap is kept. For binaries: call once at start-up.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before other threads allocate.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 /// Where a block lives and which cache rows it holds.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockRef {
