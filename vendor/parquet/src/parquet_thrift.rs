@@ -656,11 +656,16 @@ impl<'a, R: Read> ThriftCompactInputProtocol<'a> for ThriftReadInputProtocol<R> 
         Ok(v)
     }
 
-    fn skip_bytes(&mut self, n: usize) -> ThriftProtocolResult<()> {
-        std::io::copy(
-            &mut self.reader.by_ref().take(n as u64),
-            &mut std::io::sink(),
-        )?;
+    fn skip_bytes(&mut self, mut n: usize) -> ThriftProtocolResult<()> {
+        // kdcache patch (vendor/README.md): `io::copy` into a sink returned Ok at the end of the input,
+        // so a skipping loop over a hostile count went on without consuming anything, and it zeroed an
+        // 8 KiB buffer for every element; read_exact fails at the end, and a small buffer is cheap
+        let mut buf = [0u8; 256];
+        while n > 0 {
+            let m = n.min(buf.len());
+            self.reader.read_exact(&mut buf[..m])?;
+            n -= m;
+        }
         Ok(())
     }
 
