@@ -166,6 +166,36 @@ fn a_damaged_parquet_page_is_refused_on_read() {
     bad(&["verify", p(&out)], "checksum");
 }
 
+/// A shard whose footer declares a schema node with 2^30 children (found by the fuzzer): the parquet
+/// crate sized a vector by that count before reading any child (13 GB for a 7 KB file). Under an 8 GiB
+/// address-space limit that allocation aborted the process; now the footer is refused, exit 2.
+#[test]
+fn a_footer_declaring_a_billion_schema_children_is_refused() {
+    use std::os::unix::process::CommandExt;
+    let t = tempfile::tempdir().unwrap();
+    write_logits(t.path(), 50, 30, 5);
+    let out = t.path().join("c");
+    ok(&["import", "--logits", p(&t.path().join("z.npy")), "--top-k", "5", "--out", p(&out), "--format", "parquet"]);
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/parquet_shard/oom-schema-children");
+    std::fs::copy(seed, out.join("shard-00000.parquet")).unwrap();
+    let mut cmd = kd();
+    cmd.args(["dump", p(&out), "--rows", "0..1"]);
+    // SAFETY: setrlimit only, between fork and exec
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 8 << 30, rlim_max: 8 << 30 };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{:?}: {err}", o.status);
+    assert!(err.contains("shard-00000.parquet") && err.contains("corrupt"), "{err}");
+}
+
 #[test]
 fn dump_into_a_closed_pipe_exits_zero() {
     let t = tempfile::tempdir().unwrap();

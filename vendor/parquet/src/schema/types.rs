@@ -1532,7 +1532,9 @@ fn schema_from_array_helper(
         Some(n) => {
             let repetition = element.repetition_type;
 
-            let mut fields = Vec::with_capacity(usize::try_from(n)?);
+            // kdcache patch (vendor/README.md): a node cannot have more children than elements remain;
+            // the declared count alone asked the allocator for up to 16 GiB
+            let mut fields = Vec::with_capacity(usize::try_from(n)?.min(num_elements.saturating_sub(index + 1)));
             let mut next_index = index + 1;
             for _ in 0..n {
                 let child_result = schema_from_array_helper(elements, num_elements, next_index)?;
