@@ -24,10 +24,12 @@ pub fn check_kind(e: &Error, allowed: &[ErrorKind], path: &Path) {
     assert!(allowed.contains(&e.kind()), "unexpected error kind {:?} for {}: {e}", e.kind(), path.display());
 }
 
-/// Every row of `b` through `verify`'s row checks (a hostile row must give Err, not a panic).
+/// Every row of `b` through `verify`'s row checker, one checker for the block as `verify` uses it (a
+/// hostile row must give Err, not a panic).
 pub fn check_rows(b: &RowBatch, spec: &RowSpec) {
     b.check_lengths().expect("a decoded block has consistent column lengths");
+    let mut checker = kdcache::format::rows::RowChecker::new(spec);
     for i in 0..b.len() {
-        let _ = kdcache::format::rows::check_row(b.get(i), spec);
+        let _ = checker.check(b.get(i));
     }
 }

@@ -146,8 +146,9 @@ mod tests {
         let spec = super::realistic_spec(13, 12);
         let b = super::realistic_rows(2000, 13, 12, 7);
         assert_eq!(b.len(), 2000);
+        let mut checker = crate::format::rows::RowChecker::new(&spec);
         for r in 0..b.len() {
-            crate::format::rows::check_row(b.get(r), &spec).unwrap_or_else(|e| panic!("row {r}: {e}"));
+            checker.check(b.get(r)).unwrap_or_else(|e| panic!("row {r}: {e}"));
         }
     }
 }

@@ -497,6 +497,7 @@ impl RowChecker {
                 return Err(format!("topk_logit[{j}] = {z} is above 0 (a stored T0·log p)"));
             }
             prev = z;
+            max_abs = max_abs.max(z.abs() as f64); // the stored values' rounding sets the tolerance
             self.stored.push(z);
             if ids[j] as u64 >= spec.classes {
                 return Err(format!("topk_idx[{j}] = {} is not < C = {}", ids[j], spec.classes));
@@ -510,10 +511,6 @@ impl RowChecker {
             LogitBase::Absolute => 0.0,
             LogitBase::LogProb { t0 } => t0 as f64 * lse[0] as f64,
         };
-        // the stored values' rounding sets the tolerance
-        for &s in &self.stored {
-            max_abs = max_abs.max(s.abs() as f64);
-        }
         for (ti, &temp) in spec.temperatures.iter().enumerate() {
             let lse = lse[ti] as f64;
             let lt = log_tail[ti] as f64;
@@ -595,15 +592,6 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
     // 2^n: n + 127 in the exponent field (integer ops only, no float-to-int conversion)
     p * f32::from_bits(t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23)
-}
-
-/// log Σ exp(x), stable; −inf for an empty or all −inf input.
-pub fn log_sum_exp(x: &[f64]) -> f64 {
-    let m = x.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    if m == f64::NEG_INFINITY {
-        return m;
-    }
-    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
 }
 
 #[cfg(test)]

@@ -47,10 +47,11 @@ fn catch_site<R>(f: impl FnOnce() -> R) -> Result<R, (String, String)> {
 /// Opens one Parquet shard and decodes and checks every row, on the calling thread.
 fn shard_check(path: &Path, spec: &RowSpec, rows: u64, block_rows: usize) -> kdcache::Result<()> {
     let s = kdcache::format::parquet::ParquetShard::open(path, spec, rows, block_rows)?;
+    let mut checker = kdcache::format::rows::RowChecker::new(spec);
     for b in 0..s.num_blocks() {
         let batch = s.read_block(b)?;
         for i in 0..batch.len() {
-            kdcache::format::rows::check_row(batch.get(i), spec).map_err(|w| Error::corrupt(path, Some(format!("block {b}, row {i}")), w))?;
+            checker.check(batch.get(i)).map_err(|w| Error::corrupt(path, Some(format!("block {b}, row {i}")), w))?;
         }
     }
     Ok(())
