@@ -208,48 +208,19 @@ fn torchscript_teacher_and_backbone() {
     synth(&d, 30, 8, 600);
     let c2 = t.path().join("c2");
     ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&c2), "--top-k", "5"]);
-    let s: serde_json::Value = serde_json::from_str(&ok(&[
-        "train",
-        "--cache",
-        p(&c2),
-        "--data",
-        p(&d),
-        "--student-ts",
-        p(&fx.join("backbone.pt")),
-        "--epochs",
-        "1",
-        "--candidates",
-        "10",
-        "--out",
-        p(&t.path().join("r")),
-    ]))
-    .unwrap();
-    assert_eq!(s["loss"], "dis");
-    // a BatchNorm + dropout backbone: its running statistics and dropout masks survive a resume, bit for bit
-    let bn_pt = fx.join("backbone_bn.pt");
-    let bn = |out: &Path, epochs: &str, resume: bool| -> serde_json::Value {
-        let mut a = vec![
-            "train",
-            "--cache",
-            p(&c2),
-            "--data",
-            p(&d),
-            "--student-ts",
-            p(&bn_pt),
-            "--epochs",
-            epochs,
-            "--batch-size",
-            "64",
-            "--candidates",
-            "10",
-            "--out",
-            p(out),
-        ];
+    let train_ts = |backbone: &Path, out: &Path, epochs: &str, resume: bool| -> serde_json::Value {
+        let mut a = vec!["train", "--cache", p(&c2), "--data", p(&d), "--student-ts", p(backbone), "--epochs", epochs];
+        a.extend(["--batch-size", "64", "--candidates", "10", "--out", p(out)]);
         if resume {
             a.push("--resume");
         }
         serde_json::from_str(&ok(&a)).unwrap()
     };
+    let s = train_ts(&fx.join("backbone.pt"), &t.path().join("r"), "1", false);
+    assert_eq!(s["loss"], "dis");
+    // a BatchNorm + dropout backbone: its running statistics and dropout masks survive a resume, bit for bit
+    let bn_pt = fx.join("backbone_bn.pt");
+    let bn = |out: &Path, epochs: &str, resume: bool| train_ts(&bn_pt, out, epochs, resume);
     let (a, b) = (t.path().join("bn_a"), t.path().join("bn_b"));
     let sa = bn(&a, "2", false);
     bn(&b, "1", false);

@@ -12,6 +12,16 @@ fn write_logits(dir: &std::path::Path, n: usize, c: usize, seed: u32) -> (Vec<f3
     (z, y)
 }
 
+/// `import` of `dir`'s z.npy and y.npy (from [`write_logits`]) at temperatures 1 and 3, in blocks of 64
+/// rows and shards of 128, into `out`.
+fn import(dir: &std::path::Path, out: &std::path::Path, k: usize, format: &str, extra: &[&str]) {
+    let (z, y, k) = (dir.join("z.npy"), dir.join("y.npy"), k.to_string());
+    let mut args = vec!["import", "--logits", p(&z), "--labels", p(&y), "--top-k", &k, "--temperatures", "1,3", "--out", p(out)];
+    args.extend(["--format", format, "--block-rows", "64", "--shard-rows", "128"]);
+    args.extend_from_slice(extra);
+    ok(&args);
+}
+
 #[test]
 fn import_dump_verify_match_the_full_softmax() {
     let t = tempfile::tempdir().unwrap();
@@ -19,27 +29,7 @@ fn import_dump_verify_match_the_full_softmax() {
     let (z, y) = write_logits(t.path(), n, c, 1);
     for fmt in ["kds", "parquet"] {
         let out = t.path().join(fmt);
-        ok(&[
-            "import",
-            "--logits",
-            p(&t.path().join("z.npy")),
-            "--labels",
-            p(&t.path().join("y.npy")),
-            "--top-k",
-            &k.to_string(),
-            "--temperatures",
-            "1,3",
-            "--out",
-            p(&out),
-            "--format",
-            fmt,
-            "--dtype",
-            "f32",
-            "--block-rows",
-            "64",
-            "--shard-rows",
-            "128",
-        ]);
+        import(t.path(), &out, k, fmt, &["--dtype", "f32"]);
         assert!(ok(&["verify", p(&out)]).starts_with("ok:"));
         let rows = rows_json(&out);
         assert_eq!(rows.as_array().unwrap().len(), n);
@@ -80,25 +70,7 @@ fn three_clients_read_a_parquet_cache() {
     let (n, k) = (300, 7);
     write_logits(t.path(), n, 50, 2);
     let out = t.path().join("c");
-    ok(&[
-        "import",
-        "--logits",
-        p(&t.path().join("z.npy")),
-        "--labels",
-        p(&t.path().join("y.npy")),
-        "--top-k",
-        &k.to_string(),
-        "--temperatures",
-        "1,3",
-        "--out",
-        p(&out),
-        "--format",
-        "parquet",
-        "--block-rows",
-        "64",
-        "--shard-rows",
-        "128",
-    ]);
+    import(t.path(), &out, k, "parquet", &[]);
     let rows = rows_json(&out);
     let script = r#"
 import glob, json, math, sys
