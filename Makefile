@@ -34,7 +34,7 @@ DATA := data/$(SCALE)
 CACHE := $(DATA)/cache
 RUNS := $(if $(filter default,$(SCALE)),runs,runs/$(SCALE))
 
-.PHONY: setup build test demo cache train bench clean help
+.PHONY: setup build python test demo cache train bench clean help
 help:
 	@echo "make demo    set up, then synth -> cache (20,000 classes) -> train (dis, full, ghost, topk) and print a summary table"
 	@echo "make test    set up, then run the whole test suite"
@@ -42,22 +42,37 @@ help:
 	@echo "make bench   criterion benchmarks, then kdcache bench (results/bench.md, results/bench.json)"
 	@echo "make fuzz    cargo-fuzz every reader of hostile files for FUZZ_S seconds each (default 60; tools/fuzz.sh)"
 
-# torch venv (idempotent; CPU-only torch unless a GPU is visible) and the release build
-setup: .venv/.kdcache-setup build
+# torch venv (idempotent; CPU-only torch unless a GPU is visible), the release build and the Python package
+setup: .venv/.kdcache-setup build python
 .venv/.kdcache-setup: tools/setup-torch.sh
 	bash tools/setup-torch.sh
 	touch $@
 build: .venv/.kdcache-setup
 	$(CARGO) build --release --bins
 
-# clippy (warnings are errors), the torch build in release (numerics), every test target again without
-# libtorch in debug (a separate profile, so the two feature sets do not rebuild each other; the torch-only
-# targets compile to nothing), and the fuzz targets (they must build)
+# the Python package (python/): maturin builds the abi3 wheel of the binding crate in this workspace's
+# target directory (the core without libtorch, release profile), pip installs it into .venv
+PY := .venv/bin/python
+WHEEL_STAMP := .venv/.kdcache-python
+PY_SOURCES := $(shell find python/src python/kdcache src -name '*.rs' -o -name '*.py' -o -name '*.pyi' 2>/dev/null) python/Cargo.toml python/pyproject.toml Cargo.toml Cargo.lock
+python: $(WHEEL_STAMP)
+$(WHEEL_STAMP): .venv/.kdcache-setup $(PY_SOURCES)
+	rm -f target/wheels/kdcache-*.whl
+	PYO3_PYTHON=$(PY) .venv/bin/maturin build --release -m python/Cargo.toml -o target/wheels
+	$(PY) -m pip --disable-pip-version-check -q install --no-deps --force-reinstall target/wheels/kdcache-*.whl
+	touch $@
+
+# clippy (warnings are errors) on the core and the binding, the torch build in release (numerics), every
+# test target again without libtorch in debug (a separate profile, so the two feature sets do not rebuild
+# each other; the torch-only targets compile to nothing), the fuzz targets (they must build), and the
+# Python package's tests (real torch, DataLoader workers, the CLI beside it)
 test: setup
 	$(CARGO) clippy --release --all-targets -- -D warnings
+	PYO3_PYTHON=$(PY) $(CARGO) clippy --release -p kdcache-python -- -D warnings
 	$(CARGO) test --release
 	$(CARGO) test --no-default-features --lib --tests
 	$(CARGO) build --manifest-path fuzz/Cargo.toml
+	KDCACHE_BIN=$(KD) $(PY) -m pytest python/tests -q
 
 $(DATA)/synth.json: | setup
 	$(KD) synth --out $(DATA) --classes $(CLASSES) --train $(TRAIN_ROWS) --test $(TEST_ROWS)
@@ -97,4 +112,4 @@ fuzz:
 	FUZZ_S=$(FUZZ_S) CARGO=$(CARGO) bash tools/fuzz.sh
 
 clean:
-	rm -rf data runs target/release/kdcache
+	rm -rf data runs target/release/kdcache target/wheels $(WHEEL_STAMP)

@@ -191,6 +191,19 @@ impl CacheReader {
         ids
     }
 
+    /// The cache rows (positions 0..rows) of one pass in `order`, as [`CacheReader::batches`] yields them.
+    pub fn positions(&self, order: Order) -> Vec<u64> {
+        let mut out = Vec::with_capacity(self.rows() as usize);
+        for b in self.plan(order) {
+            let r = self.blocks[b];
+            match order {
+                Order::Sequential => out.extend(r.first_row..r.first_row + r.rows as u64),
+                Order::Shuffled { seed } => out.extend(block_permutation(seed, b, r.rows).into_iter().map(|i| r.first_row + i as u64)),
+            }
+        }
+        out
+    }
+
     /// Blocks in `order`, decoded ahead by `workers` threads (0 = decode on the caller's thread),
     /// yielded in the planned order, so a seed gives the same stream whatever the thread count.
     pub fn batches(self: &Arc<Self>, order: Order, workers: usize) -> Prefetch {
@@ -249,16 +262,19 @@ pub struct Prefetch {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// The order in which a shuffled pass visits the `rows` rows of block `block`.
+pub fn block_permutation(seed: u64, block: usize, rows: usize) -> Vec<usize> {
+    let mut perm: Vec<usize> = (0..rows).collect();
+    let s = seed ^ (block as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    perm.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(s));
+    perm
+}
+
 fn decode(reader: &CacheReader, plan: &[usize], order: Order, seq: usize) -> Result<RowBatch> {
     let batch = reader.read_block(plan[seq])?;
     Ok(match order {
         Order::Sequential => batch,
-        Order::Shuffled { seed } => {
-            let mut perm: Vec<usize> = (0..batch.len()).collect();
-            let s = seed ^ (plan[seq] as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            perm.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(s));
-            batch.permuted(&perm)
-        }
+        Order::Shuffled { seed } => batch.permuted(&block_permutation(seed, plan[seq], batch.len())),
     })
 }
 

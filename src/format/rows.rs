@@ -251,15 +251,20 @@ impl<'a> RowRef<'a> {
             LogitBase::LogProb { t0 } => s + t0 as f64 * self.batch.lse[self.i * self.batch.t] as f64,
         }
     }
-    /// The teacher's probability of rank r at the `ti`-th cached temperature `temp`:
-    /// exp(z/T − lse(T)), never above 1. The one place the format's formula is written.
-    pub fn prob(&self, r: usize, ti: usize, temp: f64) -> f64 {
+    /// The teacher's log-probability of rank r at the `ti`-th cached temperature `temp`:
+    /// z/T − lse(T), never above 0. The one place the format's formula is written.
+    pub fn log_prob(&self, r: usize, ti: usize, temp: f64) -> f64 {
         let x = match self.batch.base {
             // at T0 the stored value is T0·log p itself: no cancellation
             LogitBase::LogProb { t0 } if ti == 0 => self.stored(r) as f64 / t0 as f64,
             _ => self.logit_f64(r) / temp - self.lse()[ti] as f64,
         };
-        x.exp().min(1.0)
+        x.min(0.0)
+    }
+    /// The teacher's probability of rank r at the `ti`-th cached temperature `temp`: exp of
+    /// [`RowRef::log_prob`], never above 1.
+    pub fn prob(&self, r: usize, ti: usize, temp: f64) -> f64 {
+        self.log_prob(r, ti, temp).exp()
     }
     /// The teacher's mass outside the top-K at the `ti`-th temperature, in [0, 1].
     pub fn tail_mass(&self, ti: usize) -> f64 {

@@ -1,0 +1,136 @@
+"""A writer killed by SIGKILL after some shards are published, then run again, yields the cache an
+uninterrupted run yields (the same shard bytes and manifest); running a finished cache again changes
+nothing."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import assert_same_cache, distinct_logits, manifest, random_labels, shard_files
+
+N, C, K = 600, 211, 10
+BLOCK_ROWS, SHARD_ROWS, BATCH = 25, 100, 48  # batches straddle shard boundaries
+
+WRITER = """
+import json, sys, time
+import numpy as np
+import kdcache
+
+out, data, fmt, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+z, y = np.load(data + ".z.npy"), np.load(data + ".y.npy")
+w = kdcache.CacheWriter(out, num_classes={C}, top_k={K}, temperatures=(1, 2, 4), teacher="teacher@1", dataset="dataset@1",
+                        format=fmt, dtype="f16", block_rows={BLOCK_ROWS}, shard_rows={SHARD_ROWS})
+info = {{"resumed_rows": w.resumed_rows, "next_row": w.next_row, "complete": w.complete}}
+print(json.dumps(info), flush=True)
+with w:
+    for lo in range(0, {N}, {BATCH}):
+        w.add_logits(lo, z[lo:lo + {BATCH}], y[lo:lo + {BATCH}])
+        time.sleep(pause)
+print(json.dumps(w.manifest["rows"]), flush=True)
+""".format(C=C, K=K, N=N, BLOCK_ROWS=BLOCK_ROWS, SHARD_ROWS=SHARD_ROWS, BATCH=BATCH)
+
+
+@pytest.fixture(scope="module")
+def writer(tmp_path_factory):
+    """The writer script, and a function running it to completion that returns what it printed first."""
+    base = tmp_path_factory.mktemp("resume")
+    script = base / "writer.py"
+    script.write_text(WRITER)
+    data = str(base / "teacher")
+    np.save(data + ".z.npy", distinct_logits(N, C, seed=31))
+    np.save(data + ".y.npy", random_labels(N, C, seed=32))
+
+    def cmd(out, fmt, pause=0.0):
+        return [sys.executable, str(script), str(out), data, fmt, str(pause)]
+
+    def run(out, fmt):
+        r = subprocess.run(cmd(out, fmt), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"the writer failed (exit {r.returncode}):\n{r.stderr.strip()}"
+        return json.loads(r.stdout.splitlines()[0])
+
+    return cmd, run
+
+
+@pytest.fixture(scope="module", params=["kds", "parquet"])
+def uninterrupted(request, writer, tmp_path_factory):
+    fmt = request.param
+    out = tmp_path_factory.mktemp("clean") / fmt
+    info = writer[1](out, fmt)
+    assert info == {"resumed_rows": 0, "next_row": 0, "complete": False}
+    return fmt, out
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(kd, cli, writer, uninterrupted, tmp_path):
+    cmd, run = writer
+    fmt, clean = uninterrupted
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(out, fmt, pause=0.25), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    third = out / f"shard-00002.{fmt}"
+    deadline = time.monotonic() + 90
+    try:
+        while not third.exists():
+            assert proc.poll() is None, f"the writer ended before its third shard (exit {proc.returncode}): {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, "no third shard after 90 s"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "_manifest.json").exists(), "the run finished before it was killed: nothing was tested"
+    kept = len(shard_files(out))
+    assert 3 <= kept < N // SHARD_ROWS
+
+    info = run(out, fmt)
+    assert not info["complete"]
+    assert info["resumed_rows"] >= 3 * SHARD_ROWS and info["resumed_rows"] % SHARD_ROWS == 0
+    assert info["next_row"] == info["resumed_rows"]  # rows 0..next_row are the kept shards' rows
+    assert not (out / "_manifest.partial.json").exists()
+    assert_same_cache(out, clean)
+    cli.verify(out)
+
+
+def test_abort_then_rerun_equals_uninterrupted(kd, writer, uninterrupted, tmp_path):
+    """A writer left by an exception (the context manager aborts) publishes nothing; a rerun resumes."""
+    _, run = writer
+    fmt, clean = uninterrupted
+    out = tmp_path / "aborted"
+    z = distinct_logits(N, C, seed=31)
+    y = random_labels(N, C, seed=32)
+    with pytest.raises(RuntimeError, match="the teacher failed"):
+        with kd.CacheWriter(out, num_classes=C, top_k=K, temperatures=(1, 2, 4), teacher="teacher@1", dataset="dataset@1",
+                            format=fmt, dtype="f16", block_rows=BLOCK_ROWS, shard_rows=SHARD_ROWS) as w:
+            for lo in range(0, 350, BATCH):
+                w.add_logits(lo, z[lo:lo + BATCH], y[lo:lo + BATCH])
+            raise RuntimeError("the teacher failed")
+    assert not (out / "_manifest.json").exists()
+    assert len(shard_files(out)) >= 3
+    info = run(out, fmt)
+    assert info["resumed_rows"] >= 3 * SHARD_ROWS
+    assert_same_cache(out, clean)
+
+
+def test_rerun_of_a_complete_cache_is_a_no_op(kd, writer, uninterrupted):
+    _, run = writer
+    fmt, clean = uninterrupted
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in clean.iterdir()}
+    info = run(clean, fmt)
+    assert info["complete"] is True and info["next_row"] is None
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in clean.iterdir()}
+    assert after == before
+
+    # in process: every add is a no-op, close returns the cache's manifest
+    w = kd.CacheWriter(clean, num_classes=C, top_k=K, temperatures=(1, 2, 4), teacher="teacher@1", dataset="dataset@1",
+                       format=fmt, dtype="f16", block_rows=BLOCK_ROWS, shard_rows=SHARD_ROWS)
+    assert w.complete and w.next_row is None
+    w.add_logits(0, distinct_logits(BATCH, C, seed=99))
+    w.add_logits(0, distinct_logits(BATCH, C, seed=99))  # not even the order is checked: nothing is written
+    assert w.close() == manifest(clean)
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in clean.iterdir()}
+    assert after == before
