@@ -66,16 +66,46 @@ class CachedBatch(Sequence):
         return d
 
 
+# the dtype each field has as a tensor (torch indexes with int64; row ids fit it)
+_DTYPES = {
+    "row": torch.int64,
+    "label": torch.int64,
+    "ids": torch.int64,
+    "logp": torch.float32,
+    "lse": torch.float32,
+    "log_tail": torch.float32,
+    "logits": torch.float32,
+    "tail_idx": torch.int64,
+    "tail_cnt": torch.int64,
+    "aug": torch.float32,
+}
+
+
 def collate(batch: Any) -> dict:
     """Collates a `CachedBatch` into a dict of tensors: row, label (int64 [B]), ids (int64 [B, K]),
     logp (float32 [B, K]), lse, log_tail (float32 [B]), logits/tail samples when present, and input (your
     dataset's samples through torch's default collate). Lists of single rows (from `__getitem__`) are
-    collated by torch's default collate."""
+    collated by torch's default collate.
+
+    The cache fields are views into one buffer, so a DataLoader worker hands the whole batch to the main
+    process as one shared-memory block instead of one per field."""
     if not isinstance(batch, CachedBatch):
         return default_collate(batch)
     r = batch.rows
-    out = {k: _tensor(getattr(r, k)) for k in _FIELDS + _OPTIONAL if getattr(r, k) is not None}
-    out["ids"] = out["ids"].long()
+    fields = [(k, getattr(r, k)) for k in _FIELDS + _OPTIONAL if getattr(r, k) is not None]
+    sizes = []
+    total = 0
+    for k, a in fields:
+        dt = _DTYPES[k]
+        nbytes = a.size * dt.itemsize
+        sizes.append((k, a, dt, total, nbytes))
+        total += -(-nbytes // 8) * 8
+    buf = torch.empty(total, dtype=torch.uint8)
+    out = {}
+    for k, a, dt, off, nbytes in sizes:
+        t = buf[off : off + nbytes].view(dt).view(a.shape)
+        t.copy_(torch.from_numpy(a.view(np.int64) if a.dtype == np.uint64 else a))
+        out[k] = t
     if batch.inputs is not None:
         out["input"] = default_collate(batch.inputs)
     return out

@@ -228,6 +228,7 @@ impl Reader {
             tail: (tm > 0).then(|| (Vec::with_capacity(n * tm), Vec::with_capacity(n * tm), tm)),
             aug: (aug > 0).then(|| (Vec::with_capacity(n * aug), aug)),
         };
+        let mut scratch = Vec::with_capacity(k);
         for (p, &i) in idx.iter().enumerate() {
             let b = block_of[p];
             let batch = &blocks[&b];
@@ -240,7 +241,7 @@ impl Reader {
             g.view.push(r.view());
             g.label.push(r.label());
             g.ids.extend(r.topk_idx().iter().map(|&c| c as i32));
-            g.logp.extend((0..k).map(|j| r.log_prob(j, ti, temp) as f32));
+            r.log_probs_into(ti, temp, &mut scratch, &mut g.logp);
             if let Some(z) = &mut g.logits {
                 z.extend((0..k).map(|j| r.logit(j)));
             }
