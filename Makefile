@@ -40,6 +40,7 @@ help:
 	@echo "make test    set up, then run the whole test suite"
 	@echo "make cache   build the demo cache (SCALE=large: 100,000 classes);  make train: train a dis student on it"
 	@echo "make bench   criterion benchmarks, then kdcache bench (results/bench.md, results/bench.json)"
+	@echo "make bench-python   the Python package's DataLoader and writer throughput beside the Rust core's (results/python.md)"
 	@echo "make fuzz    cargo-fuzz every reader of hostile files for FUZZ_S seconds each (default 60; tools/fuzz.sh)"
 
 # torch venv (idempotent; CPU-only torch unless a GPU is visible), the release build and the Python package
@@ -103,6 +104,12 @@ demo: cache
 bench: cache
 	$(CARGO) bench --bench cache_io
 	$(KD) bench --out results --quality-data $(DATA)
+
+# the Python package's throughput: DataLoader rows/s (block-shuffled, random, pyarrow) on kdcache bench's io
+# caches, and CacheWriter.add_logits against kdcache import (results/python.md, results/python.json)
+.PHONY: bench-python
+bench-python: setup
+	$(PY) benches/python.py --out results --kdcache $(KD)
 
 # fuzz the readers of hostile files (kds, Parquet, manifest, .npy), FUZZ_S seconds per target; fails on a
 # crash or an input slower than 1 s (100 ms on replay); see fuzz/README.md
