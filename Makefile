@@ -59,7 +59,7 @@ PY_SOURCES := $(shell find python/src python/kdcache src -name '*.rs' -o -name '
 python: $(WHEEL_STAMP)
 $(WHEEL_STAMP): .venv/.kdcache-setup $(PY_SOURCES)
 	rm -f target/wheels/kdcache-*.whl
-	PYO3_PYTHON=$(PY) .venv/bin/maturin build --release -m python/Cargo.toml -o target/wheels
+	PYO3_PYTHON=$(abspath $(PY)) .venv/bin/maturin build --release -m python/Cargo.toml -o target/wheels
 	$(PY) -m pip --disable-pip-version-check -q install --no-deps --force-reinstall target/wheels/kdcache-*.whl
 	touch $@
 
@@ -69,7 +69,7 @@ $(WHEEL_STAMP): .venv/.kdcache-setup $(PY_SOURCES)
 # Python package's tests (real torch, DataLoader workers, the CLI beside it)
 test: setup
 	$(CARGO) clippy --release --all-targets -- -D warnings
-	PYO3_PYTHON=$(PY) $(CARGO) clippy --release -p kdcache-python -- -D warnings
+	PYO3_PYTHON=$(abspath $(PY)) $(CARGO) clippy --release -p kdcache-python -- -D warnings
 	$(CARGO) test --release
 	$(CARGO) test --no-default-features --lib --tests
 	$(CARGO) build --manifest-path fuzz/Cargo.toml

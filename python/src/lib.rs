@@ -427,7 +427,7 @@ impl Writer {
         let Some(last) = batch.row.last().copied() else { return Ok(()) };
         let n = batch.len() as u64;
         let tx = self.tx.clone().ok_or_else(|| PyRuntimeError::new_err("the writer is closed"))?;
-        if py.detach(move || tx.send((batch, prior))).is_err() {
+        if py.detach(move || tx.send((batch, prior)).is_err()) {
             // the encoder stopped: report why
             self.tx = None;
             let res = self.thread.take().map(|t| t.join());

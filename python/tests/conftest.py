@@ -197,10 +197,9 @@ def run_snippet(code: str, cwd: Optional[Path] = None, timeout: float = 120) -> 
     return json.loads(line[len("RESULT "):])
 
 
-def expect_error(code: str, exc: str, *fragments: str, cwd: Optional[Path] = None) -> str:
-    """Runs `code` in a fresh interpreter; it must raise `exc` (or a subclass) with a one-line message
-    holding every one of `fragments`. Returns the message."""
-    res = run_snippet(code, cwd=cwd)
+def check_error(res: dict, exc: str, fragments: Sequence[str], code: str = "") -> str:
+    """`res` (from `run_snippet` or `run_cases`) is the exception `exc` (or a subclass) with a one-line
+    message holding every one of `fragments`. Returns the message."""
     assert res["raised"] is not None, f"expected {exc}, nothing was raised by:\n{textwrap.dedent(code)}"
     assert exc in res["mro"], f"expected {exc}, got {res['raised']}: {res['msg']}"
     msg = res["msg"]
@@ -208,6 +207,41 @@ def expect_error(code: str, exc: str, *fragments: str, cwd: Optional[Path] = Non
     for f in fragments:
         assert f in msg, f"{f!r} is not in the message {msg!r}"
     return msg
+
+
+def expect_error(code: str, exc: str, *fragments: str, cwd: Optional[Path] = None) -> str:
+    """Runs `code` in a fresh interpreter; it must raise `exc` (or a subclass) with a one-line message
+    holding every one of `fragments`. Returns the message."""
+    return check_error(run_snippet(code, cwd=cwd), exc, fragments, code)
+
+
+_CASES = """
+import json, sys, traceback
+cases = json.loads(sys.stdin.read())
+import numpy as np
+import kdcache
+for name, code in cases.items():
+    print("START " + name, flush=True)
+    out = {"raised": None}
+    try:
+        exec(code, {"np": np, "kdcache": kdcache})
+    except BaseException as e:
+        out = {"raised": type(e).__name__, "mro": [c.__name__ for c in type(e).__mro__], "msg": str(e)}
+    print("CASE " + json.dumps([name, out]), flush=True)
+"""
+
+
+def run_cases(cases: dict, cwd: Optional[Path] = None, timeout: float = 300) -> dict:
+    """Runs each snippet of `cases` (name -> code) in turn in one fresh interpreter; returns name -> what
+    `run_snippet` returns, for the cases that finished. If the interpreter dies, the case it was running
+    and those after it are missing: run them alone (`run_snippet`) to see which one kills it."""
+    r = subprocess.run([sys.executable, "-c", _CASES], input=json.dumps(cases), capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    done = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("CASE "):
+            name, res = json.loads(line[len("CASE "):])
+            done[name] = res
+    return done
 
 
 # ---------------------------------------------------------------------------------------------------
