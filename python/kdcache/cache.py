@@ -150,10 +150,13 @@ class Cache:
         self._path = os.fspath(path)
         self._budget = int(block_cache_bytes)
         self._threads = None if threads is None else int(threads)
+        self._ahead: Optional[Tuple[Optional[int]]] = None
         self._open()
 
     def _open(self) -> None:
         self._r = _kdcache.Reader(self._path, self._budget, self._threads)
+        if self._ahead is not None:
+            self._r.plan(self._ahead[0])
         self._pid = os.getpid()
         self._manifest = json.loads(self._r.manifest_json())
         self._starts = self._r.block_starts()
@@ -164,12 +167,13 @@ class Cache:
         return self._r
 
     def __getstate__(self) -> dict:
-        return {"path": self._path, "block_cache_bytes": self._budget, "threads": self._threads}
+        return {"path": self._path, "block_cache_bytes": self._budget, "threads": self._threads, "read_ahead": self._ahead}
 
     def __setstate__(self, state: dict) -> None:
         self._path = state["path"]
         self._budget = state["block_cache_bytes"]
         self._threads = state["threads"]
+        self._ahead = state.get("read_ahead")
         self._open()
 
     # --- what the cache holds
@@ -266,6 +270,16 @@ class Cache:
         if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         return self._reader().order(None if seed is None else int(seed) % (1 << 64))
+
+    def read_ahead(self, seed: Optional[int] = None, enabled: bool = True) -> None:
+        """Reads ahead in the block order of `order(seed)`: every read starts decoding the next blocks of
+        that order in the background, as `kdcache train` prefetches. BlockShuffleSampler sets this on the
+        cache it is given (pass the same Cache to CacheDataset); it carries over to DataLoader workers.
+        enabled=False stops it."""
+        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self._ahead = (None if seed is None else int(seed) % (1 << 64),) if enabled else None
+        self._reader().plan(None if self._ahead is None else self._ahead[0], enabled)
 
     def verify(self) -> dict:
         """Checks every shard checksum, every block and every row invariant, as `kdcache verify`; raises

@@ -203,10 +203,16 @@ class BlockShuffleSampler(Sampler[int]):
         else:
             self.num_samples = -(-n // world_size)
         self.total_size = self.num_samples * world_size
+        self._read_ahead()
+
+    def _read_ahead(self) -> None:
+        # the cache decodes the epoch's next blocks in the background (DataLoader workers inherit it)
+        self.cache.read_ahead(self.seed + self.epoch if self.shuffle else None)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose order the next iteration gives (seed + epoch, as `kdcache train`)."""
         self.epoch = int(epoch)
+        self._read_ahead()
 
     def indices(self) -> np.ndarray:
         """This rank's cache positions for the current epoch (int64)."""
@@ -219,6 +225,7 @@ class BlockShuffleSampler(Sampler[int]):
         return order[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
 
     def __iter__(self) -> Iterator[int]:
+        self._read_ahead()
         return iter(self.indices().tolist())
 
     def __len__(self) -> int:

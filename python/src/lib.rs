@@ -118,13 +118,100 @@ impl Lru {
     }
 }
 
+/// A block being decoded by one thread while others wait for it: `None` until done, then the block
+/// (`None` inside when decoding failed: a waiter decodes it again to get its own error).
+#[derive(Default)]
+struct Slot {
+    done: Mutex<Option<Option<Arc<RowBatch>>>>,
+    ready: std::sync::Condvar,
+}
+
+/// The order a sampler will read blocks in, for reading ahead.
+struct Plan {
+    order: Vec<usize>,
+    /// Each block's place in `order`.
+    place: Vec<usize>,
+}
+
+/// Blocks ahead of the last one read that are decoded in the background when a plan is set.
+const READ_AHEAD: usize = 2;
+
+/// Decoded blocks, shared by the caller's threads and the read-ahead threads.
+struct Blocks {
+    reader: Arc<CacheReader>,
+    lru: Mutex<Lru>,
+    inflight: Mutex<HashMap<usize, Arc<Slot>>>,
+    plan: Mutex<Option<Arc<Plan>>>,
+}
+
+impl Blocks {
+    /// Block `b`: from the LRU, from the thread already decoding it, or decoded here.
+    fn get(&self, b: usize) -> kdcache::Result<Arc<RowBatch>> {
+        let poisoned = || Error::Internal("block cache lock poisoned".into());
+        if let Some(hit) = self.lru.lock().map_err(|_| poisoned())?.get(b) {
+            return Ok(hit);
+        }
+        let (slot, mine) = {
+            let mut inflight = self.inflight.lock().map_err(|_| poisoned())?;
+            match inflight.get(&b) {
+                Some(s) => (s.clone(), false),
+                None => {
+                    let s = Arc::new(Slot::default());
+                    inflight.insert(b, s.clone());
+                    (s, true)
+                }
+            }
+        };
+        if !mine {
+            let mut done = slot.done.lock().map_err(|_| poisoned())?;
+            while done.is_none() {
+                done = slot.ready.wait(done).map_err(|_| poisoned())?;
+            }
+            if let Some(Some(batch)) = done.as_ref() {
+                return Ok(batch.clone());
+            }
+            drop(done);
+            return self.reader.read_block(b).map(Arc::new);
+        }
+        let res = self.reader.read_block(b).map(Arc::new);
+        if let Ok(batch) = &res
+            && let Ok(mut lru) = self.lru.lock()
+        {
+            lru.put(b, batch.clone());
+        }
+        if let Ok(mut done) = slot.done.lock() {
+            *done = Some(res.as_ref().ok().cloned());
+        }
+        slot.ready.notify_all();
+        if let Ok(mut inflight) = self.inflight.lock() {
+            inflight.remove(&b);
+        }
+        res
+    }
+
+    /// Starts decoding, in the background, the blocks the plan reads after the latest of `read`.
+    fn read_ahead(self: &Arc<Self>, read: &[usize]) {
+        let Some(plan) = self.plan.lock().ok().and_then(|p| p.clone()) else { return };
+        let Some(last) = read.iter().filter_map(|&b| plan.place.get(b)).max().copied() else { return };
+        for &b in plan.order.iter().skip(last + 1).take(READ_AHEAD) {
+            let cached = self.lru.lock().map(|l| l.blocks.contains_key(&b)).unwrap_or(true);
+            let busy = self.inflight.lock().map(|f| f.contains_key(&b)).unwrap_or(true);
+            if !cached && !busy {
+                let me = self.clone();
+                // errors surface when the caller reads the block itself
+                std::thread::spawn(move || drop(me.get(b)));
+            }
+        }
+    }
+}
+
 /// A cache opened for reading: `kdcache.Cache` wraps it.
 #[pyclass(frozen, module = "kdcache._kdcache", name = "Reader")]
 struct Reader {
     reader: Arc<CacheReader>,
     /// First cache row of each block, and the total at the end.
     starts: Vec<u64>,
-    lru: Mutex<Lru>,
+    blocks: Arc<Blocks>,
     threads: usize,
 }
 
@@ -146,14 +233,7 @@ struct Gathered {
 
 impl Reader {
     fn block(&self, b: usize) -> kdcache::Result<Arc<RowBatch>> {
-        if let Some(hit) = self.lru.lock().map_err(|_| Error::Internal("block cache lock poisoned".into()))?.get(b) {
-            return Ok(hit);
-        }
-        let batch = Arc::new(self.reader.read_block(b)?);
-        if let Ok(mut lru) = self.lru.lock() {
-            lru.put(b, batch.clone());
-        }
-        Ok(batch)
+        self.blocks.get(b)
     }
 
     /// The blocks `wanted` (sorted, distinct), decoded on up to `threads` threads; the first failure in
@@ -211,6 +291,7 @@ impl Reader {
         let mut wanted = block_of.clone();
         wanted.sort_unstable();
         wanted.dedup();
+        self.blocks.read_ahead(&wanted);
         let blocks = self.blocks(&wanted)?;
         let n = idx.len();
         let (tm, aug) = (m.tail_samples, m.aug_dim);
@@ -274,12 +355,14 @@ impl Reader {
         let reader = py.detach(|| CacheReader::open(&path)).map_err(to_py)?;
         let mut starts: Vec<u64> = reader.blocks().iter().map(|b| b.first_row).collect();
         starts.push(reader.rows());
-        Ok(Reader {
-            reader: Arc::new(reader),
-            starts,
+        let reader = Arc::new(reader);
+        let blocks = Arc::new(Blocks {
+            reader: reader.clone(),
             lru: Mutex::new(Lru { budget: block_cache_bytes, used: 0, tick: 0, blocks: HashMap::new() }),
-            threads: threads.unwrap_or_else(default_threads).max(1),
-        })
+            inflight: Mutex::new(HashMap::new()),
+            plan: Mutex::new(None),
+        });
+        Ok(Reader { reader, starts, blocks, threads: threads.unwrap_or_else(default_threads).max(1) })
     }
 
     /// The manifest as JSON text.
@@ -306,7 +389,27 @@ impl Reader {
 
     /// Bytes of decoded blocks held now, and the budget.
     fn block_cache_usage(&self) -> (usize, usize) {
-        self.lru.lock().map(|l| (l.used, l.budget)).unwrap_or((0, 0))
+        self.blocks.lru.lock().map(|l| (l.used, l.budget)).unwrap_or((0, 0))
+    }
+
+    /// Reads ahead in the block order of `order(seed)` (the order a block-shuffled sampler reads in):
+    /// each read starts decoding the next blocks of that order in the background. None stops it.
+    #[pyo3(signature = (seed=None, enabled=true))]
+    fn plan(&self, seed: Option<u64>, enabled: bool) {
+        let plan = enabled.then(|| {
+            let order = self.reader.plan(match seed {
+                Some(seed) => Order::Shuffled { seed },
+                None => Order::Sequential,
+            });
+            let mut place = vec![0; order.len()];
+            for (i, &b) in order.iter().enumerate() {
+                place[b] = i;
+            }
+            Arc::new(Plan { order, place })
+        });
+        if let Ok(mut p) = self.blocks.plan.lock() {
+            *p = plan;
+        }
     }
 
     /// Rows at the cache positions `indices` (int64, any order, repeats allowed) as a dict of arrays,
