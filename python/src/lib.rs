@@ -589,7 +589,7 @@ impl Writer {
         spec.validate().map_err(to_py)?;
         let allowed = match (part, num_examples) {
             (Some((i, n)), _) if n == 0 || i >= n => return Err(invalid(format!("part ({i}, {n}): need 0 <= i < n"))),
-            (Some((i, n)), Some(total)) => Some((total * i / n, total * (i + 1) / n)),
+            (Some((i, n)), Some(total)) => Some(split(total, i, n)),
             (Some(_), None) => return Err(invalid("a part needs num_examples (the whole dataset's size) to know its rows")),
             (None, Some(total)) => Some((0, total)),
             (None, None) => None,
@@ -875,7 +875,13 @@ fn part_range(num_examples: u64, i: u64, n: u64) -> PyResult<(u64, u64)> {
     if n == 0 || i >= n {
         return Err(invalid(format!("part ({i}, {n}): need 0 <= i < n")));
     }
-    Ok((num_examples * i / n, num_examples * (i + 1) / n))
+    Ok(split(num_examples, i, n))
+}
+
+/// Examples lo..hi of part i of n (i < n), without overflow.
+fn split(total: u64, i: u64, n: u64) -> (u64, u64) {
+    let at = |j: u64| (total as u128 * j as u128 / n as u128) as u64;
+    (at(i), at(i + 1))
 }
 
 /// The version of the Rust core.

@@ -163,20 +163,24 @@ def logsumexp(x: np.ndarray) -> np.ndarray:
 EPS = {"f16": 2.0**-11, "bf16": 2.0**-8, "f32": 2.0**-24}
 
 
-@pytest.mark.parametrize("fmt", ["kds", "parquet"])
-@pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
-@pytest.mark.parametrize("k", [8, 60])
-def test_probabilities_equal_exact_softmax(kd, cli, tmp_path, fmt, dtype, k):
+@pytest.mark.parametrize(
+    "fmt,dtype,k,temps",
+    [(f, d, k, TEMPS) for f in ("kds", "parquet") for d in ("f16", "bf16", "f32") for k in (8, 60)]
+    + [("kds", d, 8, (2.0, 0.5, 1.0)) for d in ("f16", "bf16", "f32")]  # T0 = 2: values stored as 2·log p at T = 2
+    + [("parquet", "f16", 1, (0.7, 3.0))],
+)
+def test_probabilities_equal_exact_softmax(kd, cli, tmp_path, fmt, dtype, k, temps):
     n, c = 40, 60
     z64 = np.random.default_rng(3).standard_normal((n, c)) * 4.0  # float64, as NumPy makes them
-    cache = kd.Cache(cli.import_(tmp_path / "c", z64, top_k=k, format=fmt, dtype=dtype, block_rows=16, shard_rows=32))
+    cache = kd.Cache(cli.import_(tmp_path / "c", z64, top_k=k, temperatures=temps, format=fmt, dtype=dtype, block_rows=16, shard_rows=32))
+    assert cache.temperatures == tuple(np.float32(t).item() for t in temps)
     z = z64.astype(np.float32).astype(np.float64)  # import ranks float64 logits as float32
     ids = np.argsort(-z, axis=1, kind="stable")[:, :k]
-    t0 = TEMPS[0]
+    t0 = float(np.float32(temps[0]))
     lse0 = logsumexp(z / t0)
     # the stored value is T0·log p at T0, rounded to the dtype
     v = np.take_along_axis(z - t0 * lse0[:, None], ids, axis=1)
-    for t in TEMPS:
+    for t in cache.temperatures:
         lse = logsumexp(z / t)
         logp = z / t - lse[:, None]
         r = cache.rows(np.arange(n), temperature=t)

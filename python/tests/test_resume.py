@@ -22,7 +22,7 @@ import json, sys, time
 import numpy as np
 import kdcache
 
-out, data, fmt, pause = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+out, data, fmt, how, pause = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
 z, y = np.load(data + ".z.npy"), np.load(data + ".y.npy")
 w = kdcache.CacheWriter(out, num_classes={C}, top_k={K}, temperatures=(1, 2, 4), teacher="teacher@1", dataset="dataset@1",
                         format=fmt, dtype="f16", block_rows={BLOCK_ROWS}, shard_rows={SHARD_ROWS})
@@ -30,7 +30,11 @@ info = {{"resumed_rows": w.resumed_rows, "next_row": w.next_row, "complete": w.c
 print(json.dumps(info), flush=True)
 with w:
     for lo in range(0, {N}, {BATCH}):
-        w.add_logits(lo, z[lo:lo + {BATCH}], y[lo:lo + {BATCH}])
+        if how == "add_logits":
+            w.add_logits(lo, z[lo:lo + {BATCH}], y[lo:lo + {BATCH}])
+        else:
+            ids, vals, lse, log_tail, prior = kdcache.rank_logits(z[lo:lo + {BATCH}], {K}, (1, 2, 4))
+            w.add_ranked(lo, ids, vals, lse, log_tail, y[lo:lo + {BATCH}], prior)
         time.sleep(pause)
 print(json.dumps(w.manifest["rows"]), flush=True)
 """.format(C=C, K=K, N=N, BLOCK_ROWS=BLOCK_ROWS, SHARD_ROWS=SHARD_ROWS, BATCH=BATCH)
@@ -46,31 +50,36 @@ def writer(tmp_path_factory):
     np.save(data + ".z.npy", distinct_logits(N, C, seed=31))
     np.save(data + ".y.npy", random_labels(N, C, seed=32))
 
-    def cmd(out, fmt, pause=0.0):
-        return [sys.executable, str(script), str(out), data, fmt, str(pause)]
+    def cmd(out, layout, pause=0.0):
+        fmt, how = layout
+        return [sys.executable, str(script), str(out), data, fmt, how, str(pause)]
 
-    def run(out, fmt):
-        r = subprocess.run(cmd(out, fmt), capture_output=True, text=True, timeout=120)
+    def run(out, layout):
+        r = subprocess.run(cmd(out, layout), capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, f"the writer failed (exit {r.returncode}):\n{r.stderr.strip()}"
         return json.loads(r.stdout.splitlines()[0])
 
     return cmd, run
 
 
-@pytest.fixture(scope="module", params=["kds", "parquet"])
+# (encoding, how the script adds its batches: ranked by the writer, or by `kdcache.rank_logits` first)
+LAYOUTS = [("kds", "add_logits"), ("parquet", "add_logits"), ("kds", "add_ranked")]
+
+
+@pytest.fixture(scope="module", params=LAYOUTS, ids=[f"{f}-{h}" for f, h in LAYOUTS])
 def uninterrupted(request, writer, tmp_path_factory):
-    fmt = request.param
-    out = tmp_path_factory.mktemp("clean") / fmt
-    info = writer[1](out, fmt)
+    layout = request.param
+    out = tmp_path_factory.mktemp("clean") / "-".join(layout)
+    info = writer[1](out, layout)
     assert info == {"resumed_rows": 0, "next_row": 0, "complete": False}
-    return fmt, out
+    return layout, out
 
 
 def test_sigkill_then_rerun_equals_uninterrupted(kd, cli, writer, uninterrupted, tmp_path):
     cmd, run = writer
-    fmt, clean = uninterrupted
+    layout, clean = uninterrupted
     out = tmp_path / "killed"
-    proc = subprocess.Popen(cmd(out, fmt, pause=0.25), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd(out, layout, pause=0.25), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     partial = out / "_manifest.partial.json"
 
     def published() -> int:
@@ -95,7 +104,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(kd, cli, writer, uninterrupted,
     kept = published()
     assert 2 <= kept < N // SHARD_ROWS
 
-    info = run(out, fmt)
+    info = run(out, layout)
     assert not info["complete"]
     assert info["resumed_rows"] == kept * SHARD_ROWS
     assert info["next_row"] == info["resumed_rows"]  # rows 0..next_row are the kept shards' rows
@@ -107,7 +116,8 @@ def test_sigkill_then_rerun_equals_uninterrupted(kd, cli, writer, uninterrupted,
 def test_abort_then_rerun_equals_uninterrupted(kd, writer, uninterrupted, tmp_path):
     """A writer left by an exception (the context manager aborts) publishes nothing; a rerun resumes."""
     _, run = writer
-    fmt, clean = uninterrupted
+    layout, clean = uninterrupted
+    fmt, how = layout
     out = tmp_path / "aborted"
     z = distinct_logits(N, C, seed=31)
     y = random_labels(N, C, seed=32)
@@ -115,20 +125,25 @@ def test_abort_then_rerun_equals_uninterrupted(kd, writer, uninterrupted, tmp_pa
         with kd.CacheWriter(out, num_classes=C, top_k=K, temperatures=(1, 2, 4), teacher="teacher@1", dataset="dataset@1",
                             format=fmt, dtype="f16", block_rows=BLOCK_ROWS, shard_rows=SHARD_ROWS) as w:
             for lo in range(0, 350, BATCH):
-                w.add_logits(lo, z[lo:lo + BATCH], y[lo:lo + BATCH])
+                if how == "add_logits":
+                    w.add_logits(lo, z[lo:lo + BATCH], y[lo:lo + BATCH])
+                else:
+                    ids, vals, lse, log_tail, prior = kd.rank_logits(z[lo:lo + BATCH], K, (1, 2, 4))
+                    w.add_ranked(lo, ids, vals, lse, log_tail, y[lo:lo + BATCH], prior)
             raise RuntimeError("the teacher failed")
     assert not (out / "_manifest.json").exists()
     assert len(shard_files(out)) >= 3
-    info = run(out, fmt)
+    info = run(out, layout)
     assert info["resumed_rows"] >= 3 * SHARD_ROWS
     assert_same_cache(out, clean)
 
 
 def test_rerun_of_a_complete_cache_is_a_no_op(kd, writer, uninterrupted):
     _, run = writer
-    fmt, clean = uninterrupted
+    layout, clean = uninterrupted
+    fmt = layout[0]
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in clean.iterdir()}
-    info = run(clean, fmt)
+    info = run(clean, layout)
     assert info["complete"] is True and info["next_row"] is None
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in clean.iterdir()}
     assert after == before

@@ -171,3 +171,19 @@ def test_ties_go_to_the_lower_class(kd):
     z = np.array([[1.0, 3.0, 3.0, -2.0, 3.0, 0.5, 0.5, 7.0]], dtype=np.float32)
     ids = kd.rank_logits(z, 4, (1.0,))[0]
     np.testing.assert_array_equal(ids, [[7, 1, 2, 4]])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+def test_add_logits_takes_every_torch_float_dtype(kd, tmp_path, dtype):
+    """A CPU tensor of any float dtype is ranked as its float32 values (as `import` ranks .npy files)."""
+    import torch
+
+    z = torch.from_numpy(distinct_logits(100, 50, seed=23)).to(getattr(torch, dtype))
+    kw = dict(num_classes=50, top_k=5, temperatures=TEMPS, teacher="t", dataset="d", block_rows=16, shard_rows=48)
+    with kd.CacheWriter(tmp_path / "tensor", **kw) as w:
+        for lo in range(0, 100, 30):
+            w.add_logits(lo, z[lo:lo + 30])
+    with kd.CacheWriter(tmp_path / "f32", **kw) as w:
+        for lo in range(0, 100, 30):
+            w.add_logits(lo, z[lo:lo + 30].float().numpy())
+    assert_same_cache(tmp_path / "tensor", tmp_path / "f32")

@@ -28,6 +28,8 @@ pub fn manifest_path(dir: &Path) -> PathBuf {
     let legacy = dir.join(LEGACY_MANIFEST);
     if legacy.exists() { legacy } else { p }
 }
+/// The largest block a manifest may declare (rows).
+pub const MAX_BLOCK_ROWS: usize = 1 << 24;
 /// A manifest larger than this is refused before parsing (a class prior of 2^24 classes fits).
 const MAX_MANIFEST_BYTES: u64 = 1 << 30;
 
@@ -184,7 +186,7 @@ impl Manifest {
     /// Internal consistency: spec limits, shards tiling 0..rows, file names, prior length.
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.spec().validate().map_err(|e| e.to_string())?;
-        if self.block_rows == 0 || self.block_rows > 1 << 24 {
+        if self.block_rows == 0 || self.block_rows > MAX_BLOCK_ROWS {
             return Err(format!("block_rows = {} is out of range", self.block_rows));
         }
         let mut next = 0u64;

@@ -168,6 +168,9 @@ impl CacheWriter {
         if opts.block_rows == 0 || opts.shard_rows == 0 {
             return Err(Error::invalid("block and shard sizes must be at least 1 row"));
         }
+        if opts.block_rows > crate::format::manifest::MAX_BLOCK_ROWS {
+            return Err(Error::invalid(format!("blocks of {} rows exceed the format's {}", opts.block_rows, crate::format::manifest::MAX_BLOCK_ROWS)));
+        }
         let mut manifest = Manifest::new(spec, opts.encoding, opts.block_rows, signature);
         manifest.part = part;
         std::fs::create_dir_all(dir).ctx(dir)?;
