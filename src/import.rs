@@ -84,8 +84,12 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
     let mut bar = crate::progress::Progress::new(n as u64, "import", "rows", o.progress);
     bar.set_position(start as u64);
     let mut buf = Vec::new();
-    for lo in (start..n).step_by(CHUNK) {
-        let hi = (lo + CHUNK).min(n);
+    // chunks end on shard boundaries too: a chunk's prior (one sum) then belongs to one shard, so the
+    // kept shards of an interrupted import hold the prior of exactly their rows
+    let shard = o.writer.shard_rows.max(1);
+    let mut lo = start;
+    while lo < n {
+        let hi = (lo + CHUNK).min(n).min((lo / shard + 1) * shard);
         logits.f32_rows(lo..hi, &mut buf);
         let (ranked, prior) = crate::rank::rank_block(&buf, c, o.k, &o.temperatures);
         let mut batch = RowBatch::new(&spec);
@@ -98,6 +102,7 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
         if crate::progress::interrupted() {
             return Err(Error::Interrupted);
         }
+        lo = hi;
     }
     bar.finish_and_clear();
     w.finish(n as u64, 1, "kdcache import")

@@ -156,31 +156,37 @@ pub fn rank_row(z: &[f32], k: usize, temps: &[f32], mut prior: Option<&mut [f64]
     Ok(Ranked { idx: top.iter().map(|e| e.1).collect(), logit: top.iter().map(|e| e.0).collect(), lse, log_tail })
 }
 
+/// Rows ranked by one parallel task, and tasks summed in order per wave: the class prior's sum is the
+/// same whatever the thread count or the scheduling (memory: one prior of C per task of a wave).
+const ROWS_PER_TASK: usize = 16;
+const TASKS_PER_WAVE: usize = 16;
+
 /// Ranks a block of dense logits (`flat` holds rows of `c` values) in parallel with [`rank_row`]:
 /// returns each row's result, in row order, and the block's class-prior sum Σ_rows softmax(z) at T = 1
-/// (over the finite rows).
+/// (over the finite rows), summed in an order that depends on the rows alone, so the same logits give
+/// the same bits.
 pub fn rank_block(flat: &[f32], c: usize, k: usize, temps: &[f32]) -> (Vec<Result<Ranked, usize>>, Vec<f64>) {
     use rayon::prelude::*;
-    let (mut rows, prior) = flat
-        .par_chunks(c.max(1))
-        .enumerate()
-        .fold(
-            || (Vec::new(), vec![0f64; c]),
-            |(mut v, mut p), (r, row)| {
-                v.push((r, rank_row(row, k, temps, Some(&mut p))));
-                (v, p)
-            },
-        )
-        .reduce(
-            || (Vec::new(), vec![0f64; c]),
-            |(mut a, mut pa), (b, pb)| {
-                a.extend(b);
-                pa.iter_mut().zip(&pb).for_each(|(x, y)| *x += y);
-                (a, pa)
-            },
-        );
-    rows.sort_unstable_by_key(|r| r.0);
-    (rows.into_iter().map(|r| r.1).collect(), prior)
+    if c == 0 {
+        return (vec![], vec![]);
+    }
+    let mut out = Vec::with_capacity(flat.len() / c);
+    let mut prior = vec![0f64; c];
+    for wave in flat.chunks(ROWS_PER_TASK * TASKS_PER_WAVE * c) {
+        let parts: Vec<(Vec<Result<Ranked, usize>>, Vec<f64>)> = wave
+            .par_chunks(ROWS_PER_TASK * c)
+            .map(|task| {
+                let mut p = vec![0f64; c];
+                let ranked = task.chunks_exact(c).map(|row| rank_row(row, k, temps, Some(&mut p))).collect();
+                (ranked, p)
+            })
+            .collect();
+        for (ranked, p) in parts {
+            out.extend(ranked);
+            prior.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+        }
+    }
+    (out, prior)
 }
 
 #[cfg(test)]
@@ -243,6 +249,21 @@ mod tests {
         let r = rank_row(&z, 1, &[1.0], None).unwrap();
         let expect = (99f64).ln() - 60.0;
         assert!((r.log_tail[0] as f64 - expect).abs() < 1e-4, "{}", r.log_tail[0]);
+    }
+
+    /// The prior's bits do not depend on the thread count.
+    #[test]
+    fn rank_block_prior_is_deterministic() {
+        let (c, rows) = (97, 700);
+        let flat: Vec<f32> = (0..c * rows).map(|i| ((i * 7919 % 1009) as f32 / 97.0).sin() * 6.0).collect();
+        let run = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| rank_block(&flat, c, 5, &[1.0, 2.0]));
+        let (r1, p1) = run(1);
+        for threads in [2, 3, 8] {
+            let (r, p) = run(threads);
+            assert_eq!(r, r1);
+            assert_eq!(p.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), p1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{threads} threads");
+        }
+        assert!((p1.iter().sum::<f64>() - rows as f64).abs() < 1e-9);
     }
 
     #[test]

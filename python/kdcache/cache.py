@@ -23,6 +23,12 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
+def _torch_float32():
+    import torch
+
+    return torch.float32
+
+
 def _to_numpy(x: Any) -> np.ndarray:
     if _is_torch(x):
         x = x.detach()
@@ -424,11 +430,22 @@ class CacheWriter:
         if n == 0 or self._skipped(r):
             return
         if _is_torch(logits) and logits.device.type != "cpu":
-            from .torch import rank_logits as rank_torch
+            from .torch import check_finite, rank_logits as rank_torch
 
-            ids, vals, lse, log_tail, prior = rank_torch(logits, self.top_k, self.temperatures, rows=r)
-            self._w.add_ranked(r, ids, vals, lse, log_tail, lab, prior)
+            if n > 1 and not bool(np.all(np.diff(r.astype(np.int64)) > 0)):
+                i = int(np.argmin(np.diff(r.astype(np.int64)) > 0)) + 1
+                raise ValueError(f"rows must increase strictly: row {int(r[i])} (at position {i}) follows row {int(r[i - 1])}")
+            check_finite(logits, r)
+            # rows an earlier run wrote are not ranked again; one piece per shard, each with its own prior
+            pos = int(np.searchsorted(r, self._resume_at)) if self._resume_at else 0
+            while pos < n:
+                end = min(n, pos + self._w.shard_room)
+                ids, vals, lse, log_tail, prior = rank_torch(logits[pos:end], self.top_k, self.temperatures, rows=r[pos:end])
+                self._w.add_ranked(r[pos:end], ids, vals, lse, log_tail, None if lab is None else lab[pos:end], prior)
+                pos = end
             return
+        if _is_torch(logits) and logits.is_floating_point() and logits.dtype != _torch_float32():
+            logits = logits.detach().float()  # NumPy has no bfloat16
         z = _to_numpy(logits)
         if z.dtype.kind != "f":
             raise ValueError(f"logits must be floating point, got dtype {z.dtype}")

@@ -28,7 +28,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from .cache import Cache, Rows
 
-__all__ = ["CacheDataset", "CachedBatch", "collate", "BlockShuffleSampler", "rank_logits"]
+__all__ = ["CacheDataset", "CachedBatch", "collate", "BlockShuffleSampler", "rank_logits", "check_finite"]
 
 # fields of a row, as tensors
 _FIELDS = ("row", "label", "ids", "logp", "lse", "log_tail")
@@ -232,6 +232,15 @@ class BlockShuffleSampler(Sampler[int]):
         return self.num_samples
 
 
+def check_finite(logits: torch.Tensor, rows: Optional[np.ndarray] = None) -> None:
+    """Raises ValueError naming the first row (`rows[i]` when given) and class of a NaN or Inf logit."""
+    bad = ~torch.isfinite(logits.detach())
+    if bool(bad.any()):
+        i, j = (int(v) for v in bad.nonzero()[0])
+        row = int(rows[i]) if rows is not None else i
+        raise ValueError(f"non-finite teacher logit (NaN or Inf) in row {row}, class {j}")
+
+
 def rank_logits(logits: torch.Tensor, top_k: int, temperatures: Seq[float] = (1.0,), *, rows: Optional[np.ndarray] = None, chunk_bytes: int = 256 << 20) -> Tuple[np.ndarray, ...]:
     """Ranks teacher logits [B, C] with torch on their own device (a GPU, when they are there).
 
@@ -250,11 +259,7 @@ def rank_logits(logits: torch.Tensor, top_k: int, temperatures: Seq[float] = (1.
     k = int(top_k)
     if not 1 <= k <= c:
         raise ValueError(f"top-K = {k} is out of range 1..={c} (the class count C)")
-    bad = ~torch.isfinite(z)
-    if bool(bad.any()):
-        i, j = (int(v) for v in bad.nonzero()[0])
-        row = int(rows[i]) if rows is not None else i
-        raise ValueError(f"non-finite teacher logit (NaN or Inf) in row {row}, class {j}")
+    check_finite(z, rows)
     z = z.float()
     vals, idx = torch.topk(z, k, dim=1, largest=True, sorted=True)
     temps = [float(t) for t in temperatures]

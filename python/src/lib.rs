@@ -475,6 +475,8 @@ struct Writer {
     pool: Arc<rayon::ThreadPool>,
     /// Rows below this example index were written by an earlier run and are kept: skipped when added again.
     skip_below: u64,
+    /// The kept shards' class prior holds the priors of rows below this example index.
+    prior_below: u64,
     resumed_rows: u64,
     /// The directory already holds this cache, complete: every add is a no-op.
     complete: Option<u64>,
@@ -482,6 +484,7 @@ struct Writer {
     added: u64,
     /// Rows this cache may hold: the part's range of examples, or 0..num_examples.
     allowed: Option<(u64, u64)>,
+    shard_rows: usize,
     closed: bool,
 }
 
@@ -495,6 +498,11 @@ fn spawn_encoder(mut w: CacheWriter, rx: Receiver<Job>, pool: Arc<rayon::ThreadP
 }
 
 impl Writer {
+    /// Rows until the shard being filled is full.
+    fn shard_room(&self) -> usize {
+        self.shard_rows - ((self.resumed_rows + self.added) % self.shard_rows as u64) as usize
+    }
+
     fn open(&self) -> PyResult<()> {
         if self.closed {
             return Err(PyRuntimeError::new_err(format!("the writer of {} is closed", self.dir.display())));
@@ -607,17 +615,20 @@ impl Writer {
             thread: None,
             pool: pool.clone(),
             skip_below: 0,
+            prior_below: 0,
             resumed_rows: 0,
             complete: None,
             last_row: None,
             added: 0,
             allowed,
+            shard_rows,
             closed: false,
         };
         match created {
             Ok(cw) => {
                 w.resumed_rows = cw.resumed_rows();
                 w.skip_below = if cw.resumed_rows() > 0 { cw.next_example().unwrap_or(0) } else { 0 };
+                w.prior_below = if cw.resumed_rows() > 0 { cw.prior_end().unwrap_or(0) } else { 0 };
                 w.tx = Some(tx);
                 w.thread = Some(spawn_encoder(cw, rx, pool));
             }
@@ -640,6 +651,13 @@ impl Writer {
             Some(_) => None,
             None => Some(self.last_row.map(|r| r + 1).unwrap_or(self.skip_below).max(self.skip_below)),
         }
+    }
+
+    /// Rows that still fit in the shard being filled: a batch with a prior that ends within them keeps
+    /// the class prior of a resumed run exact.
+    #[getter(shard_room)]
+    fn shard_room_py(&self) -> usize {
+        self.shard_room()
     }
 
     /// Rows the complete cache already in the directory holds (then nothing is written), else None.
@@ -704,8 +722,20 @@ impl Writer {
         if skip == b {
             return Ok(());
         }
-        // a prior covers whole batches: a batch split by the resume point cannot give the kept rows' share
-        let prior = if skip > 0 { None } else { prior };
+        // a prior is one sum over the batch: when the batch straddles a shard boundary or the resume point
+        // it cannot be split between them, so a resumed run's class prior would not be the same
+        let first_kept = rows.get(skip).copied().unwrap_or(0);
+        let counted = first_kept < self.prior_below;
+        if prior.is_some() && (skip > 0 || counted || b - skip > self.shard_room()) {
+            PyErr::warn(
+                py,
+                &py.get_type::<pyo3::exceptions::PyUserWarning>(),
+                c"add_ranked: this batch's prior straddles a shard boundary or the point a resumed run restarts at: a resumed cache's class prior may differ from an uninterrupted run's (give batches that end on shard boundaries: shard_rows a multiple of the batch size)",
+                1,
+            )?;
+        }
+        // rows whose prior the kept shards already hold do not give it again
+        let prior = if skip > 0 || counted { None } else { prior };
         let spec = self.spec.clone();
         let batch = py
             .detach(|| -> kdcache::Result<RowBatch> {
@@ -773,18 +803,41 @@ impl Writer {
         }
         let spec = self.spec.clone();
         let pool = self.pool.clone();
-        let (batch, prior) = py
-            .detach(|| -> kdcache::Result<(RowBatch, Vec<f64>)> {
-                let (ranked, prior) = pool.install(|| kdcache::rank::rank_block(&z[skip * c..], c, k, &spec.temperatures));
-                let mut batch = RowBatch::new(&spec);
-                for (i, r) in (skip..b).zip(ranked) {
-                    let r = r.map_err(|class| Error::NonFinite { row: rows[i], class: class as u64 })?;
-                    batch.push_row(rows[i], 0, labels.map(|l| l[i]).unwrap_or(-1), &r.idx, &r.logit, &r.lse, &r.log_tail, None);
+        // one piece per shard the rows fall in, each with its own prior sum, so that the kept shards of
+        // an interrupted run account exactly for their rows
+        let mut cuts = vec![skip];
+        let mut room = self.shard_room();
+        while cuts[cuts.len() - 1] + room < b {
+            cuts.push(cuts[cuts.len() - 1] + room);
+            room = self.shard_rows;
+        }
+        cuts.push(b);
+        // rows whose prior the kept shards hold already (an earlier run's batch ran past its last shard)
+        let counted = rows.partition_point(|&r| r < self.prior_below);
+        if counted > skip && counted < b && !cuts.contains(&counted) {
+            cuts.push(counted);
+            cuts.sort_unstable();
+        }
+        let pieces = py
+            .detach(|| -> kdcache::Result<Vec<(RowBatch, Option<Vec<f64>>)>> {
+                let mut pieces = vec![];
+                for w in cuts.windows(2) {
+                    let (lo, hi) = (w[0], w[1]);
+                    let (ranked, prior) = pool.install(|| kdcache::rank::rank_block(&z[lo * c..hi * c], c, k, &spec.temperatures));
+                    let mut batch = RowBatch::new(&spec);
+                    for (i, r) in (lo..hi).zip(ranked) {
+                        let r = r.map_err(|class| Error::NonFinite { row: rows[i], class: class as u64 })?;
+                        batch.push_row(rows[i], 0, labels.map(|l| l[i]).unwrap_or(-1), &r.idx, &r.logit, &r.lse, &r.log_tail, None);
+                    }
+                    pieces.push((batch, (lo >= counted).then_some(prior)));
                 }
-                Ok((batch, prior))
+                Ok(pieces)
             })
             .map_err(to_py)?;
-        self.send(py, batch, Some(prior))
+        for (batch, prior) in pieces {
+            self.send(py, batch, prior)?;
+        }
+        Ok(())
     }
 
     /// Writes what is pending and publishes the manifest; returns it as JSON text. Idempotent.

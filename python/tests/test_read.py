@@ -173,17 +173,18 @@ def test_probabilities_equal_exact_softmax(kd, cli, tmp_path, fmt, dtype, k, tem
     n, c = 40, 60
     z64 = np.random.default_rng(3).standard_normal((n, c)) * 4.0  # float64, as NumPy makes them
     cache = kd.Cache(cli.import_(tmp_path / "c", z64, top_k=k, temperatures=temps, format=fmt, dtype=dtype, block_rows=16, shard_rows=32))
-    assert cache.temperatures == tuple(np.float32(t).item() for t in temps)
+    assert cache.temperatures == temps
     z = z64.astype(np.float32).astype(np.float64)  # import ranks float64 logits as float32
     ids = np.argsort(-z, axis=1, kind="stable")[:, :k]
     t0 = float(np.float32(temps[0]))
     lse0 = logsumexp(z / t0)
     # the stored value is T0·log p at T0, rounded to the dtype
     v = np.take_along_axis(z - t0 * lse0[:, None], ids, axis=1)
-    for t in cache.temperatures:
+    for temp in temps:
+        t = float(np.float32(temp))  # temperatures are stored, and used, as float32
         lse = logsumexp(z / t)
         logp = z / t - lse[:, None]
-        r = cache.rows(np.arange(n), temperature=t)
+        r = cache.rows(np.arange(n), temperature=temp)
         np.testing.assert_array_equal(r.ids, ids)
         np.testing.assert_array_equal(r.row, np.arange(n))
         assert np.all(np.abs(r.lse - lse) <= 1e-6 * np.maximum(1, np.abs(lse))), f"T={t}: lse off by {np.max(np.abs(r.lse - lse)):.3g}"

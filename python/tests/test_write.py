@@ -72,8 +72,13 @@ def read_all(kd, path):
     return {t: cache.rows(np.arange(cache.num_rows), temperature=t, logits=True) for t in cache.temperatures}
 
 
-@pytest.mark.parametrize("how", ["numpy", "numpy-f64", "torch", "torch-ranker"])
-@pytest.mark.parametrize("layout", LAYOUTS, ids=LAYOUT_IDS)
+# every layout through both rankers; the other ways into the CPU ranker in two layouts
+WRITER_CASES = [(layout, how) for layout in LAYOUTS for how in ("numpy", "torch-ranker")] + [
+    (layout, how) for layout in (("kds", "f16"), ("parquet", "bf16")) for how in ("numpy-f64", "torch")
+]
+
+
+@pytest.mark.parametrize("layout,how", WRITER_CASES, ids=[f"{f}-{d}-{h}" for (f, d), h in WRITER_CASES])
 def test_writer_agrees_with_import(kd, cli, teacher, imported, tmp_path, layout, how):
     fmt, dtype = layout
     z, y = teacher

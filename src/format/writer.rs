@@ -38,6 +38,10 @@ struct Accum {
     /// One past the largest example index (`row`) written.
     #[serde(default)]
     next_example: Option<u64>,
+    /// One past the largest example index of a batch whose prior `prior_sum` holds (a batch's prior is
+    /// one sum, counted with the shard where the batch starts, even when its rows run into the next).
+    #[serde(default)]
+    prior_end: Option<u64>,
 }
 
 impl Accum {
@@ -145,6 +149,7 @@ pub struct CacheWriter {
     accum: Accum,
     pending: RowBatch,
     pending_prior: Vec<f64>,
+    pending_prior_end: Option<u64>,
     resumed_rows: u64,
     resumed_shards: usize,
 }
@@ -218,6 +223,7 @@ impl CacheWriter {
             spec: spec.clone(),
             pending: RowBatch::new(spec),
             pending_prior: vec![],
+            pending_prior_end: None,
             opts,
             manifest,
             accum,
@@ -234,6 +240,12 @@ impl CacheWriter {
     /// One past the largest example index in the rows written (and kept) so far.
     pub fn next_example(&self) -> Option<u64> {
         self.accum.next_example
+    }
+
+    /// One past the largest example index of a batch whose prior the kept shards' statistics hold: a
+    /// resumed run must not give the prior of rows below it again.
+    pub fn prior_end(&self) -> Option<u64> {
+        self.accum.prior_end
     }
 
     pub fn rows_written(&self) -> u64 {
@@ -253,6 +265,9 @@ impl CacheWriter {
             }
             for (a, b) in self.pending_prior.iter_mut().zip(p) {
                 *a += b;
+            }
+            if let Some(last) = batch.row.iter().max() {
+                self.pending_prior_end = Some(self.pending_prior_end.unwrap_or(0).max(last + 1));
             }
         }
         let mut start = 0;
@@ -293,6 +308,9 @@ impl CacheWriter {
         if !self.pending_prior.is_empty() {
             self.accum.add_prior(&self.pending_prior);
             self.pending_prior.iter_mut().for_each(|x| *x = 0.0);
+        }
+        if let Some(end) = self.pending_prior_end.take() {
+            self.accum.prior_end = Some(self.accum.prior_end.unwrap_or(0).max(end));
         }
         self.pending = RowBatch::new(&self.spec);
         let partial = Partial { manifest: self.manifest.clone(), accum: self.accum.clone() };
