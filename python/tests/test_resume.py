@@ -217,3 +217,20 @@ def test_rerun_of_a_complete_cache_is_a_no_op(kd, writer, uninterrupted):
     assert_same_manifest(w.close(), manifest(clean))
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in clean.iterdir()}
     assert after == before
+
+
+def test_cli_import_resumed_after_a_crash_has_the_uninterrupted_class_prior(cli, tmp_path):
+    """`kdcache import` killed after its first shard and run again gives the uninterrupted cache, class
+    prior included, bit for bit: its chunks of rows end on shard boundaries, so the kept shard holds the
+    prior of exactly its own rows."""
+    z = distinct_logits(1000, 97, seed=51)
+    clean = cli.import_(tmp_path / "clean", z, top_k=5, shard_rows=300)
+    lpath = tmp_path / "clean.logits.npy"
+    out = tmp_path / "crashed"
+    args = [str(cli.path), "import", "--quiet", "--logits", str(lpath), "--top-k", "5", "--temperatures", "1,2,4",
+            "--block-rows", "64", "--shard-rows", "300", "--out", str(out)]
+    r = subprocess.run(args, env={**os.environ, "KDCACHE_CRASH_AFTER_SHARDS": "1"}, capture_output=True)
+    assert r.returncode != 0 and not (out / "_manifest.json").exists(), "the import did not crash after its first shard"
+    assert len(shard_files(out)) == 1
+    subprocess.run(args, check=True, capture_output=True)
+    assert_same_cache(out, clean)
