@@ -160,6 +160,8 @@ pub fn rank_row(z: &[f32], k: usize, temps: &[f32], mut prior: Option<&mut [f64]
 /// same whatever the thread count or the scheduling (memory: one prior of C per task of a wave).
 const ROWS_PER_TASK: usize = 16;
 const TASKS_PER_WAVE: usize = 16;
+/// One task's rows ranked, and their prior sum.
+type RankedTask = (Vec<Result<Ranked, usize>>, Vec<f64>);
 
 /// Ranks a block of dense logits (`flat` holds rows of `c` values) in parallel with [`rank_row`]:
 /// returns each row's result, in row order, and the block's class-prior sum Σ_rows softmax(z) at T = 1
@@ -173,7 +175,7 @@ pub fn rank_block(flat: &[f32], c: usize, k: usize, temps: &[f32]) -> (Vec<Resul
     let mut out = Vec::with_capacity(flat.len() / c);
     let mut prior = vec![0f64; c];
     for wave in flat.chunks(ROWS_PER_TASK * TASKS_PER_WAVE * c) {
-        let parts: Vec<(Vec<Result<Ranked, usize>>, Vec<f64>)> = wave
+        let parts: Vec<RankedTask> = wave
             .par_chunks(ROWS_PER_TASK * c)
             .map(|task| {
                 let mut p = vec![0f64; c];

@@ -107,12 +107,21 @@ class Rows:
     p = exp(logp) and tail_mass = exp(log_tail) sum to 1 per row (within the stored dtype's rounding).
     """
 
-    __slots__ = ("temperature", "row", "view", "label", "ids", "logp", "lse", "log_tail", "logits", "tail_idx", "tail_cnt", "aug")
+    __slots__ = ("temperature", "row", "view", "label", "ids", "logp", "lse", "log_tail", "logits", "tail_idx", "tail_cnt", "aug", "buffer", "fields")
+    _NAMES = ("row", "view", "label", "ids", "logp", "lse", "log_tail", "logits", "tail_idx", "tail_cnt", "aug")
+    _ONE_PER_ROW = ("row", "view", "label", "lse", "log_tail")
 
-    def __init__(self, temperature: float, d: dict):
+    def __init__(self, temperature: float, buffer: np.ndarray, fields: list, n: int):
         self.temperature = temperature
-        for k in self.__slots__[1:]:
-            setattr(self, k, d.get(k))
+        #: every field lies in this one buffer (uint8), as `fields` = [(name, dtype, offset, per row)] says
+        self.buffer = buffer.view(np.uint8)
+        self.fields = fields
+        for k in self._NAMES:
+            setattr(self, k, None)
+        for name, dtype, off, per in fields:
+            dt = np.dtype(dtype)
+            a = self.buffer[off : off + n * per * dt.itemsize].view(dt)
+            setattr(self, name, a if name in self._ONE_PER_ROW else a.reshape(n, per))
 
     def __len__(self) -> int:
         return len(self.row)
@@ -129,7 +138,7 @@ class Rows:
 
     def to_dict(self) -> dict:
         """The arrays by name (those present)."""
-        return {k: getattr(self, k) for k in self.__slots__[1:] if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in self._NAMES if getattr(self, k) is not None}
 
     def __repr__(self) -> str:
         k = self.ids.shape[1] if self.ids is not None and self.ids.ndim == 2 else 0
@@ -264,10 +273,13 @@ class Cache:
         """The rows at cache positions `indices` (0..num_rows; any order, repeats allowed; any integer
         array, list, range or torch tensor), with the teacher's log-probabilities at `temperature` (one of
         the cached temperatures; default the first). `logits=True` adds the teacher's logits z."""
+        return self._rows(indices, temperature, logits=logits)
+
+    def _rows(self, indices: ArrayLike, temperature: Optional[float] = None, *, logits: bool = False, ids_i64: bool = False) -> Rows:
         ti = self.temperature_index(temperature)
         idx = _indices(indices)
-        d = self._reader().rows(idx, ti, bool(logits))
-        return Rows(self.temperatures[ti], d)
+        buf, fields = self._reader().rows(idx, ti, bool(logits), bool(ids_i64))
+        return Rows(self.temperatures[ti], buf, fields, len(idx))
 
     def order(self, seed: Optional[int] = None) -> np.ndarray:
         """The cache positions of one pass as `kdcache train --seed S` reads epoch e with seed = S + e:

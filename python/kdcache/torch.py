@@ -81,6 +81,10 @@ _DTYPES = {
 }
 
 
+# NumPy dtype strings of the reader's buffer fields, as torch dtypes (u8: row ids, which fit int64)
+_TORCH = {"u8": torch.int64, "i8": torch.int64, "i4": torch.int32, "u4": torch.uint32, "f4": torch.float32}
+
+
 def collate(batch: Any) -> dict:
     """Collates a `CachedBatch` into a dict of tensors: row, label (int64 [B]), ids (int64 [B, K]),
     logp (float32 [B, K]), lse, log_tail (float32 [B]), logits/tail samples when present, and input (your
@@ -92,20 +96,19 @@ def collate(batch: Any) -> dict:
     if not isinstance(batch, CachedBatch):
         return default_collate(batch)
     r = batch.rows
-    fields = [(k, getattr(r, k)) for k in _FIELDS + _OPTIONAL if getattr(r, k) is not None]
-    sizes = []
-    total = 0
-    for k, a in fields:
-        dt = _DTYPES[k]
-        nbytes = a.size * dt.itemsize
-        sizes.append((k, a, dt, total, nbytes))
-        total += -(-nbytes // 8) * 8
-    buf = torch.empty(total, dtype=torch.uint8)
+    buf = torch.from_numpy(r.buffer)  # one storage: the fields are views into it
+    n = len(r)
     out = {}
-    for k, a, dt, off, nbytes in sizes:
-        t = buf[off : off + nbytes].view(dt).view(a.shape)
-        t.copy_(torch.from_numpy(a.view(np.int64) if a.dtype == np.uint64 else a))
-        out[k] = t
+    for name, dtype, off, per in r.fields:
+        if name not in _DTYPES:
+            continue
+        dt = np.dtype(dtype)
+        t = buf[off : off + n * per * dt.itemsize].view(_TORCH[dtype])
+        if name not in ("row", "label", "lse", "log_tail"):
+            t = t.view(n, per)
+        if t.dtype != _DTYPES[name]:
+            t = t.to(_DTYPES[name])  # only when the rows were read without ids_i64, or for view counts
+        out[name] = t
     if batch.inputs is not None:
         out["input"] = default_collate(batch.inputs)
     return out
@@ -151,7 +154,7 @@ class CacheDataset(Dataset):
         return [self.dataset[i] for i in ids]
 
     def __getitems__(self, indices) -> CachedBatch:
-        rows = self.cache.rows(indices, self.temperature, logits=self.logits)
+        rows = self.cache._rows(indices, self.temperature, logits=self.logits, ids_i64=True)
         return CachedBatch(rows, self._inputs(rows.row))
 
     def __getitem__(self, i: int) -> dict:
@@ -174,9 +177,24 @@ class BlockShuffleSampler(Sampler[int]):
     rows to a multiple of world_size (or trimmed with drop_last=True), so every rank runs the same number
     of steps. rank and world_size default to torch.distributed's when it is initialised, else 0 and 1.
     shuffle=False gives storage order.
+
+    With `batch_size`, it is a batch sampler: each item is a NumPy array of `batch_size` positions (the
+    last one shorter unless drop_last_batch), for `DataLoader(..., batch_sampler=sampler)`. That skips
+    the DataLoader's per-index Python loop, the largest cost left per batch once rows come from Rust.
     """
 
-    def __init__(self, cache: Cache, *, shuffle: bool = True, seed: int = 0, rank: Optional[int] = None, world_size: Optional[int] = None, drop_last: bool = False):
+    def __init__(
+        self,
+        cache: Cache,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        drop_last: bool = False,
+        batch_size: Optional[int] = None,
+        drop_last_batch: bool = False,
+    ):
         if world_size is None or rank is None:
             dist = torch.distributed
             initialised = dist.is_available() and dist.is_initialized()
@@ -190,6 +208,10 @@ class BlockShuffleSampler(Sampler[int]):
             raise ValueError(f"rank {rank!r} is not in 0..{world_size}")
         if not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.drop_last_batch = bool(drop_last_batch)
         self.cache = cache
         self.shuffle = bool(shuffle)
         self.seed = seed
@@ -224,12 +246,22 @@ class BlockShuffleSampler(Sampler[int]):
             order = order[: self.total_size]
         return order[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator:
         self._read_ahead()
-        return iter(self.indices().tolist())
+        idx = self.indices()
+        if self.batch_size is None:
+            return iter(idx.tolist())
+        b = self.batch_size
+        end = len(idx) - len(idx) % b if self.drop_last_batch else len(idx)
+        return (idx[lo : lo + b] for lo in range(0, end, b))
 
     def __len__(self) -> int:
-        return self.num_samples
+        """Positions per epoch on this rank, or batches with `batch_size`."""
+        if self.batch_size is None:
+            return self.num_samples
+        if self.drop_last_batch:
+            return self.num_samples // self.batch_size
+        return -(-self.num_samples // self.batch_size)
 
 
 def check_finite(logits: torch.Tensor, rows: Optional[np.ndarray] = None) -> None:

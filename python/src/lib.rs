@@ -22,6 +22,7 @@ use pyo3::exceptions::{PyException, PyFileNotFoundError, PyKeyboardInterrupt, Py
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+
 create_exception!(kdcache, KdcacheError, PyException, "Base class of kdcache's own errors.");
 create_exception!(
     kdcache,
@@ -85,15 +86,26 @@ struct Lru {
     budget: usize,
     used: usize,
     tick: u64,
-    blocks: HashMap<usize, (Arc<RowBatch>, usize, u64)>,
+    blocks: HashMap<usize, (Arc<Decoded>, usize, u64)>,
 }
 
-fn batch_bytes(b: &RowBatch) -> usize {
-    b.len() * (8 + 4 + 8 + b.k * (4 + b.topk_logit.dtype().width()) + b.t * 8 + b.m * 8 + b.aug_dim * 4)
+/// A decoded block: its rows in storage order, or permuted in the order a block-shuffled pass reads
+/// them (so the rows of one batch lie side by side in memory), with where each row went.
+struct Decoded {
+    batch: RowBatch,
+    /// `slot[i]`: the position of the block's i-th row in `batch` (None: storage order).
+    slot: Option<Vec<u32>>,
+}
+
+impl Decoded {
+    fn bytes(&self) -> usize {
+        let b = &self.batch;
+        b.len() * (8 + 4 + 8 + b.k * (4 + b.topk_logit.dtype().width()) + b.t * 8 + b.m * 8 + b.aug_dim * 4 + 4 * self.slot.is_some() as usize)
+    }
 }
 
 impl Lru {
-    fn get(&mut self, b: usize) -> Option<Arc<RowBatch>> {
+    fn get(&mut self, b: usize) -> Option<Arc<Decoded>> {
         self.tick += 1;
         let tick = self.tick;
         self.blocks.get_mut(&b).map(|e| {
@@ -101,8 +113,8 @@ impl Lru {
             e.0.clone()
         })
     }
-    fn put(&mut self, b: usize, batch: Arc<RowBatch>) {
-        let size = batch_bytes(&batch);
+    fn put(&mut self, b: usize, batch: Arc<Decoded>) {
+        let size = batch.bytes();
         if size > self.budget || self.blocks.contains_key(&b) {
             return;
         }
@@ -122,12 +134,14 @@ impl Lru {
 /// (`None` inside when decoding failed: a waiter decodes it again to get its own error).
 #[derive(Default)]
 struct Slot {
-    done: Mutex<Option<Option<Arc<RowBatch>>>>,
+    done: Mutex<Option<Option<Arc<Decoded>>>>,
     ready: std::sync::Condvar,
 }
 
 /// The order a sampler will read blocks in, for reading ahead.
 struct Plan {
+    /// The pass's seed (None: storage order).
+    seed: Option<u64>,
     order: Vec<usize>,
     /// Each block's place in `order`.
     place: Vec<usize>,
@@ -145,8 +159,25 @@ struct Blocks {
 }
 
 impl Blocks {
+    /// Decodes block `b`; under a shuffled plan its rows are laid out in the plan's order.
+    fn decode(&self, b: usize) -> kdcache::Result<Arc<Decoded>> {
+        let batch = self.reader.read_block(b)?;
+        let seed = self.plan.lock().ok().and_then(|p| p.as_ref().and_then(|p| p.seed));
+        Ok(Arc::new(match seed {
+            Some(seed) => {
+                let perm = kdcache::format::reader::block_permutation(seed, b, batch.len());
+                let mut slot = vec![0u32; perm.len()];
+                for (j, &i) in perm.iter().enumerate() {
+                    slot[i] = j as u32;
+                }
+                Decoded { batch: batch.permuted(&perm), slot: Some(slot) }
+            }
+            None => Decoded { batch, slot: None },
+        }))
+    }
+
     /// Block `b`: from the LRU, from the thread already decoding it, or decoded here.
-    fn get(&self, b: usize) -> kdcache::Result<Arc<RowBatch>> {
+    fn get(&self, b: usize) -> kdcache::Result<Arc<Decoded>> {
         let poisoned = || Error::Internal("block cache lock poisoned".into());
         if let Some(hit) = self.lru.lock().map_err(|_| poisoned())?.get(b) {
             return Ok(hit);
@@ -171,9 +202,9 @@ impl Blocks {
                 return Ok(batch.clone());
             }
             drop(done);
-            return self.reader.read_block(b).map(Arc::new);
+            return self.decode(b);
         }
-        let res = self.reader.read_block(b).map(Arc::new);
+        let res = self.decode(b);
         if let Ok(batch) = &res
             && let Ok(mut lru) = self.lru.lock()
         {
@@ -215,68 +246,96 @@ struct Reader {
     threads: usize,
 }
 
-/// The columns `rows` returns, filled outside the GIL.
-struct Gathered {
-    n: usize,
-    k: usize,
-    row: Vec<u64>,
-    view: Vec<u32>,
-    label: Vec<i64>,
-    ids: Vec<i32>,
-    logp: Vec<f32>,
-    logits: Option<Vec<f32>>,
-    lse: Vec<f32>,
-    log_tail: Vec<f32>,
-    tail: Option<(Vec<i32>, Vec<u32>, usize)>,
-    aug: Option<(Vec<f32>, usize)>,
+/// One field of the buffer `rows` fills: its name, NumPy dtype, byte offset and values per row.
+type Field = (&'static str, &'static str, usize, usize);
+
+/// The layout of `n` rows in one buffer: each field's values row by row, every field 8-byte aligned.
+fn layout(n: usize, k: usize, m: usize, aug: usize, with_logits: bool, ids_i64: bool) -> (Vec<Field>, usize) {
+    let mut fields = vec![];
+    let mut off = 0;
+    let mut add = |name: &'static str, dtype: &'static str, width: usize, per: usize| {
+        fields.push((name, dtype, off, per));
+        off += (n * per * width).div_ceil(8) * 8;
+    };
+    add("row", "u8", 8, 1);
+    add("view", "u4", 4, 1);
+    add("label", "i8", 8, 1);
+    if ids_i64 {
+        add("ids", "i8", 8, k);
+    } else {
+        add("ids", "i4", 4, k);
+    }
+    add("logp", "f4", 4, k);
+    if with_logits {
+        add("logits", "f4", 4, k);
+    }
+    add("lse", "f4", 4, 1);
+    add("log_tail", "f4", 4, 1);
+    if m > 0 {
+        add("tail_idx", "i4", 4, m);
+        add("tail_cnt", "u4", 4, m);
+    }
+    if aug > 0 {
+        add("aug", "f4", 4, aug);
+    }
+    (fields, off)
+}
+
+/// The next `count` values of type T from the front of `rest` (8-byte aligned).
+fn carve<'a, T: bytemuck::Pod>(rest: &mut &'a mut [u8], count: usize) -> &'a mut [T] {
+    let bytes = count * std::mem::size_of::<T>();
+    let (a, b) = std::mem::take(rest).split_at_mut(bytes.div_ceil(8) * 8);
+    *rest = b;
+    bytemuck::cast_slice_mut(&mut a[..bytes])
 }
 
 impl Reader {
-    fn block(&self, b: usize) -> kdcache::Result<Arc<RowBatch>> {
+    fn block(&self, b: usize) -> kdcache::Result<Arc<Decoded>> {
         self.blocks.get(b)
     }
 
-    /// The blocks `wanted` (sorted, distinct), decoded on up to `threads` threads; the first failure in
-    /// block order is returned.
-    fn blocks(&self, wanted: &[usize]) -> kdcache::Result<HashMap<usize, Arc<RowBatch>>> {
-        let threads = self.threads.min(wanted.len()).max(1);
-        let mut out = HashMap::with_capacity(wanted.len());
+    /// The blocks `wanted` (sorted, distinct), in that order: those in the LRU at once, the others decoded
+    /// on up to `threads` threads; the first failure in block order is returned.
+    fn blocks(&self, wanted: &[usize]) -> kdcache::Result<Vec<Arc<Decoded>>> {
+        let mut out: Vec<Option<Arc<Decoded>>> = match self.blocks.lru.lock() {
+            Ok(mut lru) => wanted.iter().map(|&b| lru.get(b)).collect(),
+            Err(_) => vec![None; wanted.len()],
+        };
+        let missing: Vec<usize> = (0..wanted.len()).filter(|&i| out[i].is_none()).collect();
+        let threads = self.threads.min(missing.len()).max(1);
         if threads == 1 {
-            for &b in wanted {
-                out.insert(b, self.block(b)?);
+            for &i in &missing {
+                out[i] = Some(self.block(wanted[i])?);
             }
-            return Ok(out);
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Vec<(usize, kdcache::Result<Arc<RowBatch>>)>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut mine = vec![];
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            if i >= wanted.len() {
-                                break mine;
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let results: Vec<Vec<(usize, kdcache::Result<Arc<Decoded>>)>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut mine = vec![];
+                            loop {
+                                let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(&i) = missing.get(j) else { break mine };
+                                mine.push((i, self.block(wanted[i])));
                             }
-                            mine.push((i, self.block(wanted[i])));
-                        }
+                        })
                     })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-        });
-        let mut all: Vec<_> = results.into_iter().flatten().collect();
-        if all.len() != wanted.len() {
-            return Err(Error::Internal("a decoding thread failed".into()));
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+            });
+            let mut all: Vec<_> = results.into_iter().flatten().collect();
+            all.sort_by_key(|x| x.0);
+            for (i, r) in all {
+                out[i] = Some(r?);
+            }
         }
-        all.sort_by_key(|x| x.0);
-        for (i, r) in all {
-            out.insert(wanted[i], r?);
-        }
-        Ok(out)
+        out.into_iter().map(|b| b.ok_or_else(|| Error::Internal("a decoding thread failed".into()))).collect()
     }
 
-    fn gather(&self, idx: &[i64], ti: usize, with_logits: bool) -> kdcache::Result<Gathered> {
+    /// The rows at cache positions `idx`, at the `ti`-th temperature, packed into one buffer (8-byte
+    /// words) as [`layout`] describes.
+    fn gather(&self, idx: &[i64], ti: usize, with_logits: bool, ids_i64: bool) -> kdcache::Result<(Vec<u64>, Vec<Field>)> {
         let m = self.reader.manifest();
         let rows = m.rows;
         let (k, t_count) = (m.top_k, m.temperatures.len());
@@ -295,48 +354,67 @@ impl Reader {
         let blocks = self.blocks(&wanted)?;
         let n = idx.len();
         let (tm, aug) = (m.tail_samples, m.aug_dim);
-        let mut g = Gathered {
-            n,
-            k,
-            row: Vec::with_capacity(n),
-            view: Vec::with_capacity(n),
-            label: Vec::with_capacity(n),
-            ids: Vec::with_capacity(n * k),
-            logp: Vec::with_capacity(n * k),
-            logits: with_logits.then(|| Vec::with_capacity(n * k)),
-            lse: Vec::with_capacity(n),
-            log_tail: Vec::with_capacity(n),
-            tail: (tm > 0).then(|| (Vec::with_capacity(n * tm), Vec::with_capacity(n * tm), tm)),
-            aug: (aug > 0).then(|| (Vec::with_capacity(n * aug), aug)),
-        };
+        let (fields, total) = layout(n, k, tm, aug, with_logits, ids_i64);
+        let mut words = vec![0u64; total / 8];
+        let mut rest: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+        let row_out: &mut [u64] = carve(&mut rest, n);
+        let view_out: &mut [u32] = carve(&mut rest, n);
+        let label_out: &mut [i64] = carve(&mut rest, n);
+        let (ids64, ids32): (&mut [i64], &mut [i32]) = if ids_i64 { (carve(&mut rest, n * k), &mut []) } else { (&mut [], carve(&mut rest, n * k)) };
+        let logp_out: &mut [f32] = carve(&mut rest, n * k);
+        let logits_out: &mut [f32] = if with_logits { carve(&mut rest, n * k) } else { &mut [] };
+        let lse_out: &mut [f32] = carve(&mut rest, n);
+        let tail_out: &mut [f32] = carve(&mut rest, n);
+        let (tidx_out, tcnt_out): (&mut [i32], &mut [u32]) = if tm > 0 { (carve(&mut rest, n * tm), carve(&mut rest, n * tm)) } else { (&mut [], &mut []) };
+        let aug_out: &mut [f32] = if aug > 0 { carve(&mut rest, n * aug) } else { &mut [] };
         let mut scratch = Vec::with_capacity(k);
+        let mut w = 0; // the block of the previous row, by its place in `wanted`
         for (p, &i) in idx.iter().enumerate() {
             let b = block_of[p];
-            let batch = &blocks[&b];
+            if wanted[w] != b {
+                w = wanted.binary_search(&b).map_err(|_| Error::Internal(format!("block {b} was not read")))?;
+            }
+            let d = &blocks[w];
             let local = (i as u64 - self.starts[b]) as usize;
-            if local >= batch.len() || batch.t != t_count {
-                return Err(Error::Internal(format!("block {b} holds {} rows", batch.len())));
+            let at = match &d.slot {
+                Some(slot) => slot.get(local).map(|&s| s as usize).unwrap_or(usize::MAX),
+                None => local,
+            };
+            if at >= d.batch.len() || d.batch.t != t_count {
+                return Err(Error::Internal(format!("block {b} holds {} rows", d.batch.len())));
             }
-            let r = batch.get(local);
-            g.row.push(r.row());
-            g.view.push(r.view());
-            g.label.push(r.label());
-            g.ids.extend(r.topk_idx().iter().map(|&c| c as i32));
-            r.log_probs_into(ti, temp, &mut scratch, &mut g.logp);
-            if let Some(z) = &mut g.logits {
-                z.extend((0..k).map(|j| r.logit(j)));
+            let r = d.batch.get(at);
+            row_out[p] = r.row();
+            view_out[p] = r.view();
+            label_out[p] = r.label();
+            if ids_i64 {
+                for (o, &c) in ids64[p * k..(p + 1) * k].iter_mut().zip(r.topk_idx()) {
+                    *o = c as i64;
+                }
+            } else {
+                for (o, &c) in ids32[p * k..(p + 1) * k].iter_mut().zip(r.topk_idx()) {
+                    *o = c as i32;
+                }
             }
-            g.lse.push(r.lse()[ti]);
-            g.log_tail.push(r.log_tail()[ti]);
-            if let Some((ti_, tc, _)) = &mut g.tail {
-                ti_.extend(r.tail_idx().iter().map(|&c| c as i32));
-                tc.extend_from_slice(r.tail_cnt());
+            r.log_probs(ti, temp, &mut scratch, &mut logp_out[p * k..(p + 1) * k]);
+            if with_logits {
+                for (j, o) in logits_out[p * k..(p + 1) * k].iter_mut().enumerate() {
+                    *o = r.logit(j);
+                }
             }
-            if let Some((a, _)) = &mut g.aug {
-                a.extend_from_slice(r.aug());
+            lse_out[p] = r.lse()[ti];
+            tail_out[p] = r.log_tail()[ti];
+            if tm > 0 {
+                for (o, &c) in tidx_out[p * tm..(p + 1) * tm].iter_mut().zip(r.tail_idx()) {
+                    *o = c as i32;
+                }
+                tcnt_out[p * tm..(p + 1) * tm].copy_from_slice(r.tail_cnt());
+            }
+            if aug > 0 {
+                aug_out[p * aug..(p + 1) * aug].copy_from_slice(r.aug());
             }
         }
-        Ok(g)
+        Ok((words, fields))
     }
 }
 
@@ -405,43 +483,33 @@ impl Reader {
             for (i, &b) in order.iter().enumerate() {
                 place[b] = i;
             }
-            Arc::new(Plan { order, place })
+            Arc::new(Plan { seed, order, place })
         });
         if let Ok(mut p) = self.blocks.plan.lock() {
+            // blocks laid out for another pass's order would scatter this pass's batches: drop them
+            let before = p.as_ref().and_then(|p| p.seed);
+            if before != plan.as_ref().and_then(|p| p.seed)
+                && let Ok(mut lru) = self.blocks.lru.lock()
+            {
+                lru.blocks.clear();
+                lru.used = 0;
+            }
             *p = plan;
         }
     }
 
-    /// Rows at the cache positions `indices` (int64, any order, repeats allowed) as a dict of arrays,
-    /// probabilities at the `ti`-th cached temperature.
-    #[pyo3(signature = (indices, ti, with_logits=false))]
-    fn rows<'py>(&self, py: Python<'py>, indices: PyReadonlyArray1<'py, i64>, ti: usize, with_logits: bool) -> PyResult<Bound<'py, PyDict>> {
+    /// Rows at the cache positions `indices` (int64, any order, repeats allowed), probabilities at the
+    /// `ti`-th cached temperature: one buffer (uint64 words, owned by NumPy) and its fields as (name,
+    /// dtype, byte offset, values per row). `ids_i64` stores class ids as int64 (torch's index type).
+    #[pyo3(signature = (indices, ti, with_logits=false, ids_i64=false))]
+    fn rows<'py>(&self, py: Python<'py>, indices: PyReadonlyArray1<'py, i64>, ti: usize, with_logits: bool, ids_i64: bool) -> PyResult<(Bound<'py, PyArray1<u64>>, Vec<Field>)> {
         let m = self.reader.manifest();
         if ti >= m.temperatures.len() {
             return Err(invalid(format!("temperature index {ti} is outside the cache's {} temperatures", m.temperatures.len())));
         }
         let idx = contiguous(&indices, "indices")?;
-        let g = py.detach(|| self.gather(idx, ti, with_logits)).map_err(to_py)?;
-        let d = PyDict::new(py);
-        let n = g.n;
-        d.set_item("row", g.row.into_pyarray(py))?;
-        d.set_item("view", g.view.into_pyarray(py))?;
-        d.set_item("label", g.label.into_pyarray(py))?;
-        d.set_item("ids", matrix(py, g.ids, n, g.k)?)?;
-        d.set_item("logp", matrix(py, g.logp, n, g.k)?)?;
-        if let Some(z) = g.logits {
-            d.set_item("logits", matrix(py, z, n, g.k)?)?;
-        }
-        d.set_item("lse", g.lse.into_pyarray(py))?;
-        d.set_item("log_tail", g.log_tail.into_pyarray(py))?;
-        if let Some((ti, tc, mm)) = g.tail {
-            d.set_item("tail_idx", matrix(py, ti, n, mm)?)?;
-            d.set_item("tail_cnt", matrix(py, tc, n, mm)?)?;
-        }
-        if let Some((a, ad)) = g.aug {
-            d.set_item("aug", matrix(py, a, n, ad)?)?;
-        }
-        Ok(d)
+        let (words, fields) = py.detach(|| self.gather(idx, ti, with_logits, ids_i64)).map_err(to_py)?;
+        Ok((words.into_pyarray(py), fields))
     }
 
     /// Every shard checksum, block and row invariant, as `kdcache verify`; returns what was checked.

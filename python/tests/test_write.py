@@ -138,7 +138,11 @@ def test_add_ranked_of_import_ranker_is_byte_identical(kd, cli, teacher, importe
     out = tmp_path / "w"
     with kd.CacheWriter(out, num_classes=C, top_k=K, temperatures=TEMPS, teacher=sig["teacher"], dataset=sig["dataset"],
                         format=fmt, dtype=dtype, block_rows=BLOCK_ROWS, shard_rows=SHARD_ROWS) as w:
-        w.add_ranked(np.arange(N), ids, vals, lse, log_tail, labels=y, prior=prior)
+        # import ranks chunks that end on shard boundaries, each with its own prior: so does this
+        for lo in range(0, N, SHARD_ROWS):
+            hi = min(N, lo + SHARD_ROWS)
+            ids, vals, lse, log_tail, prior = kd.rank_logits(z[lo:hi], K, TEMPS)
+            w.add_ranked(np.arange(lo, hi), ids, vals, lse, log_tail, labels=y[lo:hi], prior=prior)
     assert_same_cache(ref, out, ignore=["created_by"])
     cli.verify(out)
 

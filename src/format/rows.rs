@@ -261,9 +261,9 @@ impl<'a> RowRef<'a> {
         };
         x.min(0.0)
     }
-    /// [`RowRef::log_prob`] of all K ranks, appended to `out`: the same formula, in one pass over the row
-    /// (`scratch` holds the stored values as f32).
-    pub fn log_probs_into(&self, ti: usize, temp: f64, scratch: &mut Vec<f32>, out: &mut Vec<f32>) {
+    /// [`RowRef::log_prob`] of all K ranks, into `out` (K values): the same formula, in one pass over the
+    /// row (`scratch` holds the stored values as f32).
+    pub fn log_probs(&self, ti: usize, temp: f64, scratch: &mut Vec<f32>, out: &mut [f32]) {
         let k = self.batch.k;
         let range = self.i * k..(self.i + 1) * k;
         scratch.clear();
@@ -278,7 +278,9 @@ impl<'a> RowRef<'a> {
         match self.batch.base {
             LogitBase::LogProb { t0 } if ti == 0 => {
                 let t0 = t0 as f64;
-                out.extend(scratch.iter().map(|&s| (s as f64 / t0).min(0.0) as f32));
+                for (o, &s) in out.iter_mut().zip(scratch.iter()) {
+                    *o = (s as f64 / t0).min(0.0) as f32;
+                }
             }
             base => {
                 let shift = match base {
@@ -286,7 +288,9 @@ impl<'a> RowRef<'a> {
                     LogitBase::LogProb { t0 } => t0 as f64 * self.lse()[0] as f64,
                 };
                 let lse = self.lse()[ti] as f64;
-                out.extend(scratch.iter().map(|&s| ((s as f64 + shift) / temp - lse).min(0.0) as f32));
+                for (o, &s) in out.iter_mut().zip(scratch.iter()) {
+                    *o = ((s as f64 + shift) / temp - lse).min(0.0) as f32;
+                }
             }
         }
     }
@@ -686,7 +690,7 @@ mod tests {
 
     /// The one-pass log-probabilities equal the per-rank formula, for every dtype, base and temperature.
     #[test]
-    fn log_probs_into_equals_log_prob() {
+    fn log_probs_equals_log_prob() {
         for dtype in [LogitDtype::F16, LogitDtype::Bf16, LogitDtype::F32] {
             let spec = RowSpec { classes: 100, k: 3, temperatures: vec![1.5, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: dtype };
             for absolute in [false, true] {
@@ -697,8 +701,8 @@ mod tests {
                 b.push_row(0, 0, 0, &[4, 9, 1], &[20.25, 19.5, 11.0], &[21.0, 11.2, 6.1], &[-3.0, -1.0, -0.5], None);
                 let r = b.get(0);
                 for (ti, &t) in spec.temperatures.iter().enumerate() {
-                    let (mut scratch, mut out) = (vec![], vec![]);
-                    r.log_probs_into(ti, t as f64, &mut scratch, &mut out);
+                    let (mut scratch, mut out) = (vec![], vec![0f32; 3]);
+                    r.log_probs(ti, t as f64, &mut scratch, &mut out);
                     let want: Vec<f32> = (0..3).map(|j| r.log_prob(j, ti, t as f64) as f32).collect();
                     assert_eq!(out, want, "{dtype:?} absolute {absolute} T {t}");
                 }
