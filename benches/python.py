@@ -138,11 +138,16 @@ def reading(out, kd, rows):
     res = []
     for enc in ("kds", "parquet"):
         path = os.path.join(out, f"io_{enc}")
-        cache = kdcache.Cache(path, block_cache_bytes=1 << 30)
-        ds = kt.CacheDataset(cache)
+        def fresh():  # a cache opened anew: every measurement decodes its blocks itself
+            cache = kdcache.Cache(path, block_cache_bytes=1 << 30)
+            return cache, kt.CacheDataset(cache)
+
         for workers in (0, 2):
+            cache, ds = fresh()
             block = loop(ds, kt.BlockShuffleSampler(cache, seed=1), workers, kt.collate)
+            cache, ds = fresh()
             batched = loop(ds, None, workers, kt.collate, batch_sampler=kt.BlockShuffleSampler(cache, seed=1, batch_size=BATCH))
+            cache, ds = fresh()
             rand = loop(ds, RandomSampler(range(len(ds)), generator=torch.Generator().manual_seed(1)), workers, kt.collate)
             pa = loop(PyarrowRows(path), kt.BlockShuffleSampler(cache, seed=1), workers, pyarrow_collate) if enc == "parquet" else None
             res.append(dict(encoding=enc, workers=workers, block_shuffled=block, block_shuffled_batches=batched, random=rand, pyarrow_block_shuffled=pa, floor=floor(workers),
