@@ -13,6 +13,7 @@ pub mod loss;
 pub mod optim;
 pub mod student;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,14 +137,7 @@ impl State {
         named.push(("state".into(), Tensor::from_slice(&[self.step as i64, self.epoch as i64, self.step_in_epoch as i64])));
         named.push(("bopt_t".into(), Tensor::from_slice(&[self.bopt.t])));
         if let Some(d) = &self.dis {
-            let assign: Vec<i64> = d.sampler.clusters.assign.iter().map(|&a| a as i64).collect();
-            named.push(("dis_assign".into(), Tensor::from_slice(&assign)));
-            named.push(("dis_mass".into(), Tensor::from_slice(&d.sampler.mass)));
-            named.push(("dis_counts".into(), d.counts.shallow_clone()));
-            named.push(("dis_sums".into(), d.sums.shallow_clone()));
-            named.push(("dis_sq".into(), d.sq.shallow_clone()));
-            named.push(("dis_total".into(), d.total.shallow_clone()));
-            named.push(("dis_cursor".into(), Tensor::from_slice(&[d.cursor as i64, d.total_stale as i64])));
+            named.extend(d.checkpoint()?);
         }
         if let Some(b) = self.student.script_bytes(&path.with_extension("partial.pt"))? {
             named.push(("backbone_ts".into(), Tensor::from_slice(&b)));
@@ -157,13 +151,14 @@ impl State {
 
     fn load(&mut self, path: &Path, map: &Checkpoint) -> Result<()> {
         let bad = |w: String| Error::corrupt(path, None, w);
-        let get = |n: &str, like: &Tensor| -> Result<Tensor> {
-            let t = map.get(n).ok_or_else(|| bad(format!("missing tensor {n}")))?;
+        let find = |n: &str, like: &Tensor| -> Result<Option<Tensor>> {
+            let Some(t) = map.get(n) else { return Ok(None) };
             if t.size() != like.size() || t.kind() != like.kind() {
                 return Err(bad(format!("tensor {n} has shape {:?} {:?}, expected {:?} {:?}", t.size(), t.kind(), like.size(), like.kind())));
             }
-            Ok(t.to_device(like.device()))
+            Ok(Some(t.f_to_device(like.device())?))
         };
+        let get = |n: &str, like: &Tensor| -> Result<Tensor> { find(n, like)?.ok_or_else(|| bad(format!("missing tensor {n}"))) };
         let _g = tch::no_grad_guard();
         for i in 0..self.names.len() {
             let n = self.names[i].clone();
@@ -181,19 +176,7 @@ impl State {
         (self.step, self.epoch, self.step_in_epoch) = (st[0].max(0) as u64, st[1].max(0) as usize, st[2].max(0) as usize);
         self.bopt.t = get("bopt_t", &Tensor::from_slice(&[0f64]))?.f_double_value(&[0])?;
         if let Some(d) = &mut self.dis {
-            let n = d.sampler.clusters.len();
-            let like: Vec<i64> = vec![0; d.sampler.classes()];
-            let assign = Vec::<i64>::try_from(&get("dis_assign", &Tensor::from_slice(&like))?)?;
-            let assign: Vec<u32> = assign.into_iter().map(|a| u32::try_from(a).unwrap_or(u32::MAX)).collect();
-            d.sampler.clusters = crate::sample::Clusters::from_assign(assign, n).ok_or_else(|| bad("a cluster id out of range".into()))?;
-            d.sampler.mass = Vec::<f64>::try_from(&get("dis_mass", &Tensor::from_slice(&d.sampler.mass))?)?;
-            d.counts = get("dis_counts", &d.counts)?;
-            d.sums = get("dis_sums", &d.sums)?;
-            d.sq = get("dis_sq", &d.sq)?;
-            d.total = get("dis_total", &d.total)?;
-            let cur = get("dis_cursor", &Tensor::from_slice(&[0i64, 0]))?;
-            d.cursor = (cur.f_int64_value(&[0])?.max(0) as usize) % d.sampler.classes().max(1);
-            d.total_stale = cur.f_int64_value(&[1])? != 0;
+            d.restore(&find, &bad)?;
         }
         Ok(())
     }
@@ -632,23 +615,43 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
     let (classes, d) = (head.size()[0], head.size()[1] - 1);
     named.push(("head.weight".to_string(), head.f_narrow(1, 0, d)?.f_contiguous()?));
     named.push(("head.bias".to_string(), head.f_narrow(1, d, 1)?.f_squeeze_dim(1)?.f_contiguous()?));
-    named.sort_by(|a, b| a.0.cmp(&b.0));
     let meta = export_metadata(&cfg, &map, classes, d);
     let mut data = vec![];
     for (n, t) in &named {
         let v: Vec<f32> = Vec::<f32>::try_from(&t.f_to_kind(tch::Kind::Float)?.f_flatten(0, -1)?)?;
         data.push((n.clone(), t.size().iter().map(|&s| s as usize).collect::<Vec<_>>(), bytemuck::cast_slice::<f32, u8>(&v).to_vec()));
     }
-    let views = data
-        .iter()
-        .map(|(n, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Internal(e.to_string()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Internal(e.to_string()))?;
-    write_atomic(out, &bytes)
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).ctx(dir)?;
+    }
+    write_atomic(out, &safetensors_f32(data, &meta)?)
+}
+
+/// A safetensors file of float32 tensors `(name, shape, little-endian bytes)` with `meta` as its
+/// `__metadata__`, byte-reproducible: the header's keys are sorted and the tensors lie in name order
+/// (the safetensors crate writes its metadata map in hash order, different in every process).
+fn safetensors_f32(mut tensors: Vec<(String, Vec<usize>, Vec<u8>)>, meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut header: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    header.insert("__metadata__".into(), serde_json::json!(meta));
+    let mut offset = 0usize;
+    for (name, shape, bytes) in &tensors {
+        let n: usize = shape.iter().product();
+        if bytes.len() != 4 * n || header.contains_key(name) {
+            return Err(Error::Internal(format!("export: tensor {name} of shape {shape:?} has {} bytes", bytes.len())));
+        }
+        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes.len()]}));
+        offset += bytes.len();
+    }
+    let mut head = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + head.len() + offset);
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    for (_, _, bytes) in &tensors {
+        out.extend_from_slice(bytes);
+    }
+    Ok(out)
 }
 
 /// The exported student's architecture, as safetensors metadata (strings):
@@ -657,8 +660,8 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
 /// (with `kdcache.torchscript`, the module file the run started from); `kdcache.features` d,
 /// `kdcache.classes` C, `kdcache.temperature` (the distillation temperature), `kdcache.logits`
 /// (the formula), `kdcache.loss` (the estimator).
-pub fn export_metadata(cfg: &TrainOptions, ckpt: &Checkpoint, classes: i64, d: i64) -> std::collections::HashMap<String, String> {
-    let mut m = std::collections::HashMap::new();
+pub fn export_metadata(cfg: &TrainOptions, ckpt: &Checkpoint, classes: i64, d: i64) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
     m.insert("kdcache.classes".into(), classes.to_string());
     m.insert("kdcache.features".into(), d.to_string());
     m.insert("kdcache.temperature".into(), cfg.temperature.to_string());
