@@ -127,8 +127,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "torch")]
         Cmd::Export(a) => {
-            kdcache::train::export(&a.run, &a.out)?;
-            eprintln!("exported {} to {}", a.run.display(), a.out.display());
+            let module = kdcache::train::export(&a.run, &a.out)?;
+            let module = module.map(|m| format!(" (the TorchScript backbone, with its buffers, to {})", m.display())).unwrap_or_default();
+            eprintln!("exported {} to {}{module}", a.run.display(), a.out.display());
         }
         #[cfg(feature = "torch")]
         Cmd::Bench(a) => {

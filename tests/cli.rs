@@ -223,6 +223,34 @@ fn torchscript_teacher_and_backbone() {
     let bn = |out: &Path, epochs: &str, resume: bool| train_ts(&bn_pt, out, epochs, resume);
     let (a, b) = (t.path().join("bn_a"), t.path().join("bn_b"));
     let sa = bn(&a, "2", false);
+    // the export (into a folder that does not exist yet) reloads to the reported accuracy: the trained
+    // module beside it carries the BatchNorm statistics, the file the parameters under their own names
+    let exp = t.path().join("exported/bn.safetensors");
+    ok(&["export", p(&a), "--out", p(&exp)]);
+    let bytes = std::fs::read(&exp).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.tensor("backbone.1.weight").is_ok() && st.tensor("backbone.0.bias").is_ok(), "TorchScript names lost: {:?}", st.names());
+    let meta = safetensors::SafeTensors::read_metadata(&bytes).unwrap().1.metadata().clone().unwrap();
+    assert_eq!(meta["kdcache.backbone_module"], "bn.backbone.pt");
+    let mut module = tch::CModule::load(t.path().join("exported/bn.backbone.pt")).unwrap();
+    module.set_eval();
+    let read = |name: &str| kdcache::data::array::MappedArray::open_npy(&d.join(name)).unwrap();
+    let (xs, ys) = (read("test_x.npy"), read("test_y.npy"));
+    let mut x = vec![];
+    xs.f32_rows(0..xs.shape[0], &mut x);
+    let x = tch::Tensor::from_slice(&x).reshape([xs.shape[0] as i64, 8]);
+    let tensor = |n: &str| {
+        let v = st.tensor(n).unwrap();
+        tch::Tensor::from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(v.data())).reshape(v.shape().iter().map(|&s| s as i64).collect::<Vec<_>>())
+    };
+    // the logits as train evaluates them: [h, 1]·[W | b]ᵀ
+    let table = tch::Tensor::cat(&[tensor("head.weight"), tensor("head.bias").unsqueeze(1)], 1);
+    let h = tch::no_grad(|| module.forward_ts(&[&x]).unwrap());
+    let h = tch::Tensor::cat(&[&h, &h.ones_like().narrow(1, 0, 1)], 1);
+    let pred = Vec::<i64>::try_from(&h.matmul(&table.tr()).argmax(1, false)).unwrap();
+    let y = ys.i64_values();
+    let top1 = pred.iter().zip(&y).filter(|(p, y)| p == y).count() as f64 / y.len() as f64;
+    assert_eq!(top1, sa["top1"].as_f64().unwrap(), "the exported BatchNorm student reloads to another accuracy");
     bn(&b, "1", false);
     let after_one = std::fs::read(b.join("checkpoint.safetensors")).unwrap();
     let sb = bn(&b, "2", true);

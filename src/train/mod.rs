@@ -591,9 +591,12 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
 }
 
 /// `kdcache export`: the student as safetensors for Python — `backbone.<name>` (the backbone's own
-/// parameter names, e.g. `backbone.l0.weight`), `head.weight` [C, d], `head.bias` [C] — with its
-/// architecture in the file's metadata (see [`export_metadata`]), so it can be rebuilt without guessing.
-pub fn export(run: &Path, out: &Path) -> Result<()> {
+/// parameter names, e.g. `backbone.l0.weight`, or `backbone.0.weight` in a TorchScript `Sequential`),
+/// `head.weight` [C, d], `head.bias` [C] — with its architecture in the file's metadata (see
+/// [`export_metadata`]), so it can be rebuilt without guessing. A TorchScript backbone is also written
+/// whole, with its buffers, to [`backbone_module_path`]; that path is returned. The folder of `out` is
+/// created, and the same run always exports the same bytes.
+pub fn export(run: &Path, out: &Path) -> Result<Option<PathBuf>> {
     let ckpt = run.join("checkpoint.safetensors");
     if !ckpt.exists() {
         return Err(Error::invalid(format!("{}: no training run there (no checkpoint.safetensors)", run.display())));
@@ -603,11 +606,27 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
         .map_err(|e| Error::corrupt(&cfg_path, None, format!("not a run configuration: {e}")))?;
     let map = read_checkpoint(&ckpt)?;
     let mut named: Vec<(String, Tensor)> = vec![];
-    for (n, t) in &map {
-        if let Some(b) = n.strip_prefix("backbone/") {
-            named.push((format!("backbone.{b}"), t.shallow_clone()));
+    // a TorchScript backbone: the trained module itself (its parameters and every buffer, e.g. BatchNorm
+    // running statistics) beside the file, and its parameters under the module's own names (the
+    // checkpoint's variable names have `.` replaced by `_`)
+    let module = match map.get("backbone_ts") {
+        Some(ts) => {
+            let bytes = Vec::<u8>::try_from(ts).map_err(|e| Error::corrupt(&ckpt, None, format!("backbone_ts: {e}")))?;
+            let m = tch::CModule::load_data(&mut bytes.as_slice()).map_err(|e| Error::corrupt(&ckpt, None, format!("backbone_ts: not a TorchScript module: {e}")))?;
+            for (n, t) in m.named_parameters()? {
+                named.push((format!("backbone.{n}"), t));
+            }
+            Some((backbone_module_path(out), bytes))
         }
-    }
+        None => {
+            for (n, t) in &map {
+                if let Some(b) = n.strip_prefix("backbone/") {
+                    named.push((format!("backbone.{b}"), t.shallow_clone()));
+                }
+            }
+            None
+        }
+    };
     let head = map.get("head").ok_or_else(|| Error::corrupt(&ckpt, None, "no head in the checkpoint"))?;
     if head.dim() != 2 || head.size()[1] < 2 {
         return Err(Error::corrupt(&ckpt, None, format!("head of shape {:?}", head.size())));
@@ -615,7 +634,7 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
     let (classes, d) = (head.size()[0], head.size()[1] - 1);
     named.push(("head.weight".to_string(), head.f_narrow(1, 0, d)?.f_contiguous()?));
     named.push(("head.bias".to_string(), head.f_narrow(1, d, 1)?.f_squeeze_dim(1)?.f_contiguous()?));
-    let meta = export_metadata(&cfg, &map, classes, d);
+    let mut meta = export_metadata(&cfg, &map, classes, d);
     let mut data = vec![];
     for (n, t) in &named {
         let v: Vec<f32> = Vec::<f32>::try_from(&t.f_to_kind(tch::Kind::Float)?.f_flatten(0, -1)?)?;
@@ -624,7 +643,18 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).ctx(dir)?;
     }
-    write_atomic(out, &safetensors_f32(data, &meta)?)
+    if let Some((path, bytes)) = &module {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        meta.insert("kdcache.backbone_module".into(), name);
+        write_atomic(path, bytes)?;
+    }
+    write_atomic(out, &safetensors_f32(data, &meta)?)?;
+    Ok(module.map(|m| m.0))
+}
+
+/// Where `export --out X.safetensors` writes a TorchScript student's trained backbone module: `X.backbone.pt`.
+pub fn backbone_module_path(out: &Path) -> PathBuf {
+    out.with_extension("backbone.pt")
 }
 
 /// A safetensors file of float32 tensors `(name, shape, little-endian bytes)` with `meta` as its
@@ -657,7 +687,8 @@ fn safetensors_f32(mut tensors: Vec<(String, Vec<usize>, Vec<u8>)>, meta: &BTree
 /// The exported student's architecture, as safetensors metadata (strings):
 /// `kdcache.backbone` `mlp` (with `kdcache.layers` `[in, h1, …, d]` and `kdcache.activation` `relu`,
 /// applied after every layer: the features are the last hidden layer's activations) or `torchscript`
-/// (with `kdcache.torchscript`, the module file the run started from); `kdcache.features` d,
+/// (with `kdcache.torchscript`, the module file the run started from, and `kdcache.backbone_module`, the
+/// trained module that `export` writes beside the file, see [`backbone_module_path`]); `kdcache.features` d,
 /// `kdcache.classes` C, `kdcache.temperature` (the distillation temperature), `kdcache.logits`
 /// (the formula), `kdcache.loss` (the estimator).
 pub fn export_metadata(cfg: &TrainOptions, ckpt: &Checkpoint, classes: i64, d: i64) -> BTreeMap<String, String> {
