@@ -252,6 +252,11 @@ pub struct TeachArgs {
     /// Hidden layer sizes.
     #[arg(long, value_delimiter = ',', default_value = "512,512")]
     pub hidden: Vec<i64>,
+    /// Classes of the teacher's output (the vocabulary or label-map size), so that classes absent from
+    /// the training labels still get a logit; every label must be below it. Default: the largest
+    /// training label + 1.
+    #[arg(long)]
+    pub classes: Option<usize>,
     #[command(flatten)]
     pub run: RunArgs,
     /// Output weights (.safetensors).

@@ -67,6 +67,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 eval_data: a.eval.eval_data,
                 eval_labels: a.eval.eval_labels,
                 hidden: a.hidden,
+                classes: a.classes,
                 epochs: a.run.epochs,
                 batch_size: a.run.batch_size,
                 lr: a.run.lr,

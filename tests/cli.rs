@@ -405,3 +405,43 @@ fn resume_is_safe_to_pass_always_and_survives_kill_9() {
     let sb: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("summary.json")).unwrap()).unwrap();
     assert_eq!(sa["top1"], sb["top1"]);
 }
+
+#[test]
+fn teach_classes_and_held_out_labels_outside_the_cache() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 40, 8, 400);
+    // 50 classes for labels below 40: the teacher, and the cache after it, have all 50
+    let teacher = t.path().join("teacher.safetensors");
+    let rep: serde_json::Value =
+        serde_json::from_str(&ok(&["teach", "--data", p(&d), "--hidden", "16", "--epochs", "1", "--classes", "50", "--out", p(&teacher)])).unwrap();
+    assert_eq!(rep["classes"], 50);
+    let cache = t.path().join("cache");
+    ok(&["cache", "--teacher", p(&teacher), "--data", p(&d), "--out", p(&cache), "--top-k", "5"]);
+    let man: serde_json::Value = serde_json::from_slice(&std::fs::read(cache.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(man["classes"], 50);
+    // a label at or above --classes is refused, naming its row
+    let labels = |name: &str, y: &[i64]| {
+        let path = t.path().join(name);
+        kdcache::data::array::write_npy(&path, kdcache::data::array::ArrayDtype::I64, &[y.len()], bytemuck::cast_slice(y)).unwrap();
+        path
+    };
+    let mut y: Vec<i64> = (0..400).map(|i| i % 40).collect();
+    y[3] = 55;
+    let bad_y = labels("bad_y.npy", &y);
+    let x = d.join("train_x.npy");
+    let err = bad(&["teach", "--data", p(&x), "--labels", p(&bad_y), "--classes", "50", "--out", p(&t.path().join("t2.safetensors"))], "label 55 of row 3");
+    assert!(err.contains("--classes 50"), "{err}");
+    // held-out labels outside the cache's classes: refused before the first step, naming the first row
+    let mut ey: Vec<i64> = (0..200).map(|i| i % 40).collect();
+    ey[7] = 50;
+    ey[9] = 61;
+    let eval_y = labels("eval_y.npy", &ey);
+    let run = t.path().join("run");
+    let err = bad(
+        &["train", "--cache", p(&cache), "--data", p(&d), "--eval-data", p(&d.join("test_x.npy")), "--eval-labels", p(&eval_y), "--out", p(&run)],
+        "label 50 of held-out row 7",
+    );
+    assert!(err.contains("2 held-out rows"), "{err}");
+    assert!(!run.join("checkpoint.safetensors").exists() && !run.join("metrics.jsonl").exists(), "the run trained before refusing");
+}

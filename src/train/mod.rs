@@ -272,7 +272,18 @@ fn validate(o: &TrainOptions) -> Result<Inputs> {
         match &e.y {
             None => return Err(Error::invalid(format!("the held-out data {} has no labels: pass --eval-labels", e.source.display()))),
             Some(y) if y.iter().all(|&l| l < 0) => return Err(Error::invalid(format!("the held-out data {} has no known label (all -1)", e.source.display()))),
-            Some(_) => {}
+            Some(y) => {
+                // checked before the first step: a label the student has no class for cannot be evaluated
+                let outside = |l: i64| l < -1 || l >= classes as i64;
+                if let Some((i, &l)) = y.iter().enumerate().find(|(_, l)| outside(**l)) {
+                    return Err(Error::invalid(format!(
+                        "{}: label {l} of held-out row {i} is not a class of the cache (C = {classes}; {} held-out rows have such labels): \
+                         build the teacher for the whole label space (teach --classes N), or mark those labels -1 (not evaluated)",
+                        e.source.display(),
+                        y.iter().filter(|&&l| outside(l)).count()
+                    )));
+                }
+            }
         }
     } else if o.eval_labels.is_some() {
         return Err(Error::invalid("--eval-labels needs --eval-data"));
