@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::data::array::{ArrayDtype, MappedArray};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::{Manifest, Signature};
 use crate::format::rows::{LogitDtype, RowBatch, RowSpec};
 use crate::format::writer::{CacheWriter, WriterOptions};
@@ -79,6 +79,8 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
     spec.validate()?;
     let signature =
         Signature { teacher: format!("logits:{}", crate::fingerprint::file(&o.logits)?), dataset, classes: format!("C={c}"), augmentation: "none".into() };
+    std::fs::create_dir_all(&o.out).ctx(&o.out)?;
+    let _lock = crate::fsio::DirLock::acquire(&o.out, "import")?;
     let mut w = CacheWriter::create(&o.out, &spec, signature, o.writer.clone(), None)?;
     let start = w.resumed_rows() as usize;
     let mut bar = crate::progress::Progress::new(n as u64, "import", "rows", o.progress);

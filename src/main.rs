@@ -42,6 +42,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("ok: {} rows in {} shards, {} blocks, {} bytes; all checksums and row invariants hold", r.rows, r.shards, r.blocks, r.bytes);
         }
         Cmd::Merge(a) => {
+            std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create the directory", a.out.display()))?;
+            let _lock = kdcache::fsio::DirLock::acquire(&a.out, "merge")?;
             let m = kdcache::format::merge::merge(&a.parts, &a.out, a.overwrite)?;
             eprintln!("merged {} parts: {} rows in {} shards at {}", a.parts.len(), m.rows, m.shards.len(), a.out.display());
         }

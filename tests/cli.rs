@@ -445,3 +445,44 @@ fn teach_classes_and_held_out_labels_outside_the_cache() {
     assert!(err.contains("2 held-out rows"), "{err}");
     assert!(!run.join("checkpoint.safetensors").exists() && !run.join("metrics.jsonl").exists(), "the run trained before refusing");
 }
+
+#[test]
+fn a_directory_in_use_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 30, 8, 3000);
+    let cache = t.path().join("c");
+    ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&cache), "--top-k", "5"]);
+    assert!(!cache.join(".kdcache.lock").exists(), "the lock file outlives the build");
+    let run = t.path().join("run");
+    let args = ["train", "--cache", p(&cache), "--data", p(&d), "--batch-size", "16", "--epochs", "50", "--resume", "--out", p(&run)];
+    // a second train on a run directory in use is refused, naming the holder; the first carries on
+    let mut first = kd().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !run.join(".kdcache.lock").exists() {
+        assert!(t0.elapsed().as_secs() < 60 && first.try_wait().unwrap().is_none(), "the first run never took its lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let err = bad(&args, "in use by");
+    assert!(err.contains(&format!("pid {} (kdcache train)", first.id())), "{err}");
+    assert!(first.try_wait().unwrap().is_none(), "the first run stopped");
+    // killed with SIGKILL, the holder leaves its lock file, which binds nobody
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut short = args.to_vec();
+    short[8] = "1";
+    short.push("--overwrite");
+    short.retain(|a| *a != "--resume");
+    ok(&short);
+    assert!(!run.join(".kdcache.lock").exists());
+    // the writers of a cache directory take the same lock
+    let held = t.path().join("held");
+    std::fs::create_dir_all(&held).unwrap();
+    let lock = kdcache::fsio::DirLock::acquire(&held, "test").unwrap();
+    let holder = format!("pid {} (kdcache test)", std::process::id());
+    let e = bad(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&held), "--top-k", "5"], &holder);
+    assert!(e.contains("in use"), "{e}");
+    bad(&["merge", "--out", p(&held), p(&cache)], &holder);
+    drop(lock);
+    ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&held), "--top-k", "5"]);
+}

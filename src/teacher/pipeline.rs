@@ -13,7 +13,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::source::Dataset;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::{Manifest, Signature};
 use crate::format::rows::{LogitDtype, RowBatch, RowSpec};
 use crate::format::writer::{CacheWriter, WriterOptions};
@@ -254,6 +254,8 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     // shards hold whole batches, so a resumed run recomputes exactly the batches it lost
     let mut wopts = o.writer.clone();
     wopts.shard_rows = wopts.shard_rows.div_ceil(batch_size) * batch_size;
+    std::fs::create_dir_all(&o.out).ctx(&o.out)?;
+    let _lock = crate::fsio::DirLock::acquire(&o.out, "cache")?;
     let mut writer = CacheWriter::create(&o.out, &spec, signature, wopts, part)?;
     let resumed = writer.next_example().map(|r| r as usize).unwrap_or(lo).max(lo);
     let resumed_from = writer.rows_written();

@@ -492,6 +492,9 @@ fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch) -> Res
 pub fn train(o: &TrainOptions) -> Result<Summary> {
     let t0 = Instant::now();
     let inp = validate(o)?;
+    // one process at a time in a run directory: a second would write the same files from another state
+    std::fs::create_dir_all(&o.out).ctx(&o.out)?;
+    let _lock = crate::fsio::DirLock::acquire(&o.out, "train")?;
     let mut st = open_run(o, &inp)?;
     let ckpt = o.out.join("checkpoint.safetensors");
     let metrics_path = o.out.join("metrics.jsonl");
