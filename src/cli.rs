@@ -356,7 +356,8 @@ pub struct RunArgs {
 #[derive(clap::Args)]
 pub struct DataArgs {
     /// Inputs: a directory written by `synth` ({split}_x.npy, {split}_y.npy), a features .npy [N, ...]
-    /// (float32, float16 or float64) with --labels, or a .safetensors with tensors x (and y).
+    /// (float32, float16, float64, or integers such as uint8 images, read as float32 values) with
+    /// --labels, or a .safetensors with tensors x (and y).
     #[arg(long)]
     pub data: PathBuf,
     /// Labels .npy [N] for a features .npy (any integer type; -1 = unknown).

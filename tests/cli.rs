@@ -282,7 +282,6 @@ fn user_errors_exit_2() {
     if !tch::Cuda::is_available() {
         bad(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&t.path().join("x")), "--device", "cuda"], "cuda");
     }
-    bad(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&t.path().join("x")), "--top-k", "21"], "exceeds the class count");
     bad(&["cache", "--teacher", p(&t.path().join("none.pt")), "--data", p(&d), "--out", p(&t.path().join("x"))], "none.pt");
     // a file that is no model: libtorch's message, on one line, without its C++ backtrace
     bad(&["cache", "--teacher", p(&fixtures().join("teacher_x.npy")), "--data", p(&d), "--out", p(&t.path().join("x"))], "not a loadable TorchScript");
@@ -485,4 +484,63 @@ fn a_directory_in_use_is_refused() {
     bad(&["merge", "--out", p(&held), p(&cache)], &holder);
     drop(lock);
     ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&held), "--top-k", "5"]);
+}
+
+/// Runs kdcache with progress and notes on (no --quiet); asserts success and returns stderr.
+fn ok_noted(args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_kdcache")).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "kdcache {args:?} failed: {err}");
+    err
+}
+
+#[test]
+fn small_problems_integer_images_and_tuple_teachers() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 10, 16, 300);
+    // the default --top-k 64 with 10 classes: every class is cached, with a note
+    let cache = t.path().join("c");
+    let err = ok_noted(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&cache)]);
+    assert!(err.contains("note: --top-k 64 exceeds the class count C = 10"), "{err}");
+    let man: serde_json::Value = serde_json::from_slice(&std::fs::read(cache.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(man["top_k"], 10);
+    // dis on 10 classes runs full, and says so once
+    let err = ok_noted(&["train", "--cache", p(&cache), "--data", p(&d), "--epochs", "1", "--batch-size", "64", "--out", p(&t.path().join("r"))]);
+    assert_eq!(err.matches("so it runs full").count(), 1, "{err}");
+    // images stored as uint8 [N, 1, 4, 4]: read as float32 values (said once), and their float32 and
+    // float64 copies are the same dataset
+    let n = 300;
+    let px: Vec<u8> = (0..n * 16).map(|i| ((i * 37 + i / 16 * 11) % 256) as u8).collect();
+    let y: Vec<i64> = (0..n as i64).map(|i| i % 10).collect();
+    let write = |name: &str, dt, bytes: &[u8]| {
+        let path = t.path().join(name);
+        let shape = if name.starts_with('y') { vec![n] } else { vec![n, 1, 4, 4] };
+        kdcache::data::array::write_npy(&path, dt, &shape, bytes).unwrap();
+        path
+    };
+    use kdcache::data::array::ArrayDtype;
+    let x8 = write("x8.npy", ArrayDtype::U8, &px);
+    let x32 = write("x32.npy", ArrayDtype::F32, bytemuck::cast_slice(&px.iter().map(|&v| v as f32).collect::<Vec<_>>()));
+    let x64 = write("x64.npy", ArrayDtype::F64, bytemuck::cast_slice(&px.iter().map(|&v| v as f64).collect::<Vec<_>>()));
+    let yp = write("y.npy", ArrayDtype::I64, bytemuck::cast_slice(&y));
+    let teacher = t.path().join("t.safetensors");
+    let err = ok_noted(&["teach", "--data", p(&x8), "--labels", p(&yp), "--hidden", "16", "--epochs", "1", "--out", p(&teacher)]);
+    assert_eq!(err.matches("uint8 features are used as float32").count(), 1, "{err}");
+    let c8 = t.path().join("c8");
+    ok(&["cache", "--teacher", p(&teacher), "--data", p(&x8), "--labels", p(&yp), "--out", p(&c8), "--top-k", "3"]);
+    for x in [&x8, &x32, &x64] {
+        let out = t.path().join(format!("r-{}", x.file_stem().unwrap().to_str().unwrap()));
+        ok(&["train", "--cache", p(&c8), "--data", p(x), "--labels", p(&yp), "--epochs", "1", "--batch-size", "64", "--out", p(&out)]);
+    }
+    // a TorchScript teacher returning (logits, inputs): the first tensor is the logits, with a note
+    let fx = fixtures();
+    let (single, pair) = (t.path().join("single"), t.path().join("pair"));
+    let args = |teacher: &str, out: &Path| -> Vec<String> {
+        ["cache", "--teacher", p(&fx.join(teacher)), "--data", p(&fx.join("teacher_x.npy")), "--out", p(out), "--top-k", "5"].iter().map(|s| s.to_string()).collect()
+    };
+    ok(&args("teacher.pt", &single).iter().map(String::as_str).collect::<Vec<_>>());
+    let err = ok_noted(&args("teacher_tuple.pt", &pair).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(err.matches("its first, a tensor, is taken as the logits").count(), 1, "{err}");
+    assert_eq!(rows_json(&single), rows_json(&pair));
 }

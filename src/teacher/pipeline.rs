@@ -235,9 +235,10 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let classes = probe.size()[1] as u64;
     let batch_size = o.batch_size.unwrap_or_else(|| auto_batch(o.device, classes));
     ds.check_labels(classes)?;
-    let spec = RowSpec { classes, k: o.k, temperatures: o.temperatures.clone(), tail_samples: o.tail_samples, aug_dim: 0, logit_dtype: o.dtype };
+    let k = crate::import::clamp_k(o.k, classes, o.progress);
+    let spec = RowSpec { classes, k, temperatures: o.temperatures.clone(), tail_samples: o.tail_samples, aug_dim: 0, logit_dtype: o.dtype };
     spec.validate()?;
-    if o.tail_samples > 0 && o.k as u64 == classes {
+    if o.tail_samples > 0 && k as u64 == classes {
         return Err(Error::invalid("--tail-samples needs K < C: with K = C there is no tail to sample"));
     }
     // the rows depend on the path that computed them (the CPU ranks in f64 with Rust's tie order, a
@@ -271,7 +272,7 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
         Ok(writer)
     });
     let labels: Vec<i64> = (0..n).map(|i| ds.label(i)).collect();
-    let (k, t, m) = (o.k, o.temperatures.len(), o.tail_samples);
+    let (t, m) = (o.temperatures.len(), o.tail_samples);
     let mut forward_s = 0.0;
     let mut skipped = 0u64;
     let mut result: Result<()> = Ok(());

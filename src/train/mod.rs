@@ -510,6 +510,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     let mut last_eval = None;
     let mut last_loss = None;
     let log_every = o.log_every.max(1) as u64;
+    let mut noted_dense = false;
     'epochs: while st.epoch < o.epochs {
         bar.set_message(format!("epoch {}/{}", st.epoch + 1, o.epochs));
         let mut batches = Batches::new(&inp.reader, o.seed, st.epoch, o.batch_size);
@@ -524,6 +525,15 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
             }
             let ts = Instant::now();
             let out = step(&mut st, o, &inp, &batch)?;
+            if o.progress && !noted_dense && out.plan.as_ref().is_some_and(|p| p.dense) {
+                noted_dense = true;
+                let dense = if o.dis.tail == crate::sample::Tail::Bucket { "ghost" } else { "full" };
+                bar.println(format!(
+                    "note: dis: a step's shared columns cover {:.0}% of the C = {} classes or more, so it runs {dense}, exactly (dis pays off at many classes; see --candidates)",
+                    100.0 * o.dis.dense_above,
+                    inp.man.classes
+                ));
+            }
             if let Device::Cuda(i) = inp.device {
                 tch::Cuda::synchronize(i as i64);
             }
