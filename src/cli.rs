@@ -148,7 +148,7 @@ pub struct TrainArgs {
     /// that compute it (measured on the demo: 40.3% top-1 against 29.5% with 1e-3), 1e-3 otherwise.
     #[arg(long)]
     pub head_lr: Option<f64>,
-    /// Run directory.
+    /// Run directory (locked while the run trains: a second train on it is refused).
     #[arg(long)]
     pub out: PathBuf,
     /// Continue the run in --out from its last checkpoint (same options; --epochs may grow). With no
@@ -173,7 +173,8 @@ pub struct TrainArgs {
 pub struct ExportArgs {
     /// Run directory.
     pub run: PathBuf,
-    /// Output .safetensors.
+    /// Output .safetensors (its folder is created). A TorchScript student's trained module, with its
+    /// buffers (BatchNorm statistics), is written beside it as X.backbone.pt.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -252,6 +253,11 @@ pub struct TeachArgs {
     /// Hidden layer sizes.
     #[arg(long, value_delimiter = ',', default_value = "512,512")]
     pub hidden: Vec<i64>,
+    /// Classes of the teacher's output (the vocabulary or label-map size), so that classes absent from
+    /// the training labels still get a logit; every label must be below it. Default: the largest
+    /// training label + 1.
+    #[arg(long)]
+    pub classes: Option<usize>,
     #[command(flatten)]
     pub run: RunArgs,
     /// Output weights (.safetensors).
@@ -271,6 +277,7 @@ pub struct CacheArgs {
     /// Split of a synth directory.
     #[arg(long, default_value = "train")]
     pub split: String,
+    /// Ranked classes kept per row (at most C: above it, every class is kept).
     #[arg(long, default_value_t = 64)]
     pub top_k: usize,
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
@@ -317,7 +324,7 @@ pub struct ImportArgs {
     /// Ground-truth labels .npy [N] (any integer type; -1 = unknown).
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// How many top classes to keep per row (K <= C).
+    /// How many top classes to keep per row (at most C: above it, every class is kept).
     #[arg(long, default_value_t = 64)]
     pub top_k: usize,
     /// Temperatures at which to store log-normalisers and tail masses.
@@ -351,7 +358,8 @@ pub struct RunArgs {
 #[derive(clap::Args)]
 pub struct DataArgs {
     /// Inputs: a directory written by `synth` ({split}_x.npy, {split}_y.npy), a features .npy [N, ...]
-    /// (float32, float16 or float64) with --labels, or a .safetensors with tensors x (and y).
+    /// (float32, float16, float64, or integers such as uint8 images, read as float32 values) with
+    /// --labels, or a .safetensors with tensors x (and y).
     #[arg(long)]
     pub data: PathBuf,
     /// Labels .npy [N] for a features .npy (any integer type; -1 = unknown).
@@ -365,14 +373,15 @@ pub struct EvalArgs {
     /// Held-out data, as --data (default: the test split of a synth --data directory).
     #[arg(long)]
     pub eval_data: Option<PathBuf>,
-    /// Labels .npy [N] for --eval-data.
+    /// Labels .npy [N] for --eval-data. `train` refuses a label outside the cache's classes before
+    /// its first step (mark labels the student cannot have -1: not evaluated).
     #[arg(long, requires = "eval_data")]
     pub eval_labels: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 pub struct OutArgs {
-    /// Cache directory to write.
+    /// Cache directory to write (locked while it is written: a second writer is refused).
     #[arg(long)]
     pub out: PathBuf,
     /// Shard encoding: kds (memory-mapped, fastest) or parquet (readable by pyarrow, polars, DuckDB).

@@ -87,3 +87,75 @@ impl<W: Write> Write for HashWriter<W> {
         self.w.flush()
     }
 }
+
+/// The lock file of a directory that a command is writing (see [`DirLock`]).
+pub const LOCK_FILE: &str = ".kdcache.lock";
+
+/// An exclusive lock on a directory while a command writes it (`train` on its run directory; `cache`,
+/// `import` and `merge` on their output), so that a second writer is refused, with the holder named,
+/// instead of interleaving with the first. It is a `flock` on `DIR/.kdcache.lock`, which the kernel
+/// drops when the process ends however it ends (`kill -9` included, so no stale lock blocks a rerun);
+/// the file names the holder (pid and command) and is removed when the lock is released.
+pub struct DirLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    /// Locks `dir` (which must exist) for `command`, or fails with one line naming the holder.
+    pub fn acquire(dir: &Path, command: &str) -> Result<DirLock> {
+        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::io::AsRawFd;
+        let path = dir.join(LOCK_FILE);
+        loop {
+            let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).ctx(&path)?;
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::WouldBlock {
+                    return Err(crate::Error::io(&path, err));
+                }
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = if holder.trim().is_empty() { "another kdcache process".to_string() } else { holder.trim().to_string() };
+                return Err(crate::Error::invalid(format!(
+                    "{} is in use by {holder}: wait for it to end, or choose another directory",
+                    dir.display()
+                )));
+            }
+            // a holder that released the lock removed the file after this open: lock the new one instead
+            let same = match (file.metadata(), std::fs::metadata(&path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if !same {
+                continue;
+            }
+            file.set_len(0).ctx(&path)?;
+            writeln!(file, "pid {} (kdcache {command})", std::process::id()).ctx(&path)?;
+            return Ok(DirLock { path, _file: file });
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // removed while still locked; the descriptor closes (and unlocks) right after
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_directory_is_refused_until_released() {
+        let t = tempfile::tempdir().unwrap();
+        let a = DirLock::acquire(t.path(), "train").unwrap();
+        let e = DirLock::acquire(t.path(), "train").err().expect("a second lock is refused").to_string();
+        assert!(e.contains(&format!("pid {} (kdcache train)", std::process::id())), "{e}");
+        drop(a);
+        assert!(!t.path().join(LOCK_FILE).exists(), "the lock file stays after release");
+        let _b = DirLock::acquire(t.path(), "cache").unwrap();
+    }
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::data::array::{ArrayDtype, MappedArray};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::{Manifest, Signature};
 use crate::format::rows::{LogitDtype, RowBatch, RowSpec};
 use crate::format::writer::{CacheWriter, WriterOptions};
@@ -75,10 +75,13 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
         (None, Some(v)) => format!("labels:{};rows={n}", crate::data::source::labels_fingerprint(v)),
         (None, None) => format!("rows={n}"),
     };
-    let spec = RowSpec { classes: c as u64, k: o.k, temperatures: o.temperatures.clone(), tail_samples: 0, aug_dim: 0, logit_dtype: o.dtype };
+    let k = clamp_k(o.k, c as u64, o.progress);
+    let spec = RowSpec { classes: c as u64, k, temperatures: o.temperatures.clone(), tail_samples: 0, aug_dim: 0, logit_dtype: o.dtype };
     spec.validate()?;
     let signature =
         Signature { teacher: format!("logits:{}", crate::fingerprint::file(&o.logits)?), dataset, classes: format!("C={c}"), augmentation: "none".into() };
+    std::fs::create_dir_all(&o.out).ctx(&o.out)?;
+    let _lock = crate::fsio::DirLock::acquire(&o.out, "import")?;
     let mut w = CacheWriter::create(&o.out, &spec, signature, o.writer.clone(), None)?;
     let start = w.resumed_rows() as usize;
     let mut bar = crate::progress::Progress::new(n as u64, "import", "rows", o.progress);
@@ -91,7 +94,7 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
     while lo < n {
         let hi = (lo + CHUNK).min(n).min((lo / shard + 1) * shard);
         logits.f32_rows(lo..hi, &mut buf);
-        let (ranked, prior) = crate::rank::rank_block(&buf, c, o.k, &o.temperatures);
+        let (ranked, prior) = crate::rank::rank_block(&buf, c, k, &o.temperatures);
         let mut batch = RowBatch::new(&spec);
         for (i, r) in (lo..hi).zip(ranked) {
             let r = r.map_err(|class| Error::NonFinite { row: i as u64, class: class as u64 })?;
@@ -106,4 +109,15 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
     }
     bar.finish_and_clear();
     w.finish(n as u64, 1, "kdcache import")
+}
+
+/// `--top-k` for C classes: at most C (a small problem with the default K = 64 keeps every class, noted).
+pub fn clamp_k(k: usize, classes: u64, progress: bool) -> usize {
+    if k as u64 > classes {
+        if progress {
+            eprintln!("note: --top-k {k} exceeds the class count C = {classes}: every class is cached (K = {classes})");
+        }
+        return classes as usize;
+    }
+    k
 }

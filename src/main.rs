@@ -42,6 +42,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             println!("ok: {} rows in {} shards, {} blocks, {} bytes; all checksums and row invariants hold", r.rows, r.shards, r.blocks, r.bytes);
         }
         Cmd::Merge(a) => {
+            std::fs::create_dir_all(&a.out).with_context(|| format!("{}: cannot create the directory", a.out.display()))?;
+            let _lock = kdcache::fsio::DirLock::acquire(&a.out, "merge")?;
             let m = kdcache::format::merge::merge(&a.parts, &a.out, a.overwrite)?;
             eprintln!("merged {} parts: {} rows in {} shards at {}", a.parts.len(), m.rows, m.shards.len(), a.out.display());
         }
@@ -67,6 +69,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 eval_data: a.eval.eval_data,
                 eval_labels: a.eval.eval_labels,
                 hidden: a.hidden,
+                classes: a.classes,
                 epochs: a.run.epochs,
                 batch_size: a.run.batch_size,
                 lr: a.run.lr,
@@ -127,8 +130,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "torch")]
         Cmd::Export(a) => {
-            kdcache::train::export(&a.run, &a.out)?;
-            eprintln!("exported {} to {}", a.run.display(), a.out.display());
+            let module = kdcache::train::export(&a.run, &a.out)?;
+            let module = module.map(|m| format!(" (the TorchScript backbone, with its buffers, to {})", m.display())).unwrap_or_default();
+            eprintln!("exported {} to {}{module}", a.run.display(), a.out.display());
         }
         #[cfg(feature = "torch")]
         Cmd::Bench(a) => {

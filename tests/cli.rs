@@ -223,6 +223,34 @@ fn torchscript_teacher_and_backbone() {
     let bn = |out: &Path, epochs: &str, resume: bool| train_ts(&bn_pt, out, epochs, resume);
     let (a, b) = (t.path().join("bn_a"), t.path().join("bn_b"));
     let sa = bn(&a, "2", false);
+    // the export (into a folder that does not exist yet) reloads to the reported accuracy: the trained
+    // module beside it carries the BatchNorm statistics, the file the parameters under their own names
+    let exp = t.path().join("exported/bn.safetensors");
+    ok(&["export", p(&a), "--out", p(&exp)]);
+    let bytes = std::fs::read(&exp).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.tensor("backbone.1.weight").is_ok() && st.tensor("backbone.0.bias").is_ok(), "TorchScript names lost: {:?}", st.names());
+    let meta = safetensors::SafeTensors::read_metadata(&bytes).unwrap().1.metadata().clone().unwrap();
+    assert_eq!(meta["kdcache.backbone_module"], "bn.backbone.pt");
+    let mut module = tch::CModule::load(t.path().join("exported/bn.backbone.pt")).unwrap();
+    module.set_eval();
+    let read = |name: &str| kdcache::data::array::MappedArray::open_npy(&d.join(name)).unwrap();
+    let (xs, ys) = (read("test_x.npy"), read("test_y.npy"));
+    let mut x = vec![];
+    xs.f32_rows(0..xs.shape[0], &mut x);
+    let x = tch::Tensor::from_slice(&x).reshape([xs.shape[0] as i64, 8]);
+    let tensor = |n: &str| {
+        let v = st.tensor(n).unwrap();
+        tch::Tensor::from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(v.data())).reshape(v.shape().iter().map(|&s| s as i64).collect::<Vec<_>>())
+    };
+    // the logits as train evaluates them: [h, 1]·[W | b]ᵀ
+    let table = tch::Tensor::cat(&[tensor("head.weight"), tensor("head.bias").unsqueeze(1)], 1);
+    let h = tch::no_grad(|| module.forward_ts(&[&x]).unwrap());
+    let h = tch::Tensor::cat(&[&h, &h.ones_like().narrow(1, 0, 1)], 1);
+    let pred = Vec::<i64>::try_from(&h.matmul(&table.tr()).argmax(1, false)).unwrap();
+    let y = ys.i64_values();
+    let top1 = pred.iter().zip(&y).filter(|(p, y)| p == y).count() as f64 / y.len() as f64;
+    assert_eq!(top1, sa["top1"].as_f64().unwrap(), "the exported BatchNorm student reloads to another accuracy");
     bn(&b, "1", false);
     let after_one = std::fs::read(b.join("checkpoint.safetensors")).unwrap();
     let sb = bn(&b, "2", true);
@@ -254,7 +282,6 @@ fn user_errors_exit_2() {
     if !tch::Cuda::is_available() {
         bad(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&t.path().join("x")), "--device", "cuda"], "cuda");
     }
-    bad(&["cache", "--teacher", p(&o), "--data", p(&d), "--out", p(&t.path().join("x")), "--top-k", "21"], "exceeds the class count");
     bad(&["cache", "--teacher", p(&t.path().join("none.pt")), "--data", p(&d), "--out", p(&t.path().join("x"))], "none.pt");
     // a file that is no model: libtorch's message, on one line, without its C++ backtrace
     bad(&["cache", "--teacher", p(&fixtures().join("teacher_x.npy")), "--data", p(&d), "--out", p(&t.path().join("x"))], "not a loadable TorchScript");
@@ -376,4 +403,144 @@ fn resume_is_safe_to_pass_always_and_survives_kill_9() {
     let sa: serde_json::Value = serde_json::from_slice(&std::fs::read(a.join("summary.json")).unwrap()).unwrap();
     let sb: serde_json::Value = serde_json::from_slice(&std::fs::read(b.join("summary.json")).unwrap()).unwrap();
     assert_eq!(sa["top1"], sb["top1"]);
+}
+
+#[test]
+fn teach_classes_and_held_out_labels_outside_the_cache() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 40, 8, 400);
+    // 50 classes for labels below 40: the teacher, and the cache after it, have all 50
+    let teacher = t.path().join("teacher.safetensors");
+    let rep: serde_json::Value =
+        serde_json::from_str(&ok(&["teach", "--data", p(&d), "--hidden", "16", "--epochs", "1", "--classes", "50", "--out", p(&teacher)])).unwrap();
+    assert_eq!(rep["classes"], 50);
+    let cache = t.path().join("cache");
+    ok(&["cache", "--teacher", p(&teacher), "--data", p(&d), "--out", p(&cache), "--top-k", "5"]);
+    let man: serde_json::Value = serde_json::from_slice(&std::fs::read(cache.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(man["classes"], 50);
+    // a label at or above --classes is refused, naming its row
+    let labels = |name: &str, y: &[i64]| {
+        let path = t.path().join(name);
+        kdcache::data::array::write_npy(&path, kdcache::data::array::ArrayDtype::I64, &[y.len()], bytemuck::cast_slice(y)).unwrap();
+        path
+    };
+    let mut y: Vec<i64> = (0..400).map(|i| i % 40).collect();
+    y[3] = 55;
+    let bad_y = labels("bad_y.npy", &y);
+    let x = d.join("train_x.npy");
+    let err = bad(&["teach", "--data", p(&x), "--labels", p(&bad_y), "--classes", "50", "--out", p(&t.path().join("t2.safetensors"))], "label 55 of row 3");
+    assert!(err.contains("--classes 50"), "{err}");
+    // held-out labels outside the cache's classes: refused before the first step, naming the first row
+    let mut ey: Vec<i64> = (0..200).map(|i| i % 40).collect();
+    ey[7] = 50;
+    ey[9] = 61;
+    let eval_y = labels("eval_y.npy", &ey);
+    let run = t.path().join("run");
+    let err = bad(
+        &["train", "--cache", p(&cache), "--data", p(&d), "--eval-data", p(&d.join("test_x.npy")), "--eval-labels", p(&eval_y), "--out", p(&run)],
+        "label 50 of held-out row 7",
+    );
+    assert!(err.contains("2 held-out rows"), "{err}");
+    assert!(!run.join("checkpoint.safetensors").exists() && !run.join("metrics.jsonl").exists(), "the run trained before refusing");
+}
+
+#[test]
+fn a_directory_in_use_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 30, 8, 3000);
+    let cache = t.path().join("c");
+    ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&cache), "--top-k", "5"]);
+    assert!(!cache.join(".kdcache.lock").exists(), "the lock file outlives the build");
+    let run = t.path().join("run");
+    let args = ["train", "--cache", p(&cache), "--data", p(&d), "--batch-size", "16", "--epochs", "50", "--resume", "--out", p(&run)];
+    // a second train on a run directory in use is refused, naming the holder; the first carries on
+    let mut first = kd().args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !run.join(".kdcache.lock").exists() {
+        assert!(t0.elapsed().as_secs() < 60 && first.try_wait().unwrap().is_none(), "the first run never took its lock");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let err = bad(&args, "in use by");
+    assert!(err.contains(&format!("pid {} (kdcache train)", first.id())), "{err}");
+    assert!(first.try_wait().unwrap().is_none(), "the first run stopped");
+    // killed with SIGKILL, the holder leaves its lock file, which binds nobody
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut short = args.to_vec();
+    short[8] = "1";
+    short.push("--overwrite");
+    short.retain(|a| *a != "--resume");
+    ok(&short);
+    assert!(!run.join(".kdcache.lock").exists());
+    // the writers of a cache directory take the same lock
+    let held = t.path().join("held");
+    std::fs::create_dir_all(&held).unwrap();
+    let lock = kdcache::fsio::DirLock::acquire(&held, "test").unwrap();
+    let holder = format!("pid {} (kdcache test)", std::process::id());
+    let e = bad(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&held), "--top-k", "5"], &holder);
+    assert!(e.contains("in use"), "{e}");
+    bad(&["merge", "--out", p(&held), p(&cache)], &holder);
+    drop(lock);
+    ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&held), "--top-k", "5"]);
+}
+
+/// Runs kdcache with progress and notes on (no --quiet); asserts success and returns stderr.
+fn ok_noted(args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_kdcache")).args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "kdcache {args:?} failed: {err}");
+    err
+}
+
+#[test]
+fn small_problems_integer_images_and_tuple_teachers() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 10, 16, 300);
+    // the default --top-k 64 with 10 classes: every class is cached, with a note
+    let cache = t.path().join("c");
+    let err = ok_noted(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&cache)]);
+    assert!(err.contains("note: --top-k 64 exceeds the class count C = 10"), "{err}");
+    let man: serde_json::Value = serde_json::from_slice(&std::fs::read(cache.join("_manifest.json")).unwrap()).unwrap();
+    assert_eq!(man["top_k"], 10);
+    // dis on 10 classes runs full, and says so once
+    let err = ok_noted(&["train", "--cache", p(&cache), "--data", p(&d), "--epochs", "1", "--batch-size", "64", "--out", p(&t.path().join("r"))]);
+    assert_eq!(err.matches("so it runs full").count(), 1, "{err}");
+    // images stored as uint8 [N, 1, 4, 4]: read as float32 values (said once), and their float32 and
+    // float64 copies are the same dataset
+    let n = 300;
+    let px: Vec<u8> = (0..n * 16).map(|i| ((i * 37 + i / 16 * 11) % 256) as u8).collect();
+    let y: Vec<i64> = (0..n as i64).map(|i| i % 10).collect();
+    let write = |name: &str, dt, bytes: &[u8]| {
+        let path = t.path().join(name);
+        let shape = if name.starts_with('y') { vec![n] } else { vec![n, 1, 4, 4] };
+        kdcache::data::array::write_npy(&path, dt, &shape, bytes).unwrap();
+        path
+    };
+    use kdcache::data::array::ArrayDtype;
+    let x8 = write("x8.npy", ArrayDtype::U8, &px);
+    let x32 = write("x32.npy", ArrayDtype::F32, bytemuck::cast_slice(&px.iter().map(|&v| v as f32).collect::<Vec<_>>()));
+    let x64 = write("x64.npy", ArrayDtype::F64, bytemuck::cast_slice(&px.iter().map(|&v| v as f64).collect::<Vec<_>>()));
+    let yp = write("y.npy", ArrayDtype::I64, bytemuck::cast_slice(&y));
+    let teacher = t.path().join("t.safetensors");
+    let err = ok_noted(&["teach", "--data", p(&x8), "--labels", p(&yp), "--hidden", "16", "--epochs", "1", "--out", p(&teacher)]);
+    assert_eq!(err.matches("uint8 features are used as float32").count(), 1, "{err}");
+    let c8 = t.path().join("c8");
+    ok(&["cache", "--teacher", p(&teacher), "--data", p(&x8), "--labels", p(&yp), "--out", p(&c8), "--top-k", "3"]);
+    for x in [&x8, &x32, &x64] {
+        let out = t.path().join(format!("r-{}", x.file_stem().unwrap().to_str().unwrap()));
+        ok(&["train", "--cache", p(&c8), "--data", p(x), "--labels", p(&yp), "--epochs", "1", "--batch-size", "64", "--out", p(&out)]);
+    }
+    // a TorchScript teacher returning (logits, inputs): the first tensor is the logits, with a note
+    let fx = fixtures();
+    let (single, pair) = (t.path().join("single"), t.path().join("pair"));
+    let args = |teacher: &str, out: &Path| -> Vec<String> {
+        ["cache", "--teacher", p(&fx.join(teacher)), "--data", p(&fx.join("teacher_x.npy")), "--out", p(out), "--top-k", "5"].iter().map(|s| s.to_string()).collect()
+    };
+    ok(&args("teacher.pt", &single).iter().map(String::as_str).collect::<Vec<_>>());
+    let err = ok_noted(&args("teacher_tuple.pt", &pair).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(err.matches("its first, a tensor, is taken as the logits").count(), 1, "{err}");
+    assert_eq!(rows_json(&single), rows_json(&pair));
 }

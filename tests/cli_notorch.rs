@@ -192,8 +192,10 @@ fn bad_inputs_give_one_error_and_exit_2() {
     let d = t.path();
     write_logits(d, 50, 10, 4);
     let z = p(&d.join("z.npy")).to_string();
-    bad(&["import", "--logits", &z, "--top-k", "11", "--out", p(&d.join("a"))], "exceeds the class count");
-    assert!(!d.join("a/_manifest.json").exists());
+    // K above C: every class is kept
+    ok(&["import", "--logits", &z, "--top-k", "11", "--out", p(&d.join("a"))]);
+    let man: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("a/_manifest.json")).unwrap()).unwrap();
+    assert_eq!(man["top_k"], 10);
     // NaN logits: the row and class are named, nothing is published
     let mut v: Vec<f32> = vec![0.5; 50 * 10];
     v[23 * 10 + 4] = f32::NAN;

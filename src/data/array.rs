@@ -154,7 +154,8 @@ impl MappedArray {
         &self.map[self.offset..self.end]
     }
 
-    /// Rows of a rank-≥1 float array as f32 values (f16 and f64 converted).
+    /// Rows of a rank-≥1 array as f32 values (f16, f64 and integers converted; integers unscaled, so
+    /// uint8 pixels read as 0.0 ..= 255.0).
     pub fn f32_rows(&self, rows: std::ops::Range<usize>, out: &mut Vec<f32>) {
         let per: usize = self.shape[1..].iter().product();
         let w = self.dtype.width();
@@ -168,8 +169,33 @@ impl MappedArray {
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(h, out);
             }
             ArrayDtype::F64 => out.extend(bytemuck::cast_slice::<u8, f64>(d).iter().map(|&v| v as f32)),
-            _ => unreachable!("f32_rows on an integer array"),
+            ArrayDtype::U8 => out.extend(d.iter().map(|&v| v as f32)),
+            ArrayDtype::I8 => out.extend(d.iter().map(|&v| v as i8 as f32)),
+            ArrayDtype::U16 => out.extend(bytemuck::cast_slice::<u8, u16>(d).iter().map(|&v| v as f32)),
+            ArrayDtype::I16 => out.extend(bytemuck::cast_slice::<u8, i16>(d).iter().map(|&v| v as f32)),
+            ArrayDtype::U32 => out.extend(bytemuck::cast_slice::<u8, u32>(d).iter().map(|&v| v as f32)),
+            ArrayDtype::I32 => out.extend(bytemuck::cast_slice::<u8, i32>(d).iter().map(|&v| v as f32)),
+            ArrayDtype::U64 => out.extend(bytemuck::cast_slice::<u8, u64>(d).iter().map(|&v| v as f32)),
+            ArrayDtype::I64 => out.extend(bytemuck::cast_slice::<u8, i64>(d).iter().map(|&v| v as f32)),
         }
+    }
+
+    /// `xxh3:…` of the array's values as [`MappedArray::f32_rows`] reads them (little-endian f32), so a
+    /// float32 copy and a float64 or integer copy of the same values share it; for a float32 array it
+    /// is the hash of the stored bytes. Streamed in blocks of rows.
+    pub fn f32_fingerprint(&self) -> String {
+        if self.dtype == ArrayDtype::F32 || self.shape.is_empty() {
+            return crate::fingerprint::bytes(self.data());
+        }
+        let per: usize = self.shape[1..].iter().product::<usize>().max(1);
+        let step = (1 << 20) / per + 1;
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut buf = vec![];
+        for lo in (0..self.shape[0]).step_by(step) {
+            self.f32_rows(lo..(lo + step).min(self.shape[0]), &mut buf);
+            h.update(bytemuck::cast_slice(&buf));
+        }
+        format!("xxh3:{:016x}", h.digest())
     }
 
     /// All values of an integer array as i64 (u64 values above i64::MAX saturate).
@@ -281,6 +307,23 @@ mod tests {
         write_npy(&p, ArrayDtype::U64, &[1], &u64::MAX.to_le_bytes()).unwrap();
         assert_eq!(MappedArray::open_npy(&p).unwrap().i64_values(), vec![i64::MAX], "u64 saturates, never wraps to -1");
     }
+    /// The fingerprint is of the values as read: float32, float64 and uint8 copies of the same values share it.
+    #[test]
+    fn fingerprint_is_of_the_values() {
+        let t = tempfile::tempdir().unwrap();
+        let v: Vec<u8> = (0..3 * 70_000).map(|i| (i % 251) as u8).collect();
+        let p = |n: &str| t.path().join(n);
+        write_npy(&p("a.npy"), ArrayDtype::U8, &[3, 70_000], &v).unwrap();
+        write_npy(&p("b.npy"), ArrayDtype::F32, &[3, 70_000], bytemuck::cast_slice(&v.iter().map(|&x| x as f32).collect::<Vec<_>>())).unwrap();
+        write_npy(&p("c.npy"), ArrayDtype::F64, &[3, 70_000], bytemuck::cast_slice(&v.iter().map(|&x| x as f64).collect::<Vec<_>>())).unwrap();
+        let fp = |n: &str| MappedArray::open_npy(&p(n)).unwrap().f32_fingerprint();
+        assert_eq!(fp("a.npy"), fp("b.npy"));
+        assert_eq!(fp("c.npy"), fp("b.npy"));
+        assert_eq!(fp("b.npy"), crate::fingerprint::bytes(MappedArray::open_npy(&p("b.npy")).unwrap().data()), "float32: the stored bytes");
+        write_npy(&p("d.npy"), ArrayDtype::F64, &[3, 70_000], bytemuck::cast_slice(&v.iter().map(|&x| x as f64 + 0.25).collect::<Vec<_>>())).unwrap();
+        assert_ne!(fp("d.npy"), fp("b.npy"));
+    }
+
     #[test]
     fn zero_rows_with_huge_row_size_is_refused() {
         assert_eq!(elements(&[0, 1 << 62, 8]), None);

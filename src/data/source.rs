@@ -10,7 +10,7 @@ pub struct Dataset {
     pub y: Option<Vec<i64>>,
     /// `xxh3:<features>[;labels:xxh3:<labels>]`: part of a cache's signature.
     pub fingerprint: String,
-    /// `xxh3:…` of the feature bytes as stored.
+    /// `xxh3:…` of the feature values as read (float32; see [`MappedArray::f32_fingerprint`]).
     pub features: String,
     /// `xxh3:…` of the labels as int64 (the same labels in any integer width give the same value).
     pub labels: Option<String>,
@@ -84,9 +84,9 @@ impl Dataset {
         } else {
             (MappedArray::open_npy(&xpath)?, ypath.as_deref().map(MappedArray::open_npy).transpose()?)
         };
-        if !x.dtype.is_float() || x.shape.len() < 2 || x.shape[0] == 0 {
+        if x.shape.len() < 2 || x.shape[0] == 0 {
             return Err(Error::invalid(format!(
-                "{}: features must be a float array (float32, float16 or float64) of shape [N, ...] with N >= 1, got {} {:?}",
+                "{}: features must be an array of shape [N, ...] with N >= 1, got {} {:?}",
                 xpath.display(),
                 x.dtype.name(),
                 x.shape
@@ -94,9 +94,12 @@ impl Dataset {
         }
         if x.dtype == ArrayDtype::F64 {
             eprintln!("note: {}: float64 features are used as float32", xpath.display());
+        } else if !x.dtype.is_float() {
+            eprintln!("note: {}: {} features are used as float32 values, unscaled (uint8 pixels as 0..255)", xpath.display(), x.dtype.name());
         }
         let n = x.shape[0];
-        let features = crate::fingerprint::bytes(x.data());
+        // the values as read, so the dtype on disk does not change the dataset's identity
+        let features = x.f32_fingerprint();
         let y = match y {
             Some(y) => {
                 if y.dtype.is_float() || y.shape != [n] {
@@ -135,8 +138,10 @@ impl Dataset {
         {
             return Err(mismatch("example count", &rows.to_string(), &format!("{} rows in {}", self.len(), self.source.display())));
         }
+        // caches built before the fingerprint was taken of the values as read hold the hash of the stored bytes
         if let Some(f) = parts.features
             && f != self.features
+            && (self.x.dtype == ArrayDtype::F32 || f != crate::fingerprint::bytes(self.x.data()))
         {
             return Err(mismatch("dataset fingerprint (features)", f, &format!("{} ({})", self.features, self.source.display())));
         }

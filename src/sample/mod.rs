@@ -151,6 +151,24 @@ impl Clusters {
         Some(Clusters { assign, members, pos })
     }
 
+    /// Rebuilds from saved member lists (checkpoints: the order within each list steers the draws, so
+    /// it is saved as it is); None unless they hold every class of `0..classes` exactly once.
+    pub fn from_members(members: Vec<Vec<u32>>, classes: usize) -> Option<Self> {
+        let mut assign = vec![u32::MAX; classes];
+        let mut pos = vec![0u32; classes];
+        for (c, m) in members.iter().enumerate() {
+            for (i, &j) in m.iter().enumerate() {
+                let a = assign.get_mut(j as usize).filter(|a| **a == u32::MAX)?;
+                *a = c as u32;
+                pos[j as usize] = i as u32;
+            }
+        }
+        if members.is_empty() || assign.contains(&u32::MAX) {
+            return None;
+        }
+        Some(Clusters { assign, members, pos })
+    }
+
     pub fn len(&self) -> usize {
         self.members.len()
     }

@@ -14,7 +14,8 @@ use crate::nn::{Mlp, mlp_dims};
 
 pub enum Teacher {
     Builtin { _vs: nn::VarStore, net: Mlp },
-    Script(tch::CModule),
+    /// A TorchScript module; the flag records that its output's first tensor was taken (noted once).
+    Script(tch::CModule, std::sync::atomic::AtomicBool),
     Identity,
 }
 
@@ -42,7 +43,7 @@ impl Teacher {
                     .map_err(|e| Error::invalid(format!("{}: not a loadable TorchScript module: {e}", path.display())))?;
                 m.f_set_eval()?;
                 m.to(device, tch::Kind::Float, false);
-                Teacher::Script(m)
+                Teacher::Script(m, Default::default())
             }
         };
         Ok((t, fp))
@@ -53,8 +54,39 @@ impl Teacher {
         let _g = tch::no_grad_guard();
         Ok(match self {
             Teacher::Builtin { net, .. } => net.forward(x)?,
-            Teacher::Script(m) => m.forward_ts(&[x])?,
+            Teacher::Script(m, noted) => first_tensor(m.forward_is(&[tch::IValue::Tensor(x.shallow_clone())])?, noted)?,
             Teacher::Identity => x.f_flatten(1, -1)?,
         })
+    }
+}
+
+/// The logits in a module's output: a tensor, or the first tensor of a tuple or list (models that also
+/// return hidden states or a loss), said once on stderr.
+fn first_tensor(out: tch::IValue, noted: &std::sync::atomic::AtomicBool) -> Result<Tensor> {
+    let items = match out {
+        tch::IValue::Tensor(t) => return Ok(t),
+        tch::IValue::Tuple(v) | tch::IValue::GenericList(v) => v,
+        tch::IValue::TensorList(v) => v.into_iter().map(tch::IValue::Tensor).collect(),
+        other => return Err(Error::invalid(format!("the teacher's forward returned {}, not logits [B, C]", ivalue_kind(&other)))),
+    };
+    let n = items.len();
+    match items.into_iter().next() {
+        Some(tch::IValue::Tensor(t)) => {
+            if !noted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!("note: the teacher's forward returned {n} values: its first, a tensor, is taken as the logits");
+            }
+            Ok(t)
+        }
+        _ => Err(Error::invalid(format!("the teacher's forward returned {n} values, the first not a tensor: make it return the logits [B, C] first"))),
+    }
+}
+
+fn ivalue_kind(v: &tch::IValue) -> &'static str {
+    match v {
+        tch::IValue::None => "None",
+        tch::IValue::Bool(_) | tch::IValue::Int(_) | tch::IValue::Double(_) => "a number",
+        tch::IValue::String(_) => "a string",
+        tch::IValue::GenericDict(_) => "a dict",
+        _ => "a value that is no tensor",
     }
 }

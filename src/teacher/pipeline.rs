@@ -13,7 +13,7 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::source::Dataset;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::{Manifest, Signature};
 use crate::format::rows::{LogitDtype, RowBatch, RowSpec};
 use crate::format::writer::{CacheWriter, WriterOptions};
@@ -235,9 +235,10 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let classes = probe.size()[1] as u64;
     let batch_size = o.batch_size.unwrap_or_else(|| auto_batch(o.device, classes));
     ds.check_labels(classes)?;
-    let spec = RowSpec { classes, k: o.k, temperatures: o.temperatures.clone(), tail_samples: o.tail_samples, aug_dim: 0, logit_dtype: o.dtype };
+    let k = crate::import::clamp_k(o.k, classes, o.progress);
+    let spec = RowSpec { classes, k, temperatures: o.temperatures.clone(), tail_samples: o.tail_samples, aug_dim: 0, logit_dtype: o.dtype };
     spec.validate()?;
-    if o.tail_samples > 0 && o.k as u64 == classes {
+    if o.tail_samples > 0 && k as u64 == classes {
         return Err(Error::invalid("--tail-samples needs K < C: with K = C there is no tail to sample"));
     }
     // the rows depend on the path that computed them (the CPU ranks in f64 with Rust's tie order, a
@@ -254,6 +255,8 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     // shards hold whole batches, so a resumed run recomputes exactly the batches it lost
     let mut wopts = o.writer.clone();
     wopts.shard_rows = wopts.shard_rows.div_ceil(batch_size) * batch_size;
+    std::fs::create_dir_all(&o.out).ctx(&o.out)?;
+    let _lock = crate::fsio::DirLock::acquire(&o.out, "cache")?;
     let mut writer = CacheWriter::create(&o.out, &spec, signature, wopts, part)?;
     let resumed = writer.next_example().map(|r| r as usize).unwrap_or(lo).max(lo);
     let resumed_from = writer.rows_written();
@@ -269,7 +272,7 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
         Ok(writer)
     });
     let labels: Vec<i64> = (0..n).map(|i| ds.label(i)).collect();
-    let (k, t, m) = (o.k, o.temperatures.len(), o.tail_samples);
+    let (t, m) = (o.temperatures.len(), o.tail_samples);
     let mut forward_s = 0.0;
     let mut skipped = 0u64;
     let mut result: Result<()> = Ok(());

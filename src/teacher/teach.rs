@@ -17,6 +17,8 @@ pub struct TeachOptions {
     pub eval_data: Option<PathBuf>,
     pub eval_labels: Option<PathBuf>,
     pub hidden: Vec<i64>,
+    /// Output classes (`--classes`); None: the largest training label + 1.
+    pub classes: Option<usize>,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -54,6 +56,20 @@ pub fn accuracy(ds: &Dataset, device: Device, f: &dyn Fn(&Tensor) -> Result<Tens
     Ok((n > 0).then(|| right as f64 / n as f64))
 }
 
+/// Refuses a dataset with a label at or above `classes` (or below −1), naming the first such row and
+/// the option that set the count.
+pub fn check_labels_below(ds: &Dataset, classes: usize, option: &str) -> Result<()> {
+    if let Some(y) = &ds.y
+        && let Some((i, &l)) = y.iter().enumerate().find(|(_, l)| **l < -1 || **l >= classes as i64)
+    {
+        return Err(Error::invalid(format!(
+            "{}: label {l} of row {i} is not a class of {option} {classes} (labels are 0..{classes}, or -1 = unknown)",
+            ds.source.display()
+        )));
+    }
+    Ok(())
+}
+
 pub fn teach(o: &TeachOptions) -> Result<TeachReport> {
     let train = Dataset::open(&o.data, o.labels.as_deref(), "train")?;
     let eval_path = o.eval_data.clone().or_else(|| (o.data.is_dir() && o.data.join("test_x.npy").exists()).then(|| o.data.clone()));
@@ -64,7 +80,19 @@ pub fn teach(o: &TeachOptions) -> Result<TeachReport> {
         return Err(Error::invalid(format!("the held-out data {} has no labels: pass --eval-labels", t.source.display())));
     }
     let y = train.y.as_ref().ok_or_else(|| Error::invalid(format!("teach needs labels: pass --labels for {}", train.source.display())))?;
-    let classes = y.iter().copied().max().unwrap_or(-1) + 1;
+    let classes = match o.classes {
+        Some(n) => {
+            if n < 2 {
+                return Err(Error::invalid(format!("--classes {n}: a teacher needs at least 2 classes")));
+            }
+            check_labels_below(&train, n, "--classes")?;
+            if let Some(t) = &test {
+                check_labels_below(t, n, "--classes")?;
+            }
+            n as i64
+        }
+        None => y.iter().copied().max().unwrap_or(-1) + 1,
+    };
     if classes < 2 {
         return Err(Error::invalid("teach needs at least 2 classes in the labels"));
     }
@@ -79,7 +107,11 @@ pub fn teach(o: &TeachOptions) -> Result<TeachReport> {
     let vs = nn::VarStore::new(o.device);
     let net = Mlp::new(&vs.root(), &dims, false);
     let mut opt = nn::Adam::default().build(&vs, o.lr)?;
-    let mut order: Vec<usize> = (0..train.len()).collect();
+    // rows of unknown label (−1) do not train the teacher
+    let mut order: Vec<usize> = (0..train.len()).filter(|&i| y[i] >= 0).collect();
+    if order.is_empty() {
+        return Err(Error::invalid(format!("{}: no row has a known label (all -1)", train.source.display())));
+    }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
     let mut buf = vec![];
     let mut test_top1 = None;

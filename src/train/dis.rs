@@ -57,6 +57,62 @@ impl DisState {
         Ok(())
     }
 
+    /// The checkpoint's part of the sampler: everything that steers later steps, so that a resumed run
+    /// draws what the uninterrupted one draws — the clusters' member lists in their current order (the
+    /// draws index into them; the assignment alone would rebuild them sorted), the proposal, the cluster
+    /// statistics, the running sum of the head, the sweep's cursor and whether that sum is stale.
+    pub fn checkpoint(&self) -> Result<Vec<(String, Tensor)>> {
+        let members = &self.sampler.clusters.members;
+        let order: Vec<i64> = members.iter().flatten().map(|&j| j as i64).collect();
+        let sizes: Vec<i64> = members.iter().map(|m| m.len() as i64).collect();
+        Ok(vec![
+            ("dis_members".into(), Tensor::f_from_slice(&order)?),
+            ("dis_sizes".into(), Tensor::f_from_slice(&sizes)?),
+            ("dis_mass".into(), Tensor::f_from_slice(&self.sampler.mass)?),
+            ("dis_counts".into(), self.counts.shallow_clone()),
+            ("dis_sums".into(), self.sums.shallow_clone()),
+            ("dis_sq".into(), self.sq.shallow_clone()),
+            ("dis_total".into(), self.total.shallow_clone()),
+            ("dis_cursor".into(), Tensor::f_from_slice(&[self.cursor as i64, self.total_stale as i64])?),
+        ])
+    }
+
+    /// Restores what [`DisState::checkpoint`] saved. `get(name, like)` reads a saved tensor of the shape
+    /// and type of `like` (None when absent), `bad` makes the error for a checkpoint that does not fit.
+    pub fn restore(&mut self, get: &dyn Fn(&str, &Tensor) -> Result<Option<Tensor>>, bad: &dyn Fn(String) -> Error) -> Result<()> {
+        let need = |n: &str, like: &Tensor| get(n, like)?.ok_or_else(|| bad(format!("missing tensor {n}")));
+        let (c, n) = (self.sampler.classes(), self.sampler.clusters.len());
+        let ints = |t: Tensor| -> Result<Vec<u32>> {
+            Ok(Vec::<i64>::try_from(&t)?.into_iter().map(|a| u32::try_from(a).unwrap_or(u32::MAX)).collect())
+        };
+        let zeros = |len: usize| Tensor::f_from_slice(&vec![0i64; len]);
+        let clusters = match get("dis_members", &zeros(c)?)? {
+            Some(order) => {
+                let (order, sizes) = (ints(order)?, ints(need("dis_sizes", &zeros(n)?)?)?);
+                let mut members = Vec::with_capacity(n);
+                let mut at = 0usize;
+                for &s in &sizes {
+                    let end = at.saturating_add(s as usize).min(order.len());
+                    members.push(order[at..end].to_vec());
+                    at = end;
+                }
+                crate::sample::Clusters::from_members(members, c)
+            }
+            // a checkpoint written before the member order was saved: the assignment, members sorted
+            None => crate::sample::Clusters::from_assign(ints(need("dis_assign", &zeros(c)?)?)?, n),
+        };
+        self.sampler.clusters = clusters.ok_or_else(|| bad("the saved clusters do not hold every class once".into()))?;
+        self.sampler.mass = Vec::<f64>::try_from(&need("dis_mass", &Tensor::f_from_slice(&self.sampler.mass)?)?)?;
+        self.counts = need("dis_counts", &self.counts)?;
+        self.sums = need("dis_sums", &self.sums)?;
+        self.sq = need("dis_sq", &self.sq)?;
+        self.total = need("dis_total", &self.total)?;
+        let cur = need("dis_cursor", &Tensor::f_from_slice(&[0i64, 0])?)?;
+        self.cursor = (cur.f_int64_value(&[0])?.max(0) as usize) % c.max(1);
+        self.total_stale = cur.f_int64_value(&[1])? != 0;
+        Ok(())
+    }
+
     /// Σ of all head rows recomputed (before a sparse step that follows dense ones).
     pub fn resync_total(&mut self, head: &Tensor) -> Result<()> {
         self.total = f64_of(head)?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?;
@@ -191,6 +247,52 @@ mod tests {
     use crate::sample::RowsView;
     use crate::train::optim::{OptConfig, OptKind, RowOptimizer};
     use rand::SeedableRng;
+
+    /// A state restored from its checkpoint tensors steps exactly as the one that wrote them: the same
+    /// plans and the same state after every later step, across sweeps (what `train --resume` relies on).
+    #[test]
+    fn restored_state_steps_as_the_original() {
+        let (c, d, b, k) = (300usize, 5i64, 6usize, 3usize);
+        tch::manual_seed(1);
+        let cfg = DisConfig { head_rows: 40, clusters: 6, reassign: 20, ..Default::default() };
+        let mut head = Tensor::randn([c as i64, d], (Kind::Float, Device::Cpu));
+        let mut a = DisState::new(cfg.clone(), &head, 2).unwrap();
+        let mut opt = RowOptimizer::new(OptConfig::new(OptKind::Adam, 0.1), &head).unwrap();
+        let mut restored: Option<(DisState, Tensor)> = None;
+        for step in 0..80usize {
+            let idx: Vec<i64> = (0..b * k).map(|i| ((i * 37 + step * 11) % c) as i64).collect();
+            let (p, label) = (vec![0.2; b * k], vec![-1i64; b]);
+            let view = RowsView { b, k, classes: c, idx: &idx, p: &p, label: &label };
+            let seed = rand_chacha::ChaCha8Rng::seed_from_u64(step as u64);
+            let plan = a.sampler.plan(&view, &mut seed.clone());
+            let g = Tensor::randn([plan.union.len() as i64, d], (Kind::Float, Device::Cpu));
+            let ha = Tensor::randn([b as i64, d], (Kind::Float, Device::Cpu));
+            if let Some((r, rhead)) = &mut restored {
+                let plan_r = r.sampler.plan(&view, &mut seed.clone());
+                assert_eq!((&plan_r.cols, &plan_r.logw, &plan_r.union), (&plan.cols, &plan.logw, &plan.union), "step {step}: the plans differ");
+                let mut ropt = RowOptimizer { cfg: opt.cfg, m: opt.m.copy(), v: opt.v.copy(), t: opt.t.copy() };
+                let mut h2 = rhead.copy();
+                let delta = ropt.step_rows(&mut h2, &Tensor::from_slice(&plan.union), &g).unwrap();
+                r.after_step(&h2, &delta, &plan_r, &ha, 2.0).unwrap();
+                *rhead = h2;
+            }
+            let delta = opt.step_rows(&mut head, &Tensor::from_slice(&plan.union), &g).unwrap();
+            a.after_step(&head, &delta, &plan, &ha, 2.0).unwrap();
+            if let Some((r, _)) = &restored {
+                for ((n, x), (_, y)) in a.checkpoint().unwrap().iter().zip(r.checkpoint().unwrap().iter()) {
+                    assert!(x.equal(y), "step {step}: {n} differs after a restore");
+                }
+            }
+            if step == 25 {
+                // the state as a checkpoint holds it, restored into a fresh sampler (another seed)
+                let saved: std::collections::HashMap<String, Tensor> = a.checkpoint().unwrap().into_iter().map(|(n, t)| (n, t.copy())).collect();
+                let mut r = DisState::new(cfg.clone(), &head, 99).unwrap();
+                r.restore(&|n, _| Ok(saved.get(n).map(|t| t.copy())), &|w| Error::Internal(w)).unwrap();
+                restored = Some((r, head.copy()));
+            }
+        }
+        assert!(restored.is_some());
+    }
 
     /// The running sum of all head rows stays the exact sum through many sparse steps (the spread tail
     /// depends on it), and the cluster counts always match the membership.

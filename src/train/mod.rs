@@ -13,6 +13,7 @@ pub mod loss;
 pub mod optim;
 pub mod student;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -136,14 +137,7 @@ impl State {
         named.push(("state".into(), Tensor::from_slice(&[self.step as i64, self.epoch as i64, self.step_in_epoch as i64])));
         named.push(("bopt_t".into(), Tensor::from_slice(&[self.bopt.t])));
         if let Some(d) = &self.dis {
-            let assign: Vec<i64> = d.sampler.clusters.assign.iter().map(|&a| a as i64).collect();
-            named.push(("dis_assign".into(), Tensor::from_slice(&assign)));
-            named.push(("dis_mass".into(), Tensor::from_slice(&d.sampler.mass)));
-            named.push(("dis_counts".into(), d.counts.shallow_clone()));
-            named.push(("dis_sums".into(), d.sums.shallow_clone()));
-            named.push(("dis_sq".into(), d.sq.shallow_clone()));
-            named.push(("dis_total".into(), d.total.shallow_clone()));
-            named.push(("dis_cursor".into(), Tensor::from_slice(&[d.cursor as i64, d.total_stale as i64])));
+            named.extend(d.checkpoint()?);
         }
         if let Some(b) = self.student.script_bytes(&path.with_extension("partial.pt"))? {
             named.push(("backbone_ts".into(), Tensor::from_slice(&b)));
@@ -157,13 +151,14 @@ impl State {
 
     fn load(&mut self, path: &Path, map: &Checkpoint) -> Result<()> {
         let bad = |w: String| Error::corrupt(path, None, w);
-        let get = |n: &str, like: &Tensor| -> Result<Tensor> {
-            let t = map.get(n).ok_or_else(|| bad(format!("missing tensor {n}")))?;
+        let find = |n: &str, like: &Tensor| -> Result<Option<Tensor>> {
+            let Some(t) = map.get(n) else { return Ok(None) };
             if t.size() != like.size() || t.kind() != like.kind() {
                 return Err(bad(format!("tensor {n} has shape {:?} {:?}, expected {:?} {:?}", t.size(), t.kind(), like.size(), like.kind())));
             }
-            Ok(t.to_device(like.device()))
+            Ok(Some(t.f_to_device(like.device())?))
         };
+        let get = |n: &str, like: &Tensor| -> Result<Tensor> { find(n, like)?.ok_or_else(|| bad(format!("missing tensor {n}"))) };
         let _g = tch::no_grad_guard();
         for i in 0..self.names.len() {
             let n = self.names[i].clone();
@@ -181,19 +176,7 @@ impl State {
         (self.step, self.epoch, self.step_in_epoch) = (st[0].max(0) as u64, st[1].max(0) as usize, st[2].max(0) as usize);
         self.bopt.t = get("bopt_t", &Tensor::from_slice(&[0f64]))?.f_double_value(&[0])?;
         if let Some(d) = &mut self.dis {
-            let n = d.sampler.clusters.len();
-            let like: Vec<i64> = vec![0; d.sampler.classes()];
-            let assign = Vec::<i64>::try_from(&get("dis_assign", &Tensor::from_slice(&like))?)?;
-            let assign: Vec<u32> = assign.into_iter().map(|a| u32::try_from(a).unwrap_or(u32::MAX)).collect();
-            d.sampler.clusters = crate::sample::Clusters::from_assign(assign, n).ok_or_else(|| bad("a cluster id out of range".into()))?;
-            d.sampler.mass = Vec::<f64>::try_from(&get("dis_mass", &Tensor::from_slice(&d.sampler.mass))?)?;
-            d.counts = get("dis_counts", &d.counts)?;
-            d.sums = get("dis_sums", &d.sums)?;
-            d.sq = get("dis_sq", &d.sq)?;
-            d.total = get("dis_total", &d.total)?;
-            let cur = get("dis_cursor", &Tensor::from_slice(&[0i64, 0]))?;
-            d.cursor = (cur.f_int64_value(&[0])?.max(0) as usize) % d.sampler.classes().max(1);
-            d.total_stale = cur.f_int64_value(&[1])? != 0;
+            d.restore(&find, &bad)?;
         }
         Ok(())
     }
@@ -289,7 +272,18 @@ fn validate(o: &TrainOptions) -> Result<Inputs> {
         match &e.y {
             None => return Err(Error::invalid(format!("the held-out data {} has no labels: pass --eval-labels", e.source.display()))),
             Some(y) if y.iter().all(|&l| l < 0) => return Err(Error::invalid(format!("the held-out data {} has no known label (all -1)", e.source.display()))),
-            Some(_) => {}
+            Some(y) => {
+                // checked before the first step: a label the student has no class for cannot be evaluated
+                let outside = |l: i64| l < -1 || l >= classes as i64;
+                if let Some((i, &l)) = y.iter().enumerate().find(|(_, l)| outside(**l)) {
+                    return Err(Error::invalid(format!(
+                        "{}: label {l} of held-out row {i} is not a class of the cache (C = {classes}; {} held-out rows have such labels): \
+                         build the teacher for the whole label space (teach --classes N), or mark those labels -1 (not evaluated)",
+                        e.source.display(),
+                        y.iter().filter(|&&l| outside(l)).count()
+                    )));
+                }
+            }
         }
     } else if o.eval_labels.is_some() {
         return Err(Error::invalid("--eval-labels needs --eval-data"));
@@ -498,6 +492,9 @@ fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch) -> Res
 pub fn train(o: &TrainOptions) -> Result<Summary> {
     let t0 = Instant::now();
     let inp = validate(o)?;
+    // one process at a time in a run directory: a second would write the same files from another state
+    std::fs::create_dir_all(&o.out).ctx(&o.out)?;
+    let _lock = crate::fsio::DirLock::acquire(&o.out, "train")?;
     let mut st = open_run(o, &inp)?;
     let ckpt = o.out.join("checkpoint.safetensors");
     let metrics_path = o.out.join("metrics.jsonl");
@@ -513,6 +510,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     let mut last_eval = None;
     let mut last_loss = None;
     let log_every = o.log_every.max(1) as u64;
+    let mut noted_dense = false;
     'epochs: while st.epoch < o.epochs {
         bar.set_message(format!("epoch {}/{}", st.epoch + 1, o.epochs));
         let mut batches = Batches::new(&inp.reader, o.seed, st.epoch, o.batch_size);
@@ -527,6 +525,15 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
             }
             let ts = Instant::now();
             let out = step(&mut st, o, &inp, &batch)?;
+            if o.progress && !noted_dense && out.plan.as_ref().is_some_and(|p| p.dense) {
+                noted_dense = true;
+                let dense = if o.dis.tail == crate::sample::Tail::Bucket { "ghost" } else { "full" };
+                bar.println(format!(
+                    "note: dis: a step's shared columns cover {:.0}% of the C = {} classes or more, so it runs {dense}, exactly (dis pays off at many classes; see --candidates)",
+                    100.0 * o.dis.dense_above,
+                    inp.man.classes
+                ));
+            }
             if let Device::Cuda(i) = inp.device {
                 tch::Cuda::synchronize(i as i64);
             }
@@ -608,9 +615,12 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
 }
 
 /// `kdcache export`: the student as safetensors for Python — `backbone.<name>` (the backbone's own
-/// parameter names, e.g. `backbone.l0.weight`), `head.weight` [C, d], `head.bias` [C] — with its
-/// architecture in the file's metadata (see [`export_metadata`]), so it can be rebuilt without guessing.
-pub fn export(run: &Path, out: &Path) -> Result<()> {
+/// parameter names, e.g. `backbone.l0.weight`, or `backbone.0.weight` in a TorchScript `Sequential`),
+/// `head.weight` [C, d], `head.bias` [C] — with its architecture in the file's metadata (see
+/// [`export_metadata`]), so it can be rebuilt without guessing. A TorchScript backbone is also written
+/// whole, with its buffers, to [`backbone_module_path`]; that path is returned. The folder of `out` is
+/// created, and the same run always exports the same bytes.
+pub fn export(run: &Path, out: &Path) -> Result<Option<PathBuf>> {
     let ckpt = run.join("checkpoint.safetensors");
     if !ckpt.exists() {
         return Err(Error::invalid(format!("{}: no training run there (no checkpoint.safetensors)", run.display())));
@@ -620,11 +630,27 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
         .map_err(|e| Error::corrupt(&cfg_path, None, format!("not a run configuration: {e}")))?;
     let map = read_checkpoint(&ckpt)?;
     let mut named: Vec<(String, Tensor)> = vec![];
-    for (n, t) in &map {
-        if let Some(b) = n.strip_prefix("backbone/") {
-            named.push((format!("backbone.{b}"), t.shallow_clone()));
+    // a TorchScript backbone: the trained module itself (its parameters and every buffer, e.g. BatchNorm
+    // running statistics) beside the file, and its parameters under the module's own names (the
+    // checkpoint's variable names have `.` replaced by `_`)
+    let module = match map.get("backbone_ts") {
+        Some(ts) => {
+            let bytes = Vec::<u8>::try_from(ts).map_err(|e| Error::corrupt(&ckpt, None, format!("backbone_ts: {e}")))?;
+            let m = tch::CModule::load_data(&mut bytes.as_slice()).map_err(|e| Error::corrupt(&ckpt, None, format!("backbone_ts: not a TorchScript module: {e}")))?;
+            for (n, t) in m.named_parameters()? {
+                named.push((format!("backbone.{n}"), t));
+            }
+            Some((backbone_module_path(out), bytes))
         }
-    }
+        None => {
+            for (n, t) in &map {
+                if let Some(b) = n.strip_prefix("backbone/") {
+                    named.push((format!("backbone.{b}"), t.shallow_clone()));
+                }
+            }
+            None
+        }
+    };
     let head = map.get("head").ok_or_else(|| Error::corrupt(&ckpt, None, "no head in the checkpoint"))?;
     if head.dim() != 2 || head.size()[1] < 2 {
         return Err(Error::corrupt(&ckpt, None, format!("head of shape {:?}", head.size())));
@@ -632,33 +658,65 @@ pub fn export(run: &Path, out: &Path) -> Result<()> {
     let (classes, d) = (head.size()[0], head.size()[1] - 1);
     named.push(("head.weight".to_string(), head.f_narrow(1, 0, d)?.f_contiguous()?));
     named.push(("head.bias".to_string(), head.f_narrow(1, d, 1)?.f_squeeze_dim(1)?.f_contiguous()?));
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let meta = export_metadata(&cfg, &map, classes, d);
+    let mut meta = export_metadata(&cfg, &map, classes, d);
     let mut data = vec![];
     for (n, t) in &named {
         let v: Vec<f32> = Vec::<f32>::try_from(&t.f_to_kind(tch::Kind::Float)?.f_flatten(0, -1)?)?;
         data.push((n.clone(), t.size().iter().map(|&s| s as usize).collect::<Vec<_>>(), bytemuck::cast_slice::<f32, u8>(&v).to_vec()));
     }
-    let views = data
-        .iter()
-        .map(|(n, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|v| (n.clone(), v))
-                .map_err(|e| Error::Internal(e.to_string()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Internal(e.to_string()))?;
-    write_atomic(out, &bytes)
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).ctx(dir)?;
+    }
+    if let Some((path, bytes)) = &module {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        meta.insert("kdcache.backbone_module".into(), name);
+        write_atomic(path, bytes)?;
+    }
+    write_atomic(out, &safetensors_f32(data, &meta)?)?;
+    Ok(module.map(|m| m.0))
+}
+
+/// Where `export --out X.safetensors` writes a TorchScript student's trained backbone module: `X.backbone.pt`.
+pub fn backbone_module_path(out: &Path) -> PathBuf {
+    out.with_extension("backbone.pt")
+}
+
+/// A safetensors file of float32 tensors `(name, shape, little-endian bytes)` with `meta` as its
+/// `__metadata__`, byte-reproducible: the header's keys are sorted and the tensors lie in name order
+/// (the safetensors crate writes its metadata map in hash order, different in every process).
+fn safetensors_f32(mut tensors: Vec<(String, Vec<usize>, Vec<u8>)>, meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut header: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    header.insert("__metadata__".into(), serde_json::json!(meta));
+    let mut offset = 0usize;
+    for (name, shape, bytes) in &tensors {
+        let n: usize = shape.iter().product();
+        if bytes.len() != 4 * n || header.contains_key(name) {
+            return Err(Error::Internal(format!("export: tensor {name} of shape {shape:?} has {} bytes", bytes.len())));
+        }
+        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes.len()]}));
+        offset += bytes.len();
+    }
+    let mut head = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + head.len() + offset);
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    for (_, _, bytes) in &tensors {
+        out.extend_from_slice(bytes);
+    }
+    Ok(out)
 }
 
 /// The exported student's architecture, as safetensors metadata (strings):
 /// `kdcache.backbone` `mlp` (with `kdcache.layers` `[in, h1, …, d]` and `kdcache.activation` `relu`,
 /// applied after every layer: the features are the last hidden layer's activations) or `torchscript`
-/// (with `kdcache.torchscript`, the module file the run started from); `kdcache.features` d,
+/// (with `kdcache.torchscript`, the module file the run started from, and `kdcache.backbone_module`, the
+/// trained module that `export` writes beside the file, see [`backbone_module_path`]); `kdcache.features` d,
 /// `kdcache.classes` C, `kdcache.temperature` (the distillation temperature), `kdcache.logits`
 /// (the formula), `kdcache.loss` (the estimator).
-pub fn export_metadata(cfg: &TrainOptions, ckpt: &Checkpoint, classes: i64, d: i64) -> std::collections::HashMap<String, String> {
-    let mut m = std::collections::HashMap::new();
+pub fn export_metadata(cfg: &TrainOptions, ckpt: &Checkpoint, classes: i64, d: i64) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
     m.insert("kdcache.classes".into(), classes.to_string());
     m.insert("kdcache.features".into(), d.to_string());
     m.insert("kdcache.temperature".into(), cfg.temperature.to_string());
