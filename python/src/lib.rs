@@ -554,6 +554,8 @@ struct Writer {
     allowed: Option<(u64, u64)>,
     shard_rows: usize,
     closed: bool,
+    /// The directory's lock, held until the writer is closed (a second writer is refused).
+    lock: Option<kdcache::fsio::DirLock>,
 }
 
 fn spawn_encoder(mut w: CacheWriter, rx: Receiver<Job>, pool: Arc<rayon::ThreadPool>) -> JoinHandle<kdcache::Result<CacheWriter>> {
@@ -674,6 +676,12 @@ impl Writer {
         let opts = WriterOptions { encoding, block_rows, shard_rows, overwrite };
         let part_name = part.map(|(i, n)| format!("{i}/{n}"));
         let pool = Arc::new(pool(threads.unwrap_or_else(default_threads))?);
+        let lock = py
+            .detach(|| -> kdcache::Result<_> {
+                std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+                kdcache::fsio::DirLock::acquire(&out, "CacheWriter, from Python")
+            })
+            .map_err(to_py)?;
         let created = py.detach(|| CacheWriter::create(&out, &spec, signature, opts, part_name));
         let (tx, rx) = sync_channel::<Job>(2);
         let mut w = Writer {
@@ -691,6 +699,7 @@ impl Writer {
             allowed,
             shard_rows,
             closed: false,
+            lock: Some(lock),
         };
         match created {
             Ok(cw) => {
@@ -915,6 +924,7 @@ impl Writer {
         }
         self.closed = true;
         if self.complete.is_some() {
+            self.lock = None;
             let m = kdcache::format::manifest::Manifest::load(&kdcache::format::manifest::manifest_path(&self.dir)).map_err(to_py)?;
             return serde_json::to_string(&m).map(Some).map_err(|e| PyRuntimeError::new_err(e.to_string()));
         }
@@ -927,7 +937,9 @@ impl Writer {
                 let w = thread.join().map_err(|_| Error::Internal("the cache's encoding thread panicked".into()))??;
                 pool.install(|| w.finish(examples, 1, "kdcache python"))
             })
-            .map_err(to_py)?;
+            .map_err(to_py);
+        self.lock = None;
+        let m = m?;
         serde_json::to_string(&m).map(Some).map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 
@@ -940,6 +952,7 @@ impl Writer {
                 let _ = t.join();
             });
         }
+        self.lock = None;
     }
 }
 

@@ -3,6 +3,8 @@ ranker (NumPy arrays, CPU torch tensors), through the torch ranker (`kdcache.tor
 `add_ranked`), and byte for byte when fed the import ranker's own output (`kdcache.rank_logits`)."""
 
 import numpy as np
+import os
+
 import pytest
 
 from conftest import TEMPS, assert_same_cache, distinct_logits, manifest, random_labels
@@ -196,3 +198,21 @@ def test_add_logits_takes_every_torch_float_dtype(kd, tmp_path, dtype):
         for lo in range(0, 100, 30):
             w.add_logits(lo, z[lo:lo + 30].float().numpy())
     assert_same_cache(tmp_path / "tensor", tmp_path / "f32")
+
+
+def test_a_second_writer_on_one_directory_is_refused_until_the_first_closes(kd, tmp_path):
+    """The directory lock `kdcache cache` and `import` take: a second writer is refused with one line
+    naming the holder, and the directory is free again once the first writer is closed."""
+    out = tmp_path / "locked"
+    z = distinct_logits(20, C, seed=61)
+    kw = dict(num_classes=C, top_k=K, temperatures=TEMPS, teacher="t", dataset="d")
+    first = kd.CacheWriter(out, **kw)
+    with pytest.raises(ValueError) as e:
+        kd.CacheWriter(out, **kw)
+    msg = str(e.value)
+    assert "\n" not in msg and f"pid {os.getpid()}" in msg and "in use" in msg, msg
+    first.add_logits(0, z)
+    first.close()
+    again = kd.CacheWriter(out, **kw)
+    assert again.complete
+    again.close()
