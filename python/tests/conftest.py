@@ -26,7 +26,7 @@ TEMPS = (1.0, 2.0, 4.0)
 
 
 def kdcache_bin_path() -> Path:
-    return Path(os.environ.get("KDCACHE_BIN") or REPO / "target" / "release" / "kdcache")
+    return Path(os.environ.get("KDCACHE_BIN") or REPO / "target" / "release" / "kdcache").resolve()
 
 
 class Cli:
