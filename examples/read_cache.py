@@ -42,8 +42,8 @@ def main(path: str = "runs/example/cache", epochs: int = 2, workers: int = 2):
         write(path)
     cache = kdcache.Cache(path)
     data = kt.CacheDataset(cache, Features(EXAMPLES), temperature=2)
-    sampler = kt.BlockShuffleSampler(cache, seed=0)
-    loader = DataLoader(data, batch_size=256, sampler=sampler, num_workers=workers, collate_fn=kt.collate)
+    sampler = kt.BlockShuffleSampler(cache, seed=0, batch_size=256)  # batches of positions, train's order
+    loader = DataLoader(data, batch_sampler=sampler, num_workers=workers, collate_fn=kt.collate)
     torch.manual_seed(0)
     student = nn.Sequential(nn.Linear(DIM, 128), nn.ReLU(), nn.Linear(128, CLASSES))
     opt = torch.optim.Adam(student.parameters(), lr=3e-3)
