@@ -61,6 +61,16 @@ fn contiguous<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, what: &str)
     a.as_slice().map_err(|_| invalid(format!("{what} must be a contiguous array")))
 }
 
+/// The optional labels of `b` rows, as a slice.
+fn labels_of<'a>(labels: &'a Option<PyReadonlyArray1<'_, i64>>, b: usize) -> PyResult<Option<&'a [i64]>> {
+    let Some(a) = labels else { return Ok(None) };
+    let s = contiguous(a, "labels")?;
+    if s.len() != b {
+        return Err(invalid(format!("labels has {} entries for {b} rows", s.len())));
+    }
+    Ok(Some(s))
+}
+
 fn contiguous2<'a, T: numpy::Element>(a: &'a PyReadonlyArray2<'_, T>, what: &str) -> PyResult<(&'a [T], usize, usize)> {
     let shape = a.shape();
     let s = a.as_slice().map_err(|_| invalid(format!("{what} must be a contiguous array")))?;
@@ -774,16 +784,7 @@ impl Writer {
                 "shapes: {b} rows need ids and logits of shape ({b}, {k}) and lse and log_tail of shape ({b}, {t}); got ids ({ib}, {ik}), logits ({zb}, {zk}), lse ({lb}, {lt}), log_tail ({tb}, {tt})"
             )));
         }
-        let labels = match &labels {
-            Some(a) => {
-                let s = contiguous(a, "labels")?;
-                if s.len() != b {
-                    return Err(invalid(format!("labels has {} entries for {b} rows", s.len())));
-                }
-                Some(s)
-            }
-            None => None,
-        };
+        let labels = labels_of(&labels, b)?;
         let prior = match &prior {
             Some(p) => {
                 let s = contiguous(p, "prior")?;
@@ -863,16 +864,7 @@ impl Writer {
         if zb != b || zc != c {
             return Err(invalid(format!("logits of shape ({zb}, {zc}) for {b} rows of C = {c} classes: need ({b}, {c})")));
         }
-        let labels = match &labels {
-            Some(a) => {
-                let s = contiguous(a, "labels")?;
-                if s.len() != b {
-                    return Err(invalid(format!("labels has {} entries for {b} rows", s.len())));
-                }
-                Some(s)
-            }
-            None => None,
-        };
+        let labels = labels_of(&labels, b)?;
         self.check_labels(rows, labels)?;
         let skip = self.keep(rows)?;
         if skip == b {
