@@ -27,8 +27,22 @@ from torch.utils.data import Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 
 from .cache import Cache, Rows
+from .head import DistillHead, HeadOutput, RowAdam, default_head_lr, load_checkpoint, save_checkpoint
 
-__all__ = ["CacheDataset", "CachedBatch", "collate", "BlockShuffleSampler", "rank_logits", "check_finite"]
+__all__ = [
+    "CacheDataset",
+    "CachedBatch",
+    "collate",
+    "BlockShuffleSampler",
+    "rank_logits",
+    "check_finite",
+    "DistillHead",
+    "HeadOutput",
+    "RowAdam",
+    "default_head_lr",
+    "save_checkpoint",
+    "load_checkpoint",
+]
 
 # fields of a row, as tensors
 _FIELDS = ("row", "label", "ids", "logp", "lse", "log_tail")
@@ -48,9 +62,10 @@ class CachedBatch(Sequence):
     matching samples of your dataset (`inputs`, or None). `collate` turns it into a dict of tensors;
     it is also a sequence of per-row dicts, so torch's default collate works too (more slowly)."""
 
-    def __init__(self, rows: Rows, inputs: Optional[list]):
+    def __init__(self, rows: Rows, inputs: Optional[list], num_classes: Optional[int] = None):
         self.rows = rows
         self.inputs = inputs
+        self.num_classes = num_classes
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -87,8 +102,9 @@ _TORCH = {"u8": torch.int64, "i8": torch.int64, "i4": torch.int32, "u4": torch.u
 
 def collate(batch: Any) -> dict:
     """Collates a `CachedBatch` into a dict of tensors: row, label (int64 [B]), ids (int64 [B, K]),
-    logp (float32 [B, K]), lse, log_tail (float32 [B]), logits/tail samples when present, and input (your
-    dataset's samples through torch's default collate). Lists of single rows (from `__getitem__`) are
+    logp (float32 [B, K]), lse, log_tail (float32 [B]), logits/tail samples when present, temperature
+    and num_classes (0-dim tensors: what the rows were read at), and input (your dataset's samples through
+    torch's default collate). Lists of single rows (from `__getitem__`) are
     collated by torch's default collate.
 
     The cache fields are views into one buffer, so a DataLoader worker hands the whole batch to the main
@@ -109,6 +125,10 @@ def collate(batch: Any) -> dict:
         if t.dtype != _DTYPES[name]:
             t = t.to(_DTYPES[name])  # only when the rows were read without ids_i64, or for view counts
         out[name] = t
+    # what the rows were read at (0-dim tensors): DistillHead refuses a batch of another cache or temperature
+    out["temperature"] = torch.tensor(float(r.temperature), dtype=torch.float64)
+    if batch.num_classes is not None:
+        out["num_classes"] = torch.tensor(int(batch.num_classes), dtype=torch.int64)
     if batch.inputs is not None:
         out["input"] = default_collate(batch.inputs)
     return out
@@ -155,7 +175,7 @@ class CacheDataset(Dataset):
 
     def __getitems__(self, indices) -> CachedBatch:
         rows = self.cache._rows(indices, self.temperature, logits=self.logits, ids_i64=True)
-        return CachedBatch(rows, self._inputs(rows.row))
+        return CachedBatch(rows, self._inputs(rows.row), self.cache.num_classes)
 
     def __getitem__(self, i: int) -> dict:
         if not isinstance(i, (int, np.integer)) or isinstance(i, bool):

@@ -22,6 +22,8 @@ use pyo3::exceptions::{PyException, PyFileNotFoundError, PyKeyboardInterrupt, Py
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+mod sampler;
+
 
 create_exception!(kdcache, KdcacheError, PyException, "Base class of kdcache's own errors.");
 create_exception!(
@@ -1010,6 +1012,22 @@ fn split(total: u64, i: u64, n: u64) -> (u64, u64) {
     (at(i), at(i + 1))
 }
 
+/// Joins the caches written as parts 0..n of one build (`part=(i, n)`, in any order) into the cache
+/// `out`, as `kdcache merge` does (under the same lock on `out`); returns the merged manifest's JSON.
+#[pyfunction]
+#[pyo3(signature = (parts, out, overwrite=false))]
+fn merge<'py>(py: Python<'py>, parts: Vec<PathBuf>, out: PathBuf, overwrite: bool) -> PyResult<Bound<'py, PyAny>> {
+    let m = py
+        .detach(|| -> kdcache::Result<_> {
+            std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+            let _lock = kdcache::fsio::DirLock::acquire(&out, "merge")?;
+            kdcache::format::merge::merge(&parts, &out, overwrite)
+        })
+        .map_err(to_py)?;
+    let text = serde_json::to_string(&m).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
 /// The version of the Rust core.
 #[pyfunction]
 fn core_version() -> &'static str {
@@ -1021,8 +1039,11 @@ fn _kdcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Reader>()?;
     m.add_class::<Writer>()?;
+    m.add_class::<sampler::PySampler>()?;
+    m.add_function(wrap_pyfunction!(sampler::step_seed_py, m)?)?;
     m.add_function(wrap_pyfunction!(rank, m)?)?;
     m.add_function(wrap_pyfunction!(part_range, m)?)?;
+    m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add_function(wrap_pyfunction!(core_version, m)?)?;
     m.add("KdcacheError", py.get_type::<KdcacheError>())?;
     m.add("CorruptCacheError", py.get_type::<CorruptCacheError>())?;
