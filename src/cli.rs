@@ -45,6 +45,10 @@ pub enum Cmd {
     /// Train a student from a cache with a chosen estimator (dis: dynamic importance sampling).
     #[cfg(feature = "torch")]
     Train(Box<TrainArgs>),
+    /// Write one batch's losses and gradients per estimator over a few steps (a test fixture).
+    #[cfg(feature = "torch")]
+    #[command(hide = true)]
+    Step(StepArgs),
     /// Write a run's student as safetensors for Python (backbone.*, head.weight [C, d], head.bias [C]).
     #[cfg(feature = "torch")]
     Export(ExportArgs),
@@ -117,22 +121,8 @@ pub struct TrainArgs {
     /// Estimator: full (exact), topk, ghost, rs (tail samples), dis (dynamic importance sampling).
     #[arg(long, value_enum, default_value = "dis")]
     pub loss: kdcache::train::loss::Estimator,
-    /// dis: shared head rows computed per step for every row of the batch (each row's own K ranks and
-    /// label are always computed exactly besides). Default: all of the batch's ranked classes U plus
-    /// max(|U|/3, 15% of C between 512 and 8,192) classes sampled from the clusters; an N below
-    /// 4|U|/3 subsamples the batch's ranked classes too. A step with 60% of C or more is dense (dis = full, or ghost with --dis-tail bucket).
-    #[arg(long)]
-    pub candidates: Option<usize>,
-    /// dis: how the teacher's exact tail mass enters the target: bucket (one bucket against the
-    /// student's tail, as ghost) or spread (evenly over the classes outside the top-K, as full).
-    #[arg(long, value_enum, default_value = "spread")]
-    pub dis_tail: kdcache::sample::Tail,
-    /// dis: clusters of head rows that stratify the sampled negatives (0 = √C, at most 1,024).
-    #[arg(long, default_value_t = 0)]
-    pub dis_clusters: usize,
-    /// dis: largest importance weight a sampled row's head update may carry (inf = unclipped).
-    #[arg(long, default_value_t = kdcache::sample::DisConfig::default().clip)]
-    pub dis_clip: f64,
+    #[command(flatten)]
+    pub dis: DisArgs,
     /// Distillation temperature (one of the cache's temperatures).
     #[arg(long, default_value_t = 2.0)]
     pub temperature: f64,
@@ -166,6 +156,84 @@ pub struct TrainArgs {
     /// Stop after N steps in total (0 = all epochs).
     #[arg(long, default_value_t = 0)]
     pub max_steps: usize,
+}
+
+/// The `dis` sampler's options, shared by `train` and `step`.
+#[cfg(feature = "torch")]
+#[derive(clap::Args)]
+pub struct DisArgs {
+    /// dis: shared head rows computed per step for every row of the batch (each row's own K ranks and
+    /// label are always computed exactly besides). Default: all of the batch's ranked classes U plus
+    /// max(|U|/3, 15% of C between 512 and 8,192) classes sampled from the clusters; an N below
+    /// 4|U|/3 subsamples the batch's ranked classes too. A step with 60% of C or more is dense (dis = full, or ghost with --dis-tail bucket).
+    #[arg(long)]
+    pub candidates: Option<usize>,
+    /// dis: how the teacher's exact tail mass enters the target: bucket (one bucket against the
+    /// student's tail, as ghost) or spread (evenly over the classes outside the top-K, as full).
+    #[arg(long, value_enum, default_value = "spread")]
+    pub dis_tail: kdcache::sample::Tail,
+    /// dis: clusters of head rows that stratify the sampled negatives (0 = √C, at most 1,024).
+    #[arg(long, default_value_t = 0)]
+    pub dis_clusters: usize,
+    /// dis: largest importance weight a sampled row's head update may carry (inf = unclipped).
+    #[arg(long, default_value_t = kdcache::sample::DisConfig::default().clip)]
+    pub dis_clip: f64,
+}
+
+#[cfg(feature = "torch")]
+impl DisArgs {
+    /// The sampler's settings (the rest at their defaults).
+    pub fn config(&self) -> Result<kdcache::sample::DisConfig, kdcache::Error> {
+        let head_rows = match self.candidates {
+            Some(0) => return Err(kdcache::Error::invalid("--candidates 0: must be between 1 and the class count")),
+            Some(n) => n,
+            None => 0,
+        };
+        Ok(kdcache::sample::DisConfig { head_rows, tail: self.dis_tail, clusters: self.dis_clusters, clip: self.dis_clip, ..Default::default() })
+    }
+}
+
+/// `kdcache step` (hidden): a fixture of what `train`'s step computes on one batch, for testing a
+/// re-implementation of the estimators.
+#[cfg(feature = "torch")]
+#[derive(clap::Args)]
+pub struct StepArgs {
+    /// Cache directory.
+    #[arg(long)]
+    pub cache: PathBuf,
+    /// Estimator.
+    #[arg(long, value_enum, default_value = "dis")]
+    pub loss: kdcache::train::loss::Estimator,
+    #[command(flatten)]
+    pub dis: DisArgs,
+    /// dis: a step is dense (full or ghost) when its shared columns reach this share of C (above 1:
+    /// never, so --candidates C computes every class through the sampled path).
+    #[arg(long, default_value_t = kdcache::sample::DisConfig::default().dense_above)]
+    pub dis_dense_above: f64,
+    /// Batch: the cache's rows 0..N in stored order (as `dump` numbers them).
+    #[arg(long)]
+    pub rows: usize,
+    /// Feature size of the random features h [N, D].
+    #[arg(long)]
+    pub dim: usize,
+    /// Optimisation steps on the batch.
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Seed of the features, the head and the sampler (as train's --seed).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Distillation temperature [default: the cache's first].
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Weight of the KD term; 1 − alpha weights cross-entropy on the labels.
+    #[arg(long, default_value_t = 0.9)]
+    pub alpha: f64,
+    /// Head learning rate (row-wise Adam) [default: train's].
+    #[arg(long)]
+    pub head_lr: Option<f64>,
+    /// Output .safetensors.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[cfg(feature = "torch")]

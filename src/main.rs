@@ -92,17 +92,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 student: a.student_ts.is_none().then_some(a.student),
                 student_ts: a.student_ts,
                 loss: a.loss,
-                dis: kdcache::sample::DisConfig {
-                    head_rows: match a.candidates {
-                        Some(0) => return Err(kdcache::Error::invalid("--candidates 0: must be between 1 and the class count").into()),
-                        Some(n) => n,
-                        None => 0,
-                    },
-                    tail: a.dis_tail,
-                    clusters: a.dis_clusters,
-                    clip: a.dis_clip,
-                    ..Default::default()
-                },
+                dis: a.dis.config()?,
                 temperature: a.temperature,
                 alpha: a.alpha,
                 epochs: a.run.epochs,
@@ -127,6 +117,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             eprintln!("train {}: {held_out}, {:.2} ms/step, {:.0} rows/s -> {}", s.loss, s.step_ms_median, s.rows_per_s, a.out.display());
             println!("{}", serde_json::to_string(&s)?);
+        }
+        #[cfg(feature = "torch")]
+        Cmd::Step(a) => {
+            let o = kdcache::train::fixture::StepOptions {
+                cache: a.cache,
+                loss: a.loss,
+                dis: kdcache::sample::DisConfig { dense_above: a.dis_dense_above, ..a.dis.config()? },
+                rows: a.rows,
+                dim: a.dim,
+                steps: a.steps,
+                seed: a.seed,
+                temperature: a.temperature,
+                alpha: a.alpha,
+                head_lr: a.head_lr,
+                out: a.out.clone(),
+            };
+            let n = kdcache::train::fixture::write_fixture(&o)?;
+            eprintln!("step: {n} tensors of {} steps of {} to {}", o.steps, o.loss.name(), a.out.display());
         }
         #[cfg(feature = "torch")]
         Cmd::Export(a) => {

@@ -544,3 +544,124 @@ fn small_problems_integer_images_and_tuple_teachers() {
     assert_eq!(err.matches("its first, a tensor, is taken as the logits").count(), 1, "{err}");
     assert_eq!(rows_json(&single), rows_json(&pair));
 }
+
+/// `kdcache step`: the fixture of one batch's losses and gradients has every tensor, a `dis` step
+/// touches only its plan's rows, and `dis` computing every class through its sampled path (the dense
+/// switch off) gives what `full` (spread tail) and `ghost` (bucket tail) give.
+#[test]
+fn step_writes_a_fixture_per_estimator() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 30, 8, 200);
+    let cache = t.path().join("cache");
+    ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&cache), "--top-k", "4", "--tail-samples", "4"]);
+    struct Fixture {
+        bytes: Vec<u8>,
+    }
+    impl Fixture {
+        fn st(&self) -> safetensors::SafeTensors<'_> {
+            safetensors::SafeTensors::deserialize(&self.bytes).unwrap()
+        }
+        fn shape(&self, n: &str) -> Vec<usize> {
+            self.st().tensor(n).unwrap_or_else(|_| panic!("no tensor {n}")).shape().to_vec()
+        }
+        fn f32s(&self, n: &str) -> Vec<f32> {
+            let st = self.st();
+            let v = st.tensor(n).unwrap();
+            assert_eq!(v.dtype(), safetensors::Dtype::F32, "{n}");
+            bytemuck::pod_collect_to_vec(v.data())
+        }
+        fn f64s(&self, n: &str) -> Vec<f64> {
+            let st = self.st();
+            let v = st.tensor(n).unwrap();
+            assert_eq!(v.dtype(), safetensors::Dtype::F64, "{n}");
+            bytemuck::pod_collect_to_vec(v.data())
+        }
+        fn i64s(&self, n: &str) -> Vec<i64> {
+            let st = self.st();
+            let v = st.tensor(n).unwrap();
+            assert_eq!(v.dtype(), safetensors::Dtype::I64, "{n}");
+            bytemuck::pod_collect_to_vec(v.data())
+        }
+        fn config(&self) -> serde_json::Value {
+            let (_, m) = safetensors::SafeTensors::read_metadata(&self.bytes).unwrap();
+            serde_json::from_str(&m.metadata().as_ref().unwrap()["config"]).unwrap()
+        }
+    }
+    let step = |name: &str, args: &[&str]| -> Fixture {
+        let out = t.path().join(format!("{name}.safetensors"));
+        let mut a = vec!["step", "--cache", p(&cache), "--rows", "6", "--dim", "5", "--steps", "3", "--seed", "7", "--out", p(&out)];
+        a.extend(args);
+        ok(&a);
+        Fixture { bytes: std::fs::read(&out).unwrap() }
+    };
+    let (c, n, dim) = (30usize, 6usize, 5usize);
+    for loss in ["full", "topk", "ghost", "rs", "dis"] {
+        let f = step(loss, &["--loss", loss]);
+        let cfg = f.config();
+        assert_eq!((cfg["loss"].as_str(), cfg["classes"].as_u64(), cfg["k"].as_u64(), cfg["temperature"].as_f64()), (Some(loss), Some(30), Some(4), Some(1.0)));
+        assert_eq!(f.shape("h"), [n, dim]);
+        assert_eq!(f.shape("head0"), [c, dim + 1]);
+        assert_eq!(f.i64s("rows"), (0..n as i64).collect::<Vec<_>>());
+        for s in 0..3 {
+            let loss_v = f.f64s(&format!("s{s}.loss"));
+            assert!(loss_v.len() == 1 && loss_v[0].is_finite(), "{loss}: loss {loss_v:?}");
+            assert_eq!(f.f64s(&format!("s{s}.constant")).len(), 1);
+            assert_eq!(f.f32s(&format!("s{s}.grad_h")).len(), n * dim);
+            let g = f.f32s(&format!("s{s}.grad_head"));
+            assert!(g.len() == c * (dim + 1) && g.iter().any(|&x| x != 0.0), "{loss}: head gradient");
+            assert_eq!(f.shape(&format!("s{s}.head")), [c, dim + 1]);
+        }
+    }
+    // a sparse dis step: the gradient and the update only on the plan's rows
+    let f = step("dis_sparse", &["--loss", "dis", "--candidates", "12", "--dis-dense-above", "2"]);
+    for s in 0..3 {
+        assert_eq!(f.i64s(&format!("s{s}.dense")), [0]);
+        let union = f.i64s(&format!("s{s}.union"));
+        let (cols, logw) = (f.i64s(&format!("s{s}.cols")), f.f64s(&format!("s{s}.logw")));
+        assert!(!cols.is_empty() && cols.len() == logw.len() && cols.iter().all(|j| union.contains(j)));
+        let (g, before, after) =
+            (f.f32s(&format!("s{s}.grad_head")), f.f32s(&if s == 0 { "head0".into() } else { format!("s{}.head", s - 1) }), f.f32s(&format!("s{s}.head")));
+        for j in 0..c {
+            let row = j * (dim + 1)..(j + 1) * (dim + 1);
+            if !union.contains(&(j as i64)) {
+                assert!(g[row.clone()].iter().all(|&x| x == 0.0), "step {s}: gradient on row {j} outside the plan");
+                assert_eq!(before[row.clone()], after[row], "step {s}: row {j} outside the plan moved");
+            }
+        }
+        assert_eq!(f.i64s(&format!("s{s}.assign")).len(), c);
+        assert_eq!(f.f64s(&format!("s{s}.mass")).len(), f.config()["dis_clusters"].as_u64().unwrap() as usize);
+    }
+    // every class a column through the sampled path: exactly full (spread) and ghost (bucket)
+    for (tail, dense) in [("spread", "full"), ("bucket", "ghost")] {
+        let lr = ["--head-lr", "1e-3"];
+        let a =
+            step(&format!("dis_all_{tail}"), &[&["--loss", "dis", "--candidates", "30", "--dis-dense-above", "2", "--dis-tail", tail][..], &lr[..]].concat());
+        let b = step(&format!("{dense}_lr"), &[&["--loss", dense][..], &lr[..]].concat());
+        for s in 0..3 {
+            assert_eq!(a.i64s(&format!("s{s}.dense")), [0]);
+            assert!(a.f64s(&format!("s{s}.logw")).iter().all(|&w| w == 0.0), "every class is drawn for sure");
+            let close = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+            for k in ["grad_h", "grad_head", "head"] {
+                let k = format!("s{s}.{k}");
+                assert!(close(&a.f32s(&k), &b.f32s(&k)) < 1e-5, "dis ({tail}) vs {dense}: {k}");
+            }
+            for k in ["loss", "constant"] {
+                let k = format!("s{s}.{k}");
+                assert!((a.f64s(&k)[0] - b.f64s(&k)[0]).abs() < 1e-5, "dis ({tail}) vs {dense}: {k}");
+            }
+        }
+    }
+    // bad input: one line, exit 2
+    let bad_out = t.path().join("bad.safetensors");
+    let base = ["step", "--cache", p(&cache), "--out", p(&bad_out)];
+    let bad_step = |extra: &[&str], needle: &str| bad(&[&base[..], extra].concat(), needle);
+    bad_step(&["--rows", "4", "--dim", "4", "--temperature", "3"], "not in the cache");
+    bad_step(&["--rows", "201", "--dim", "4"], "the cache has 200 rows");
+    bad_step(&["--rows", "4", "--dim", "0"], "at least 1");
+    bad_step(&["--rows", "4", "--dim", "4", "--loss", "rs", "--temperature", "2"], "first temperature");
+    bad_step(&["--rows", "4", "--dim", "4", "--candidates", "31"], "--candidates");
+    let plain = t.path().join("plain");
+    ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&plain), "--top-k", "4"]);
+    bad(&["step", "--cache", p(&plain), "--rows", "4", "--dim", "4", "--loss", "rs", "--out", p(&bad_out)], "tail samples");
+}

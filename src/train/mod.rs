@@ -9,6 +9,7 @@
 //! for NaN) every `--log-every` steps, the sampler's reads happen after the optimizer has been queued.
 pub mod dis;
 pub mod eval;
+pub mod fixture;
 pub mod loss;
 pub mod optim;
 pub mod student;
@@ -218,39 +219,47 @@ struct Inputs {
     teacher_eval: Option<Vec<i64>>,
 }
 
-/// Checks the options against the cache and the data; every failure is one line naming the option.
-fn validate(o: &TrainOptions) -> Result<Inputs> {
-    if o.batch_size == 0 || o.epochs == 0 {
-        return Err(Error::invalid("--batch-size and --epochs must be at least 1"));
+/// Checks an estimator's options against the cache (shared by `train` and `step`); returns the index of
+/// the training temperature among the cache's. Every failure is one line naming the option.
+pub(crate) fn check_estimator(man: &Manifest, loss: Estimator, temperature: f64, alpha: f64, dis: &DisConfig) -> Result<usize> {
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(Error::invalid(format!("--temperature {temperature} must be > 0")));
     }
-    if !(o.temperature > 0.0 && o.temperature.is_finite()) {
-        return Err(Error::invalid(format!("--temperature {} must be > 0", o.temperature)));
+    if !(0.0..=1.0).contains(&alpha) {
+        return Err(Error::invalid(format!("--alpha {alpha} must be in [0, 1]")));
     }
-    if !(0.0..=1.0).contains(&o.alpha) {
-        return Err(Error::invalid(format!("--alpha {} must be in [0, 1]", o.alpha)));
+    let ti = man
+        .temperatures
+        .iter()
+        .position(|&t| (t as f64 - temperature).abs() < 1e-6)
+        .ok_or_else(|| Error::invalid(format!("--temperature {temperature} is not in the cache (it holds {:?}); pick one of those", man.temperatures)))?;
+    if loss == Estimator::Dis {
+        dis.validate(man.classes as usize).map_err(Error::invalid)?;
     }
-    let device = crate::nn::parse_device(&o.device)?;
-    let reader = Arc::new(CacheReader::open(&o.cache)?);
-    let man = reader.manifest().clone();
-    let classes = man.classes as usize;
-    let ti =
-        man.temperatures.iter().position(|&t| (t as f64 - o.temperature).abs() < 1e-6).ok_or_else(|| {
-            Error::invalid(format!("--temperature {} is not in the cache (it holds {:?}); pick one of those", o.temperature, man.temperatures))
-        })?;
-    if o.loss == Estimator::Dis {
-        o.dis.validate(classes).map_err(Error::invalid)?;
-    }
-    if o.loss == Estimator::Rs {
+    if loss == Estimator::Rs {
         if man.tail_samples == 0 {
             return Err(Error::invalid("--loss rs needs tail samples: build the cache with --tail-samples M"));
         }
         if ti != 0 {
             return Err(Error::invalid(format!(
-                "--loss rs at --temperature {}: the cache's tail samples were drawn at its first temperature {} and are only unbiased there",
-                o.temperature, man.temperatures[0]
+                "--loss rs at --temperature {temperature}: the cache's tail samples were drawn at its first temperature {} and are only unbiased there",
+                man.temperatures[0]
             )));
         }
     }
+    Ok(ti)
+}
+
+/// Checks the options against the cache and the data; every failure is one line naming the option.
+fn validate(o: &TrainOptions) -> Result<Inputs> {
+    if o.batch_size == 0 || o.epochs == 0 {
+        return Err(Error::invalid("--batch-size and --epochs must be at least 1"));
+    }
+    let device = crate::nn::parse_device(&o.device)?;
+    let reader = Arc::new(CacheReader::open(&o.cache)?);
+    let man = reader.manifest().clone();
+    let classes = man.classes as usize;
+    let ti = check_estimator(&man, o.loss, o.temperature, o.alpha, &o.dis)?;
     // the cache must belong to the data
     let ds = Dataset::open(&o.data, o.labels.as_deref(), "train")?;
     if man.examples != ds.len() as u64 {
@@ -681,20 +690,31 @@ pub fn backbone_module_path(out: &Path) -> PathBuf {
     out.with_extension("backbone.pt")
 }
 
-/// A safetensors file of float32 tensors `(name, shape, little-endian bytes)` with `meta` as its
-/// `__metadata__`, byte-reproducible: the header's keys are sorted and the tensors lie in name order
-/// (the safetensors crate writes its metadata map in hash order, different in every process).
-fn safetensors_f32(mut tensors: Vec<(String, Vec<usize>, Vec<u8>)>, meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+/// A safetensors file of float32 tensors `(name, shape, little-endian bytes)`; see [`safetensors_bytes`].
+fn safetensors_f32(tensors: Vec<(String, Vec<usize>, Vec<u8>)>, meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+    safetensors_bytes(tensors.into_iter().map(|(n, s, b)| (n, "F32", s, b)).collect(), meta)
+}
+
+/// A safetensors file of tensors `(name, dtype, shape, little-endian bytes)` (dtype `F32`, `F64` or
+/// `I64`) with `meta` as its `__metadata__`, byte-reproducible: the header's keys are sorted and the
+/// tensors lie in name order (the safetensors crate writes its metadata map in hash order, different
+/// in every process).
+pub(crate) fn safetensors_bytes(mut tensors: Vec<(String, &'static str, Vec<usize>, Vec<u8>)>, meta: &BTreeMap<String, String>) -> Result<Vec<u8>> {
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let mut header: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     header.insert("__metadata__".into(), serde_json::json!(meta));
     let mut offset = 0usize;
-    for (name, shape, bytes) in &tensors {
+    for (name, dtype, shape, bytes) in &tensors {
+        let width = match *dtype {
+            "F32" => 4,
+            "F64" | "I64" => 8,
+            _ => 0,
+        };
         let n: usize = shape.iter().product();
-        if bytes.len() != 4 * n || header.contains_key(name) {
-            return Err(Error::Internal(format!("export: tensor {name} of shape {shape:?} has {} bytes", bytes.len())));
+        if width == 0 || bytes.len() != width * n || header.contains_key(name) {
+            return Err(Error::Internal(format!("safetensors: tensor {name} of {dtype} shape {shape:?} has {} bytes", bytes.len())));
         }
-        header.insert(name.clone(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes.len()]}));
+        header.insert(name.clone(), serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes.len()]}));
         offset += bytes.len();
     }
     let mut head = serde_json::to_vec(&header).map_err(|e| Error::Internal(e.to_string()))?;
@@ -702,7 +722,7 @@ fn safetensors_f32(mut tensors: Vec<(String, Vec<usize>, Vec<u8>)>, meta: &BTree
     let mut out = Vec::with_capacity(8 + head.len() + offset);
     out.extend_from_slice(&(head.len() as u64).to_le_bytes());
     out.extend_from_slice(&head);
-    for (_, _, bytes) in &tensors {
+    for (_, _, _, bytes) in &tensors {
         out.extend_from_slice(bytes);
     }
     Ok(out)
