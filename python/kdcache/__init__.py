@@ -20,6 +20,7 @@ from ._kdcache import (
     KdcacheError,
     SignatureError,
     core_version,
+    merge,
     part_range,
 )
 from .cache import DEFAULT_BLOCK_CACHE_BYTES, Cache, CacheWriter, Rows, rank_logits
@@ -32,6 +33,7 @@ __all__ = [
     "Rows",
     "rank_logits",
     "part_range",
+    "merge",
     "core_version",
     "KdcacheError",
     "CorruptCacheError",

@@ -1013,7 +1013,8 @@ fn split(total: u64, i: u64, n: u64) -> (u64, u64) {
 }
 
 /// Joins the caches written as parts 0..n of one build (`part=(i, n)`, in any order) into the cache
-/// `out`, as `kdcache merge` does (under the same lock on `out`); returns the merged manifest's JSON.
+/// `out`, as `kdcache merge` does (under the same lock on `out`); returns the merged manifest (a dict).
+/// `overwrite` replaces a cache already in `out` (otherwise that raises SignatureError).
 #[pyfunction]
 #[pyo3(signature = (parts, out, overwrite=false))]
 fn merge<'py>(py: Python<'py>, parts: Vec<PathBuf>, out: PathBuf, overwrite: bool) -> PyResult<Bound<'py, PyAny>> {
