@@ -389,6 +389,8 @@ class DistillHead(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.int64), persistent=True)
         self._dis_cfg = dict(candidates=candidates, reserve=reserve, clusters=clusters, uniform_share=uniform_share, clip=clip, reassign=reassign, dense_above=dense_above, tail=tail)
         self.sampler = None
+        #: the last `dis` plan (the core's, as NumPy arrays: columns, weights, the rows it touched)
+        self.last_plan = None
         self._pending = []
         self._warned_resync = False
         if loss == "dis":
@@ -502,6 +504,8 @@ class DistillHead(nn.Module):
             off = g.rank * tg.b
         else:
             glob = tg
+        n_lab = int((glob.label >= 0).sum())
+        self._ce_div = max(n_lab, 1) / (g.world if g.dp else 1)
         with torch.autocast(device_type=h.device.type, enabled=False):
             hf = h.float()
             if g.shard:
@@ -516,6 +520,7 @@ class DistillHead(nn.Module):
             if est == "dis":
                 step = int(self.step)
                 plan = self.sampler.plan(glob.idx, glob.p, glob.label, self.seed, step)
+                self.last_plan = plan
                 if plan["dense"]:
                     loss, nrows = self._dense(ha, rows_t, "ghost" if bucket else "full", ops)
                     if self.training:
@@ -536,9 +541,12 @@ class DistillHead(nn.Module):
         return HeadOutput(loss, const, nrows)
 
     def _combine(self, kd: torch.Tensor, ce: Optional[torch.Tensor]) -> torch.Tensor:
+        """α·T²·mean KD + (1−α)·CE, `ce` summed over the labelled rows computed here and divided by the
+        global batch's labelled count (over N data-parallel ranks: by that count / N, so that the ranks'
+        mean, as DDP averages, is the global batch's mean)."""
         t2a = self.alpha * self.temperature**2
         kd = kd.mean() * t2a
-        return kd if ce is None else kd + ce * (1.0 - self.alpha)
+        return kd if ce is None else kd + ce * ((1.0 - self.alpha) / self._ce_div)
 
     def _table(self, rows: Optional[torch.Tensor]) -> torch.Tensor:
         """The table rows a step computes (all when rows is None), with the data-parallel reduction of
@@ -595,7 +603,7 @@ class DistillHead(nn.Module):
             lg = s.index_select(0, i_lr)
             lse1 = ops.lse([lg])
             picked = ops.sum(spare(lg, 0.0).gather(1, i_ll[:, None]).squeeze(1) * f_lo)
-            ce = (lse1 - picked).mean()
+            ce = (lse1 - picked).sum()
         return self._combine(kd, ce), c
 
     def _topk(self, ha, tg: _Targets, glob: _Targets, lo_row: int, ops: _Ops):
@@ -640,7 +648,7 @@ class DistillHead(nn.Module):
             lg = s_u.masked_fill(invalid, MASKED).index_select(0, i_lr)
             ext = torch.cat([lg, lg.new_zeros((lg.shape[0], 1))], 1)
             picked = ops.sum(ext.gather(1, i_lc[:, None]).squeeze(1) * f_lown)
-            ce = (ops.lse([lg]) - picked).mean()
+            ce = (ops.lse([lg]) - picked).sum()
         return self._combine(kd, ce), len(cols)
 
     def _dis(self, ha, tg: _Targets, plan: dict, lo_row: int, ops: _Ops):
@@ -729,7 +737,7 @@ class DistillHead(nn.Module):
         if len(lab_rows):
             lse1 = ops.lse([s_pos + f_act, own_mask(s_col + f_lw[None, :])])
             picked = ops.sum(s_pos.index_select(0, i_lr).gather(1, i_ls[:, None]).squeeze(1))
-            ce = (lse1.index_select(0, i_lr) - picked).mean()
+            ce = (lse1.index_select(0, i_lr) - picked).sum()
         return self._combine(kd, ce), nu
 
     # -- the dis state -------------------------------------------------------------------------------
