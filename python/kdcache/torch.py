@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 
 from .cache import Cache, Rows
-from .head import DistillHead, HeadOutput, RowAdam, default_head_lr, load_checkpoint, save_checkpoint
+from .head import ESTIMATORS, DistillHead, HeadOutput, RowAdam, default_head_lr, load_checkpoint, save_checkpoint
 
 __all__ = [
     "CacheDataset",
@@ -37,6 +37,7 @@ __all__ = [
     "rank_logits",
     "check_finite",
     "DistillHead",
+    "ESTIMATORS",
     "HeadOutput",
     "RowAdam",
     "default_head_lr",

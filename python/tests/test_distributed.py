@@ -43,6 +43,17 @@ def cache(cli, tmp_path_factory) -> Path:
     return cli.import_(d / "cache", distinct_logits(N, C, 11), labels=random_labels(N, C, 12), top_k=K, temperatures=(1.0, 2.0))
 
 
+_REFS: dict = {}
+
+
+def reference(tmp_path_factory, cache: Path, **kw) -> dict:
+    """The 1-rank run with the whole global batch (computed once per setting)."""
+    key = tuple(sorted(kw.items()))
+    if key not in _REFS:
+        _REFS[key] = run(tmp_path_factory.mktemp("ref") / "one.npz", cache, 1, **kw)
+    return _REFS[key]
+
+
 def close(a: dict, b: dict, keys=("losses", "table", "backbone"), tol=1e-5) -> None:
     for k in keys:
         x, y = np.asarray(a[k], dtype=np.float64), np.asarray(b[k], dtype=np.float64)
@@ -51,10 +62,10 @@ def close(a: dict, b: dict, keys=("losses", "table", "backbone"), tol=1e-5) -> N
         assert err < tol, f"{k}: differs by {err:.3g}"
 
 
-@pytest.mark.parametrize("loss", ["full", "dis", "topk"])
-def test_data_parallel_equals_one_rank_with_the_global_batch(cache, tmp_path, loss):
-    kw = dict(loss=loss, global_batch=16, steps=4, candidates=40)
-    one = run(tmp_path / "one.npz", cache, 1, **kw)
+@pytest.mark.parametrize("loss", ["full", "dis"])
+def test_data_parallel_equals_one_rank_with_the_global_batch(cache, tmp_path, tmp_path_factory, loss):
+    kw = dict(loss=loss, global_batch=16, steps=3, candidates=40)
+    one = reference(tmp_path_factory, cache, **kw)
     two = run(tmp_path / "two.npz", cache, 2, mode="dp", **kw)
     close(two, one)
     assert np.array_equal(two["rows"], one["rows"])
@@ -65,15 +76,15 @@ def test_data_parallel_equals_one_rank_with_the_global_batch(cache, tmp_path, lo
         assert (one["rows"] < C).all(), "the plans were dense: the test must exercise the sampled columns"
 
 
-@pytest.mark.parametrize("loss,nproc", [("dis", 2), ("dis", 4), ("full", 2), ("full", 4), ("ghost", 2), ("topk", 4)])
-def test_sharded_head_equals_the_unsharded_one(cache, tmp_path, loss, nproc):
+@pytest.mark.parametrize("loss,nproc", [("dis", 2), ("dis", 4), ("full", 4), ("topk", 2)])
+def test_sharded_head_equals_the_unsharded_one(cache, tmp_path, tmp_path_factory, loss, nproc):
     kw = dict(loss=loss, global_batch=16, steps=3, candidates=40)
-    one = run(tmp_path / "one.npz", cache, 1, **kw)
+    one = reference(tmp_path_factory, cache, **kw)
     many = run(tmp_path / "many.npz", cache, nproc, mode="shard", **kw)
     close(many, one)
     if loss == "dis":
         assert np.array_equal(many["assign"], one["assign"])
-        np.testing.assert_allclose(many["total"], one["total"], rtol=1e-9, atol=1e-9)
+        close(many, one, keys=("total",))  # Σ of all head rows follows the table
 
 
 def test_checkpoint_resumes_at_another_world_size(cache, tmp_path):
