@@ -65,14 +65,15 @@ $(WHEEL_STAMP): .venv/.kdcache-setup $(PY_SOURCES)
 
 # clippy (warnings are errors) on the core and the binding, the torch build in release (numerics), every
 # test target again without libtorch in debug (a separate profile, so the two feature sets do not rebuild
-# each other; the torch-only targets compile to nothing), the fuzz targets (they must build), and the
+# each other; the torch-only targets compile to nothing), the fuzz targets (they must build; in this
+# target directory, where the debug build without libtorch left every dependency they need), and the
 # Python package's tests (real torch, DataLoader workers, the CLI beside it)
 test: setup
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	PYO3_PYTHON=$(abspath $(PY)) $(CARGO) clippy --release -p kdcache-python -- -D warnings
 	$(CARGO) test --release
 	$(CARGO) test --no-default-features --lib --tests
-	$(CARGO) build --manifest-path fuzz/Cargo.toml
+	CARGO_TARGET_DIR=$${CARGO_TARGET_DIR:-$(abspath target)} $(CARGO) build --manifest-path fuzz/Cargo.toml
 	KDCACHE_BIN=$(KD) $(PY) -m pytest python/tests -q
 
 $(DATA)/synth.json: | setup

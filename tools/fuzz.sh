@@ -23,7 +23,7 @@ if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
   trap 'rm -rf "$TMPDIR"' EXIT
   export TMPDIR
 fi
-# the instrumented build lives under fuzz/target/<triple>/ (apart from `make test`'s plain fuzz/target/debug);
+# the instrumented build lives under fuzz/target/<triple>/ (`make test`'s plain build is in target/debug);
 # other sanitizers under fuzz/target/sanitizer-<name>/<triple>/, so switching does not rebuild the other
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 TDIR=fuzz/target
