@@ -13,6 +13,7 @@ pub mod nn;
 pub mod progress;
 pub mod rank;
 pub mod report;
+pub mod rowopt;
 pub mod run;
 pub mod sample;
 #[cfg(feature = "torch")]

@@ -170,6 +170,22 @@ class _AverageGrad(torch.autograd.Function):
         return ctx.grp.all_reduce(g.contiguous()) / ctx.grp.world, None
 
 
+class _Rows(torch.autograd.Function):
+    """table[rows] for distinct rows, with a sparse gradient on the table whose indices are `rows` in
+    their order (marked coalesced: distinct, so no sort is needed; RowAdam takes any order)."""
+
+    @staticmethod
+    def forward(ctx, table, rows):
+        ctx.save_for_backward(rows)
+        ctx.shape = table.shape
+        return F.embedding(rows, table.detach())
+
+    @staticmethod
+    def backward(ctx, g):
+        (rows,) = ctx.saved_tensors
+        return torch.sparse_coo_tensor(rows[None], g.contiguous(), ctx.shape, is_coalesced=True), None
+
+
 class _Ops:
     """The normaliser's and the loss's reductions: local sums on one device, combined over the ranks
     that own parts of the classes in a sharded head."""
@@ -551,7 +567,7 @@ class DistillHead(nn.Module):
     def _table(self, rows: Optional[torch.Tensor]) -> torch.Tensor:
         """The table rows a step computes (all when rows is None), with the data-parallel reduction of
         their gradient; a sparse gradient on the parameter when rows are given."""
-        w = self.weight if rows is None else F.embedding(rows, self.weight, sparse=True)
+        w = self.weight if rows is None else _Rows.apply(self.weight, rows)
         return _AverageGrad.apply(w, self._grp) if self._grp.dp else w
 
     def _own(self, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -972,6 +988,12 @@ class RowAdam(torch.optim.Optimizer):
             p2, m2, v2, g2 = p.view(1, -1), m_all.view(1, -1), v_all.view(1, -1), g.view(1, -1)
         else:
             p2, m2, v2, g2 = p, m_all, v_all, g
+        cpu32 = lambda x: x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
+        if p2.dim() == 2 and cpu32(p2) and cpu32(m2) and cpu32(v2) and g2.device.type == "cpu" and t_all.dtype == torch.float64 and t_all.is_contiguous() and t_all.device.type == "cpu":
+            # the core's one-pass update on the tensors' memory (the trainer's host loop)
+            idx = None if rows is None else rows.contiguous().numpy()
+            delta = _kdcache.row_step(p2.detach().numpy(), m2.numpy(), v2.numpy(), t_all.numpy(), idx, g2.to(torch.float32).contiguous().numpy(), lr=lr, beta1=b1, beta2=b2, eps=eps)
+            return torch.from_numpy(delta)
         if rows is None:
             w, m, v = p2, m2, v2
             t = t_all + 1.0

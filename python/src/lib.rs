@@ -22,6 +22,7 @@ use pyo3::exceptions::{PyException, PyFileNotFoundError, PyKeyboardInterrupt, Py
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+mod rowopt;
 mod sampler;
 
 
@@ -1041,6 +1042,7 @@ fn _kdcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Reader>()?;
     m.add_class::<Writer>()?;
     m.add_class::<sampler::PySampler>()?;
+    m.add_function(wrap_pyfunction!(rowopt::row_step, m)?)?;
     m.add_function(wrap_pyfunction!(sampler::step_seed_py, m)?)?;
     m.add_function(wrap_pyfunction!(rank, m)?)?;
     m.add_function(wrap_pyfunction!(part_range, m)?)?;

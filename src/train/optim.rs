@@ -13,28 +13,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::Result;
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptKind {
-    Adam,
-    Sgd,
-}
-
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
-pub struct OptConfig {
-    pub kind: OptKind,
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub momentum: f64,
-}
-
-impl OptConfig {
-    pub fn new(kind: OptKind, lr: f64) -> Self {
-        OptConfig { kind, lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.9 }
-    }
-}
+pub use crate::rowopt::{OptConfig, OptKind};
 
 /// The update rule on a block of rows: returns the new (w, m, v); `t` holds each row's step count
 /// (already incremented), shaped to broadcast against w.
@@ -130,81 +109,26 @@ impl RowOptimizer {
             && g.size()[1] == table.size()[1]
     }
 
-    /// The same rule as [`update`], in one pass over each row's memory on the CPU (rayon over rows): the
-    /// tensor version makes ~20 passes with a temporary each, which made the optimizer the largest
-    /// part of a sparse step (measured 23 ms vs 3 ms for 9,000 rows of 257 floats).
+    /// The same rule as [`update`], in one pass over each row's memory on the CPU ([`crate::rowopt`],
+    /// rayon over rows): the tensor version makes ~20 passes with a temporary each, which made the
+    /// optimizer the largest part of a sparse step (measured 23 ms vs 3 ms for 9,000 rows of 257 floats).
     fn host_step(&mut self, table: &mut Tensor, rows: Option<&[i64]>, g: &Tensor) -> Result<Tensor> {
-        use rayon::prelude::*;
         let (r, d) = (table.size()[0] as usize, table.size()[1] as usize);
         let g = g.f_contiguous()?;
         let n = g.size()[0] as usize;
-        if rows.map_or(n != r, |x| x.len() != n) {
-            return Err(crate::Error::Internal(format!("optimizer: {n} gradient rows for {} table rows", rows.map_or(r, |x| x.len()))));
-        }
-        if let Some(x) = rows
-            && x.iter().any(|&i| i < 0 || i as usize >= r)
-        {
-            return Err(crate::Error::Internal("optimizer: a row index out of range".into()));
-        }
-        // SAFETY: the four tensors are contiguous CPU buffers of the checked shapes ([r, d] f32, [r]
-        // f64, g [n, d] f32) that live for this call; `rows` are unique (the callers pass a set), so
-        // each task touches disjoint rows.
-        let (wp, mp, vp, tp, gp) =
-            (table.data_ptr() as usize, self.m.data_ptr() as usize, self.v.data_ptr() as usize, self.t.data_ptr() as usize, g.data_ptr() as usize);
-        let cfg = self.cfg;
-        // rows in fixed chunks, partial sums added in chunk order: the same bits whatever the threads do
-        const CHUNK: usize = 64;
-        let partials: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|ci| {
-                let mut acc = vec![0f64; d];
-                for i in ci * CHUNK..(ci * CHUNK + CHUNK).min(n) {
-                    let row = rows.map_or(i, |x| x[i] as usize);
-                    let (w, m, v, gr, t) = unsafe {
-                        (
-                            std::slice::from_raw_parts_mut((wp as *mut f32).add(row * d), d),
-                            std::slice::from_raw_parts_mut((mp as *mut f32).add(row * d), d),
-                            std::slice::from_raw_parts_mut((vp as *mut f32).add(row * d), d),
-                            std::slice::from_raw_parts((gp as *const f32).add(i * d), d),
-                            &mut *((tp as *mut f64).add(row)),
-                        )
-                    };
-                    *t += 1.0;
-                    for (a, &x) in acc.iter_mut().zip(w.iter()) {
-                        *a -= x as f64;
-                    }
-                    match cfg.kind {
-                        OptKind::Sgd => {
-                            let (mu, lr) = (cfg.momentum as f32, cfg.lr as f32);
-                            for j in 0..d {
-                                m[j] = mu * m[j] + gr[j];
-                                w[j] -= lr * m[j];
-                            }
-                        }
-                        OptKind::Adam => {
-                            let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
-                            let bc1 = 1.0 - cfg.beta1.powf(*t as f32 as f64) as f32;
-                            let bc2 = 1.0 - cfg.beta2.powf(*t as f32 as f64) as f32;
-                            let (step, eps) = (cfg.lr as f32 / bc1, cfg.eps as f32);
-                            for j in 0..d {
-                                let gj = gr[j];
-                                m[j] = gj + b1 * (m[j] - gj);
-                                v[j] = gj * gj + b2 * (v[j] - gj * gj);
-                                w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
-                            }
-                        }
-                    }
-                    for (a, &x) in acc.iter_mut().zip(w.iter()) {
-                        *a += x as f64;
-                    }
-                }
-                acc
-            })
-            .collect();
-        let mut delta = vec![0f64; d];
-        for p in &partials {
-            delta.iter_mut().zip(p).for_each(|(x, y)| *x += y);
-        }
+        // SAFETY: host_ok checked that the four tensors are contiguous CPU buffers ([r, d] f32, [r] f64);
+        // g is a contiguous [n, d] f32 buffer; all live for this call and do not overlap
+        let (w, m, v, t, gs) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(table.data_ptr() as *mut f32, r * d),
+                std::slice::from_raw_parts_mut(self.m.data_ptr() as *mut f32, r * d),
+                std::slice::from_raw_parts_mut(self.v.data_ptr() as *mut f32, r * d),
+                std::slice::from_raw_parts_mut(self.t.data_ptr() as *mut f64, r),
+                std::slice::from_raw_parts(g.data_ptr() as *const f32, n * d),
+            )
+        };
+        let mut tab = crate::rowopt::HostTable { w, m, v, t, d };
+        let delta = crate::rowopt::step(&self.cfg, &mut tab, rows, gs).map_err(crate::Error::Internal)?;
         Ok(Tensor::f_from_slice(&delta)?)
     }
 }
