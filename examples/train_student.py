@@ -105,6 +105,7 @@ def main() -> None:
     ap.add_argument("--hidden", default="256", help="hidden sizes of the MLP backbone, comma-separated (kdcache train's mlp:H)")
     ap.add_argument("--lr", type=float, default=1e-3, help="the backbone's Adam learning rate")
     ap.add_argument("--head-lr", type=float, default=None, help="RowAdam's learning rate (default: 1e-2 for dis, 1e-3 otherwise, as kdcache train)")
+    ap.add_argument("--head-optimizer", default="row-adam", choices=("row-adam", "sparse-adam"), help="RowAdam (each row's own step count, as kdcache train) or torch.optim.SparseAdam (one global count)")
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--alpha", type=float, default=0.9)
     ap.add_argument("--candidates", type=int, default=0, help="dis: shared columns per step (0 = automatic)")
@@ -152,7 +153,13 @@ def main() -> None:
     model = nn.parallel.DistributedDataParallel(backbone) if world > 1 else backbone
     head = kt.DistillHead.from_cache(cache, hidden[-1], a.loss, a.temperature, alpha=a.alpha, candidates=a.candidates, seed=a.seed, shard=a.shard, device=device)
     opt_b = torch.optim.Adam(backbone.parameters(), lr=a.lr)
-    opt_h = kt.RowAdam(head.parameters(), lr=a.head_lr or kt.default_head_lr(a.loss))
+    head_lr = a.head_lr or kt.default_head_lr(a.loss)
+    if a.head_optimizer == "sparse-adam":
+        if a.loss not in ("dis", "topk"):
+            raise SystemExit("--head-optimizer sparse-adam needs a sparse head gradient (--loss dis or topk)")
+        opt_h = torch.optim.SparseAdam(head.parameters(), lr=head_lr)
+    else:
+        opt_h = kt.RowAdam(head.parameters(), lr=head_lr)
     if rank == 0:
         print(f"{head} on {device}, {world} rank(s); {len(sampler)} steps per epoch", flush=True)
 
@@ -176,7 +183,7 @@ def main() -> None:
         if done:
             break
     seconds = time.perf_counter() - t0
-    summary = {"loss": a.loss, "steps": step, "seconds": seconds, "ms_per_step": seconds / max(step, 1) * 1e3, "world_size": world, "sharded": bool(a.shard)}
+    summary = {"loss": a.loss, "head_optimizer": a.head_optimizer, "steps": step, "seconds": seconds, "ms_per_step": seconds / max(step, 1) * 1e3, "world_size": world, "sharded": bool(a.shard)}
     if (data / "test_x.npy").exists() and (data / "test_y.npy").exists():
         summary["top1"] = evaluate(backbone, head, np.load(data / "test_x.npy", mmap_mode="r"), np.load(data / "test_y.npy", mmap_mode="r"), device)
     if rank == 0:

@@ -183,7 +183,7 @@ class _Rows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (rows,) = ctx.saved_tensors
-        return torch.sparse_coo_tensor(rows[None], g.contiguous(), ctx.shape, is_coalesced=True), None
+        return torch.sparse_coo_tensor(rows[None], g.contiguous(), ctx.shape, is_coalesced=True, check_invariants=False), None
 
 
 class _Ops:
@@ -764,12 +764,16 @@ class DistillHead(nn.Module):
         dev = self.weight.device
         n = self.sampler.num_clusters
         assign = torch.from_numpy(self.sampler.assignment()[self.lo : self.hi]).to(dev)
-        h = self.weight.detach().double()
         z = lambda *s: torch.zeros(s, dtype=torch.float64, device=dev)
-        sums = z(n, self.dim + 1).index_add_(0, assign, h)
-        sq = z(n, self.dim + 1).index_add_(0, assign, h.square())
-        counts = z(n).index_add_(0, assign, torch.ones(h.shape[0], dtype=torch.float64, device=dev))
-        total = h.sum(0)
+        sums, sq, counts, total = z(n, self.dim + 1), z(n, self.dim + 1), z(n), z(self.dim + 1)
+        w = self.weight.detach()
+        for lo in range(0, w.shape[0], _INIT_CHUNK):  # in chunks: no float64 copy of the whole table
+            h = w[lo : lo + _INIT_CHUNK].double()
+            a = assign[lo : lo + _INIT_CHUNK]
+            sums.index_add_(0, a, h)
+            sq.index_add_(0, a, h.square())
+            counts.index_add_(0, a, torch.ones(h.shape[0], dtype=torch.float64, device=dev))
+            total += h.sum(0)
         if self.sharded:
             g = self._grp
             sums, sq, counts, total = (g.all_reduce(x) for x in (sums, sq, counts, total))
@@ -780,7 +784,8 @@ class DistillHead(nn.Module):
 
     @torch.no_grad()
     def _resync_total(self) -> None:
-        total = self.weight.detach().double().sum(0)
+        w = self.weight.detach()
+        total = sum(w[lo : lo + _INIT_CHUNK].double().sum(0) for lo in range(0, w.shape[0], _INIT_CHUNK))
         self.dis_total.copy_(self._grp.all_reduce(total) if self.sharded else total)
         self.dis_cursor[1] = 0
 
