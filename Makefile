@@ -41,6 +41,7 @@ help:
 	@echo "make cache   build the demo cache (SCALE=large: 100,000 classes);  make train: train a dis student on it"
 	@echo "make bench   criterion benchmarks, then kdcache bench (results/bench.md, results/bench.json)"
 	@echo "make bench-python   the Python package's DataLoader and writer throughput beside the Rust core's (results/python.md)"
+	@echo "make bench-head     DistillHead's step beside kdcache train's, and the class-sharded head on 1/2/4 ranks (results/head.md)"
 	@echo "make fuzz    cargo-fuzz every reader of hostile files for FUZZ_S seconds each (default 60; tools/fuzz.sh)"
 
 # torch venv (idempotent; CPU-only torch unless a GPU is visible), the release build and the Python package
@@ -111,6 +112,13 @@ bench: cache
 .PHONY: bench-python
 bench-python: setup
 	$(PY) benches/python.py --out results --kdcache $(KD)
+
+# DistillHead's step against kdcache train's at C = 20k, 100k, 1M, and the class-sharded head's memory and
+# step time on 1, 2, 4 gloo ranks at C = 1M (results/head.md, results/head-sharded.md)
+.PHONY: bench-head
+bench-head: setup
+	KDCACHE_BIN=$(KD) $(PY) benches/head.py --out results
+	$(PY) benches/head.py --sharded --classes 1000000 --ranks 1,2,4 --out results
 
 # fuzz the readers of hostile files (kds, Parquet, manifest, .npy), FUZZ_S seconds per target; fails on a
 # crash or an input slower than 1 s (100 ms on replay); see fuzz/README.md

@@ -74,7 +74,10 @@ def make_demo(out: Path, classes: int = 500, dim: int = 32, train: int = 4000, t
 def make_backbone(in_dim: int, hidden: list) -> nn.Module:
     layers, d = [], in_dim
     for h in hidden:
-        layers += [nn.Linear(d, h), nn.ReLU()]
+        lin = nn.Linear(d, h)
+        # kdcache train's (tch's) initialisation: Kaiming-uniform weights for ReLU, bias U(±1/√fan_in)
+        nn.init.kaiming_uniform_(lin.weight, nonlinearity="relu")
+        layers += [lin, nn.ReLU()]
         d = h
     return nn.Sequential(*layers)
 

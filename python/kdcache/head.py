@@ -505,6 +505,7 @@ class DistillHead(nn.Module):
         """The loss of a batch: `features` [B, d] from the backbone (any dtype; computed in float32,
         also under autocast), `batch` the cache rows (kdcache.torch.collate's dict)."""
         h = self._check_features(features)
+        _HEADS[id(self.weight)] = self  # (again: a deep copy of the head has a table of its own)
         tg = _Targets.of(batch, self.num_classes, self.temperature, self.loss == "rs")
         if tg.b != h.shape[0]:
             raise ValueError(f"{h.shape[0]} feature rows for a batch of {tg.b} cache rows")
