@@ -117,10 +117,7 @@ impl DirLock {
                 }
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 let holder = if holder.trim().is_empty() { "another kdcache process".to_string() } else { holder.trim().to_string() };
-                return Err(crate::Error::invalid(format!(
-                    "{} is in use by {holder}: wait for it to end, or choose another directory",
-                    dir.display()
-                )));
+                return Err(crate::Error::invalid(format!("{} is in use by {holder}: wait for it to end, or choose another directory", dir.display())));
             }
             // a holder that released the lock removed the file after this open: lock the new one instead
             let same = match (file.metadata(), std::fs::metadata(&path)) {

@@ -46,7 +46,7 @@ pub struct HostTable<'a> {
 pub fn step(cfg: &OptConfig, tab: &mut HostTable, rows: Option<&[i64]>, g: &[f32]) -> Result<Vec<f64>, String> {
     use rayon::prelude::*;
     let d = tab.d;
-    if d == 0 || !tab.w.len().is_multiple_of(d) {
+    if d == 0 || tab.w.len() % d != 0 {
         return Err(format!("optimiser: a table of {} values is not rows of {d}", tab.w.len()));
     }
     let r = tab.w.len() / d;

@@ -537,7 +537,10 @@ fn small_problems_integer_images_and_tuple_teachers() {
     let fx = fixtures();
     let (single, pair) = (t.path().join("single"), t.path().join("pair"));
     let args = |teacher: &str, out: &Path| -> Vec<String> {
-        ["cache", "--teacher", p(&fx.join(teacher)), "--data", p(&fx.join("teacher_x.npy")), "--out", p(out), "--top-k", "5"].iter().map(|s| s.to_string()).collect()
+        ["cache", "--teacher", p(&fx.join(teacher)), "--data", p(&fx.join("teacher_x.npy")), "--out", p(out), "--top-k", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     ok(&args("teacher.pt", &single).iter().map(String::as_str).collect::<Vec<_>>());
     let err = ok_noted(&args("teacher_tuple.pt", &pair).iter().map(String::as_str).collect::<Vec<_>>());

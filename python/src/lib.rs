@@ -25,7 +25,6 @@ use pyo3::types::PyDict;
 mod rowopt;
 mod sampler;
 
-
 create_exception!(kdcache, KdcacheError, PyException, "Base class of kdcache's own errors.");
 create_exception!(
     kdcache,
@@ -515,7 +514,14 @@ impl Reader {
     /// `ti`-th cached temperature: one buffer (uint64 words, owned by NumPy) and its fields as (name,
     /// dtype, byte offset, values per row). `ids_i64` stores class ids as int64 (torch's index type).
     #[pyo3(signature = (indices, ti, with_logits=false, ids_i64=false))]
-    fn rows<'py>(&self, py: Python<'py>, indices: PyReadonlyArray1<'py, i64>, ti: usize, with_logits: bool, ids_i64: bool) -> PyResult<(Bound<'py, PyArray1<u64>>, Vec<Field>)> {
+    fn rows<'py>(
+        &self,
+        py: Python<'py>,
+        indices: PyReadonlyArray1<'py, i64>,
+        ti: usize,
+        with_logits: bool,
+        ids_i64: bool,
+    ) -> PyResult<(Bound<'py, PyArray1<u64>>, Vec<Field>)> {
         let m = self.reader.manifest();
         if ti >= m.temperatures.len() {
             return Err(invalid(format!("temperature index {ti} is outside the cache's {} temperatures", m.temperatures.len())));
@@ -855,7 +861,13 @@ impl Writer {
     /// Adds rows of dense teacher logits [B, C] (float32), ranked on this machine's CPU exactly as
     /// `kdcache import` ranks them.
     #[pyo3(signature = (rows, logits, labels=None))]
-    fn add_dense<'py>(&mut self, py: Python<'py>, rows: PyReadonlyArray1<'py, u64>, logits: PyReadonlyArray2<'py, f32>, labels: Option<PyReadonlyArray1<'py, i64>>) -> PyResult<()> {
+    fn add_dense<'py>(
+        &mut self,
+        py: Python<'py>,
+        rows: PyReadonlyArray1<'py, u64>,
+        logits: PyReadonlyArray2<'py, f32>,
+        labels: Option<PyReadonlyArray1<'py, i64>>,
+    ) -> PyResult<()> {
         self.open()?;
         if self.complete.is_some() {
             return Ok(());

@@ -15,6 +15,8 @@ pub fn step_seed(seed: u64, step: u64) -> u64 {
     seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+type I64s<'py> = Bound<'py, PyArray1<i64>>;
+
 #[pyclass(module = "kdcache._kdcache", name = "Sampler")]
 pub struct PySampler {
     inner: Sampler,
@@ -94,7 +96,15 @@ impl PySampler {
     /// float64 [B, K] at the training temperature, `labels` int64 [B], −1 = none), drawn with the
     /// generator `train` seeds for step `step` of a run with seed `seed`. A dict of NumPy arrays (see
     /// the core's `Plan`); `dense` True means every class is a column (the exact estimator applies).
-    fn plan<'py>(&mut self, py: Python<'py>, ids: PyReadonlyArray2<'py, i64>, p: PyReadonlyArray2<'py, f64>, labels: PyReadonlyArray1<'py, i64>, seed: u64, step: u64) -> PyResult<Bound<'py, PyDict>> {
+    fn plan<'py>(
+        &mut self,
+        py: Python<'py>,
+        ids: PyReadonlyArray2<'py, i64>,
+        p: PyReadonlyArray2<'py, f64>,
+        labels: PyReadonlyArray1<'py, i64>,
+        seed: u64,
+        step: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let (idx, b, k) = contiguous2(&ids, "ids")?;
         let (pv, pb, pk) = contiguous2(&p, "p")?;
         let label = contiguous(&labels, "labels")?;
@@ -180,7 +190,7 @@ impl PySampler {
         py: Python<'py>,
         rows: PyReadonlyArray1<'py, i64>,
         best: PyReadonlyArray1<'py, i64>,
-    ) -> PyResult<(Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>)> {
+    ) -> PyResult<(I64s<'py>, I64s<'py>, I64s<'py>)> {
         let (rows, best) = (contiguous(&rows, "rows")?, contiguous(&best, "best")?);
         let (c, n) = (self.inner.classes(), self.inner.clusters.len());
         if rows.len() != best.len() {

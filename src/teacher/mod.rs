@@ -13,7 +13,10 @@ use crate::error::{Error, Result};
 use crate::nn::{Mlp, mlp_dims};
 
 pub enum Teacher {
-    Builtin { _vs: nn::VarStore, net: Mlp },
+    Builtin {
+        _vs: nn::VarStore,
+        net: Mlp,
+    },
     /// A TorchScript module; the flag records that its output's first tensor was taken (noted once).
     Script(tch::CModule, std::sync::atomic::AtomicBool),
     Identity,

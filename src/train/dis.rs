@@ -82,9 +82,7 @@ impl DisState {
     pub fn restore(&mut self, get: &dyn Fn(&str, &Tensor) -> Result<Option<Tensor>>, bad: &dyn Fn(String) -> Error) -> Result<()> {
         let need = |n: &str, like: &Tensor| get(n, like)?.ok_or_else(|| bad(format!("missing tensor {n}")));
         let (c, n) = (self.sampler.classes(), self.sampler.clusters.len());
-        let ints = |t: Tensor| -> Result<Vec<u32>> {
-            Ok(Vec::<i64>::try_from(&t)?.into_iter().map(|a| u32::try_from(a).unwrap_or(u32::MAX)).collect())
-        };
+        let ints = |t: Tensor| -> Result<Vec<u32>> { Ok(Vec::<i64>::try_from(&t)?.into_iter().map(|a| u32::try_from(a).unwrap_or(u32::MAX)).collect()) };
         let zeros = |len: usize| Tensor::f_from_slice(&vec![0i64; len]);
         let clusters = match get("dis_members", &zeros(c)?)? {
             Some(order) => {

@@ -645,7 +645,8 @@ pub fn export(run: &Path, out: &Path) -> Result<Option<PathBuf>> {
     let module = match map.get("backbone_ts") {
         Some(ts) => {
             let bytes = Vec::<u8>::try_from(ts).map_err(|e| Error::corrupt(&ckpt, None, format!("backbone_ts: {e}")))?;
-            let m = tch::CModule::load_data(&mut bytes.as_slice()).map_err(|e| Error::corrupt(&ckpt, None, format!("backbone_ts: not a TorchScript module: {e}")))?;
+            let m = tch::CModule::load_data(&mut bytes.as_slice())
+                .map_err(|e| Error::corrupt(&ckpt, None, format!("backbone_ts: not a TorchScript module: {e}")))?;
             for (n, t) in m.named_parameters()? {
                 named.push((format!("backbone.{n}"), t));
             }
