@@ -65,6 +65,8 @@ ESTIMATORS = ("full", "topk", "ghost", "rs", "dis")
 MASKED = -1e30
 # each head by the id of its table, so RowAdam can report its updates back (dis bookkeeping)
 _HEADS: "weakref.WeakValueDictionary[int, DistillHead]" = weakref.WeakValueDictionary()
+# RowAdam runs the core's one-pass update on CPU float32 tables (False: torch ops everywhere, as on a GPU)
+_HOST_KERNEL = True
 # rows of the head table drawn per generator in the initialisation: the table depends on (seed, C, d)
 # only, never on how it is sharded
 _INIT_CHUNK = 65536
@@ -183,7 +185,9 @@ class _Rows(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (rows,) = ctx.saved_tensors
-        return torch.sparse_coo_tensor(rows[None], g.contiguous(), ctx.shape, is_coalesced=True, check_invariants=False), None
+        # invariants not checked (on purpose: the rows are distinct but in the plan's order)
+        with torch.sparse.check_sparse_tensor_invariants(enable=False):
+            return torch.sparse_coo_tensor(rows[None], g.contiguous(), ctx.shape, is_coalesced=True), None
 
 
 class _Ops:
@@ -996,7 +1000,7 @@ class RowAdam(torch.optim.Optimizer):
         else:
             p2, m2, v2, g2 = p, m_all, v_all, g
         cpu32 = lambda x: x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
-        if p2.dim() == 2 and cpu32(p2) and cpu32(m2) and cpu32(v2) and g2.device.type == "cpu" and t_all.dtype == torch.float64 and t_all.is_contiguous() and t_all.device.type == "cpu":
+        if _HOST_KERNEL and p2.dim() == 2 and cpu32(p2) and cpu32(m2) and cpu32(v2) and g2.device.type == "cpu" and t_all.dtype == torch.float64 and t_all.is_contiguous() and t_all.device.type == "cpu":
             # the core's one-pass update on the tensors' memory (the trainer's host loop)
             idx = None if rows is None else rows.contiguous().numpy()
             delta = _kdcache.row_step(p2.detach().numpy(), m2.numpy(), v2.numpy(), t_all.numpy(), idx, g2.to(torch.float32).contiguous().numpy(), lr=lr, beta1=b1, beta2=b2, eps=eps)
