@@ -128,7 +128,18 @@ def main() -> None:
     elif a.data is None:
         raise SystemExit("--data is needed with --cache: the directory with the cache's train_x.npy")
     if a.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={a.nproc}", "--standalone", *sys.argv]
+        # the ranks get the same options without --nproc (torchrun's own parser would take it for an
+        # abbreviation of --nproc-per-node)
+        args, skip = [], False
+        for x in sys.argv[1:]:
+            if skip or x.startswith("--nproc="):
+                skip = False
+                continue
+            if x == "--nproc":
+                skip = True
+                continue
+            args.append(x)
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={a.nproc}", "--standalone", sys.argv[0], *args]
         raise SystemExit(subprocess.call(cmd))
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
