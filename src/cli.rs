@@ -307,6 +307,10 @@ pub struct SynthArgs {
     /// Instance noise around the class centre.
     #[arg(long, default_value_t = 1.5)]
     pub noise: f32,
+    /// Class frequencies by a power law: the r-th most frequent class ∝ r^−S (0 = all equal; ~1.1 is
+    /// word- or product-like: a few classes with thousands of rows, most with a handful).
+    #[arg(long, default_value_t = 0.0)]
+    pub zipf: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

@@ -57,6 +57,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 group: a.group,
                 class_spread: a.class_spread,
                 noise: a.noise,
+                zipf: a.zipf,
             };
             kdcache::data::synth::generate(&cfg, &a.out)?;
             eprintln!("synth: {} train + {} test rows, {} classes, dim {} in {}", a.train, a.test, a.classes, a.dim, a.out.display());

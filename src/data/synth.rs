@@ -5,6 +5,11 @@
 //! centres are drawn from N(0, I); each class centre is its superclass centre plus N(0, class_spread² I);
 //! each instance is its class centre plus N(0, noise² I). Instances overlap most with the other classes of
 //! their superclass, so a good teacher's soft labels carry real class-similarity structure.
+//!
+//! Class frequencies are equal by default; with `zipf` = s > 0 they follow a power law, as word, product
+//! and identity frequencies do: the r-th most frequent class (a seeded random class id) has probability
+//! ∝ r^−s, so at C = 20,000 and s = 1.1 the most frequent classes get thousands of rows and most get a
+//! few. The oracle teacher then adds each class's log prior to its logit (it stays Bayes-optimal).
 use std::path::Path;
 
 use rand::SeedableRng;
@@ -27,11 +32,53 @@ pub struct SynthConfig {
     pub group: usize,
     pub class_spread: f32,
     pub noise: f32,
+    /// Exponent s of the class-frequency power law (0 = every class equally frequent).
+    #[serde(default)]
+    pub zipf: f64,
 }
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        SynthConfig { classes: 1000, dim: 64, train: 100_000, test: 10_000, seed: 0, group: 10, class_spread: 0.5, noise: 1.5 }
+        SynthConfig { classes: 1000, dim: 64, train: 100_000, test: 10_000, seed: 0, group: 10, class_spread: 0.5, noise: 1.5, zipf: 0.0 }
+    }
+}
+
+/// The class prior of a power law: class `perm[r]` has probability ∝ (r+1)^−s; drawn by inverting the
+/// cumulative distribution (a binary search per row).
+pub struct ClassPrior {
+    cdf: Vec<f64>,
+    perm: Vec<usize>,
+    log_p: Vec<f64>,
+}
+
+impl ClassPrior {
+    pub fn new(classes: usize, s: f64, seed: u64) -> Self {
+        use rand::seq::SliceRandom;
+        let mut perm: Vec<usize> = (0..classes).collect();
+        perm.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x21FF_0000_0000_0000));
+        let w: Vec<f64> = (0..classes).map(|r| ((r + 1) as f64).powf(-s)).collect();
+        let total: f64 = w.iter().sum();
+        let mut acc = 0.0;
+        let cdf = w.iter().map(|x| {
+            acc += x / total;
+            acc
+        });
+        let cdf: Vec<f64> = cdf.collect();
+        let mut log_p = vec![0.0; classes];
+        for (r, &c) in perm.iter().enumerate() {
+            log_p[c] = (w[r] / total).ln();
+        }
+        ClassPrior { cdf, perm, log_p }
+    }
+
+    pub fn sample(&self, rng: &mut impl rand::Rng) -> usize {
+        let u: f64 = rng.random();
+        self.perm[self.cdf.partition_point(|&c| c < u).min(self.perm.len() - 1)]
+    }
+
+    /// log π_c of each class.
+    pub fn log_prior(&self) -> &[f64] {
+        &self.log_p
     }
 }
 
@@ -46,6 +93,10 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
     if !(cfg.noise > 0.0 && cfg.class_spread >= 0.0) {
         return Err(Error::invalid("synth needs noise > 0 and class spread >= 0"));
     }
+    if !(cfg.zipf >= 0.0 && cfg.zipf.is_finite()) {
+        return Err(Error::invalid(format!("synth --zipf {} must be a finite exponent >= 0 (0 = equal class frequencies)", cfg.zipf)));
+    }
+    let prior = (cfg.zipf > 0.0).then(|| ClassPrior::new(cfg.classes, cfg.zipf, cfg.seed));
     if cfg.classes.checked_mul(cfg.dim).is_none_or(|n| n > 1 << 30) {
         return Err(Error::invalid(format!("synth: classes × dim = {} × {} centres would not fit in memory (limit 2^30 values)", cfg.classes, cfg.dim)));
     }
@@ -74,7 +125,10 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
                 let mut x = Vec::with_capacity(rows * d);
                 let mut y = Vec::with_capacity(rows);
                 for _ in 0..rows {
-                    let c = cls.sample(&mut r);
+                    let c = match &prior {
+                        Some(p) => p.sample(&mut r),
+                        None => cls.sample(&mut r),
+                    };
                     y.push(c as i64);
                     x.extend((0..d).map(|j| centres[c * d + j] + cfg.noise * std.sample(&mut r)));
                 }
@@ -86,19 +140,21 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
         array::write_npy(&dir.join(format!("{split}_x.npy")), ArrayDtype::F32, &[n, d], bytemuck::cast_slice(&x))?;
         array::write_npy(&dir.join(format!("{split}_y.npy")), ArrayDtype::I64, &[n], bytemuck::cast_slice(&y))?;
     }
-    write_oracle(cfg, &centres, &dir.join("oracle.safetensors"))?;
+    write_oracle(cfg, &centres, prior.as_ref().map(|p| p.log_prior()), &dir.join("oracle.safetensors"))?;
     let meta = serde_json::to_vec_pretty(cfg).map_err(|e| Error::Internal(e.to_string()))?;
     crate::fsio::write_atomic(&dir.join("synth.json"), &meta)
 }
 
 /// The Bayes-optimal teacher of this generator, as a one-layer built-in MLP (`l0.weight` [C, dim],
 /// `l0.bias` [C]): with equal class priors and isotropic noise σ, the log-posterior of class c is
-/// x·μ_c/σ² − |μ_c|²/(2σ²) + const. A teacher that needs no training, for large class counts.
-fn write_oracle(cfg: &SynthConfig, centres: &[f32], path: &Path) -> Result<()> {
+/// x·μ_c/σ² − |μ_c|²/(2σ²) + const, plus log π_c with unequal priors. A teacher that needs no
+/// training, for large class counts.
+fn write_oracle(cfg: &SynthConfig, centres: &[f32], log_prior: Option<&[f64]>, path: &Path) -> Result<()> {
     let d = cfg.dim;
     let s2 = cfg.noise * cfg.noise;
     let w: Vec<f32> = centres.iter().map(|m| m / s2).collect();
-    let b: Vec<f32> = centres.chunks(d).map(|mu| -mu.iter().map(|x| x * x).sum::<f32>() / (2.0 * s2)).collect();
+    let b: Vec<f32> =
+        centres.chunks(d).enumerate().map(|(c, mu)| -mu.iter().map(|x| x * x).sum::<f32>() / (2.0 * s2) + log_prior.map_or(0.0, |lp| lp[c] as f32)).collect();
     let views = [
         ("l0.weight", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![cfg.classes, d], bytemuck::cast_slice(&w))),
         ("l0.bias", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![cfg.classes], bytemuck::cast_slice(&b))),
@@ -114,6 +170,27 @@ fn write_oracle(cfg: &SynthConfig, centres: &[f32], path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The power law's frequencies follow it: the least-squares slope of log count against log rank
+    /// over the 100 most frequent classes is −s within 0.05.
+    #[test]
+    fn zipf_frequencies_follow_the_law() {
+        for s in [0.8, 1.1, 1.5] {
+            let p = ClassPrior::new(5000, s, 3);
+            let mut rng = ChaCha8Rng::seed_from_u64(4);
+            let mut count = vec![0f64; 5000];
+            for _ in 0..400_000 {
+                count[p.sample(&mut rng)] += 1.0;
+            }
+            count.sort_by(|a, b| b.total_cmp(a));
+            let pts: Vec<(f64, f64)> = (0..100).map(|r| (((r + 1) as f64).ln(), count[r].ln())).collect();
+            let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / 100.0, pts.iter().map(|p| p.1).sum::<f64>() / 100.0);
+            let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / pts.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
+            assert!((slope + s).abs() < 0.05, "s = {s}: fitted exponent {}", -slope);
+            let lp = p.log_prior();
+            assert!((lp.iter().map(|x| x.exp()).sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+    }
     #[test]
     fn deterministic_for_a_seed() {
         let cfg = SynthConfig { classes: 20, dim: 4, train: 100, test: 10, group: 5, ..Default::default() };
