@@ -94,20 +94,7 @@ pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<Sp
                 let hd = h.f_detach()?.f_requires_grad_(true)?;
                 let o = step_loss(&LossConfig { estimator: est, temperature: temp, alpha: 0.9 }, &hd, &head, &tg, dis.as_mut(), &mut rng)?;
                 o.loss.f_backward()?;
-                let g = o.head_grad()?;
-                let delta = match &o.rows {
-                    Some(r) => Some(opt.step_rows(&mut head, r, &g)?),
-                    None => {
-                        opt.step_all(&mut head, &g)?;
-                        None
-                    }
-                };
-                if let (Some(ds), Some(plan)) = (dis.as_mut(), &o.plan) {
-                    match &delta {
-                        Some(delta) => ds.after_step(&head, delta, plan, &crate::train::student::Student::augment(&hd.f_detach()?)?, temp)?,
-                        None => ds.total_stale = true,
-                    }
-                }
+                o.update_head(&mut head, &mut opt, dis.as_mut(), &hd, temp)?;
                 let t2 = Instant::now();
                 (&h * hd.grad()).f_sum(Kind::Float)?.f_backward()?;
                 let t3 = Instant::now();

@@ -23,7 +23,6 @@ use crate::sample::DisConfig;
 use crate::train::dis::DisState;
 use crate::train::loss::{self, Estimator, LossConfig, Targets};
 use crate::train::optim::{OptConfig, OptKind, RowOptimizer};
-use crate::train::student::Student;
 
 #[derive(Debug, Clone)]
 pub struct StepOptions {
@@ -122,23 +121,14 @@ pub fn write_fixture(o: &StepOptions) -> Result<usize> {
         named.push(raw(p("constant"), &Tensor::f_from_slice(&[out.constant])?)?);
         named.push(raw(p("grad_h"), &h.grad())?);
         named.push(raw(p("grad_head"), &grad_head)?);
-        let delta = match &out.rows {
-            Some(rows) => Some(hopt.step_rows(&mut head, rows, &g)?),
-            None => {
-                hopt.step_all(&mut head, &g)?;
-                None
-            }
-        };
+        // the update train's step makes (the sampler's bookkeeping does not move the head)
+        out.update_head(&mut head, &mut hopt, dis.as_mut(), &h, temperature)?;
         named.push(raw(p("head"), &head)?);
         if let (Some(st), Some(plan)) = (dis.as_mut(), &out.plan) {
             named.push(raw(p("cols"), &ints(&plan.cols)?)?);
             named.push(raw(p("logw"), &Tensor::f_from_slice(&plan.logw)?)?);
             named.push(raw(p("union"), &ints(&plan.union)?)?);
             named.push(raw(p("dense"), &ints(&[plan.dense as i64])?)?);
-            match &delta {
-                Some(delta) => st.after_step(&head, delta, plan, &Student::augment(&h.f_detach()?)?, temperature)?,
-                None => st.total_stale = true,
-            }
             named.push(raw(p("mass"), &Tensor::f_from_slice(&st.sampler.mass)?)?);
             named.push(raw(p("assign"), &assign(st)?)?);
         }

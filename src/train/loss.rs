@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::format::rows::RowBatch;
 use crate::sample::{Plan, RowsView, Tail};
 use crate::train::dis::DisState;
+use crate::train::optim::RowOptimizer;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -126,6 +127,28 @@ impl StepOut {
     /// The head gradient on `rows` (clipped weights of sampled rows are applied inside the loss).
     pub fn head_grad(&self) -> Result<Tensor> {
         Ok(self.leaf.grad())
+    }
+
+    /// The head's update after `backward`: `opt` on the rows the step touched (every row for a dense
+    /// step), then the `dis` sampler's bookkeeping — the running sum of the head, the cluster statistics
+    /// and the next proposal from the step's features `h` (without the bias column) at temperature
+    /// `temp`; after a dense step the running sum is marked stale.
+    pub fn update_head(&self, head: &mut Tensor, opt: &mut RowOptimizer, dis: Option<&mut DisState>, h: &Tensor, temp: f64) -> Result<()> {
+        let g = self.head_grad()?;
+        let delta = match &self.rows {
+            Some(rows) => Some(opt.step_rows(head, rows, &g)?),
+            None => {
+                opt.step_all(head, &g)?;
+                None
+            }
+        };
+        if let (Some(d), Some(plan)) = (dis, &self.plan) {
+            match &delta {
+                Some(delta) => d.after_step(head, delta, plan, &crate::train::student::Student::augment(&h.f_detach()?)?, temp)?,
+                None => d.total_stale = true,
+            }
+        }
+        Ok(())
     }
 }
 

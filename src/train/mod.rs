@@ -478,22 +478,8 @@ fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch) -> Res
         }
     }
     out.loss.f_backward()?;
-    let g = out.head_grad()?;
-    let delta = match &out.rows {
-        Some(rows) => Some(st.hopt.step_rows(&mut st.student.head, rows, &g)?),
-        None => {
-            st.hopt.step_all(&mut st.student.head, &g)?;
-            None
-        }
-    };
+    out.update_head(&mut st.student.head, &mut st.hopt, st.dis.as_mut(), &h, o.temperature)?;
     st.bopt.step(&mut st.params)?;
-    if let (Some(d), Some(plan)) = (st.dis.as_mut(), &out.plan) {
-        // the sampler's bookkeeping: the running sum of the head, cluster statistics, the next proposal
-        match &delta {
-            Some(delta) => d.after_step(&st.student.head, delta, plan, &crate::train::student::Student::augment(&h.f_detach()?)?, o.temperature)?,
-            None => d.total_stale = true,
-        }
-    }
     Ok(out)
 }
 
