@@ -655,7 +655,7 @@ class DistillHead(nn.Module):
         nk = len(keep)
         lab_rows = self._labelled(tg.label)
         lab_col = pc[lab_rows, k]
-        (i_rows, i_pc, i_lr, i_lc), (f_pt, f_own, f_lown) = _send(dev, [cols[keep] - self.lo, pc, lab_rows, lab_col], [pos_t * owned, owned.astype(np.float32), (lab_col < nk).astype(np.float32)])
+        (i_rows, i_pc, i_lr, i_lc), (f_pt, f_lown) = _send(dev, [cols[keep] - self.lo, pc, lab_rows, lab_col], [pos_t * owned, (lab_col < nk).astype(np.float32)])
         leaf = self._table(i_rows)
         s_u = ha @ leaf.t()  # [B, n]
         valid = torch.zeros((b, nk + 1), dtype=torch.bool, device=dev).scatter(1, i_pc, True)[:, :nk]
@@ -704,7 +704,7 @@ class DistillHead(nn.Module):
         col_local[c_keep] = np.arange(ncol)
         slot_owned = u_own[pos_u]
         act = active & slot_owned
-        own = np.where(own_col >= 0, col_local[np.where(own_col >= 0, own_col, n)], ncol)
+        own = col_local[np.where(own_col >= 0, own_col, n)]  # col_local[n] is the spare column
         logw = plan["logw"][c_keep]
         head_scale = plan["head_scale"][c_keep]
         clipped = bool((plan["head_scale"] < 1.0).any())
