@@ -178,6 +178,11 @@ pub struct DisArgs {
     /// dis: largest importance weight a sampled row's head update may carry (inf = unclipped).
     #[arg(long, default_value_t = kdcache::sample::DisConfig::default().clip)]
     pub dis_clip: f64,
+    /// dis: where the negatives outside the batch's ranked classes are drawn from: uniform (every
+    /// class alike), prior (the teacher's class prior in the manifest, tempered), clusters (online
+    /// clusters of head rows, weighted by the student's current softmax mass).
+    #[arg(long, value_enum, default_value = "clusters")]
+    pub dis_proposal: kdcache::sample::Proposal,
 }
 
 #[cfg(feature = "torch")]
@@ -189,7 +194,14 @@ impl DisArgs {
             Some(n) => n,
             None => 0,
         };
-        Ok(kdcache::sample::DisConfig { head_rows, tail: self.dis_tail, clusters: self.dis_clusters, clip: self.dis_clip, ..Default::default() })
+        Ok(kdcache::sample::DisConfig {
+            head_rows,
+            tail: self.dis_tail,
+            clusters: self.dis_clusters,
+            clip: self.dis_clip,
+            proposal: self.dis_proposal,
+            ..Default::default()
+        })
     }
 }
 

@@ -343,8 +343,10 @@ class DistillHead(nn.Module):
     loss          "full", "topk", "ghost", "rs" (caches with tail samples) or "dis"
     temperature   T (one of the cache's temperatures; the batch must be read at it)
     alpha         α: the weight of KD against CE on the labels (1 = KD only)
-    candidates, clusters, reserve, uniform_share, clip, reassign, dense_above, tail
+    candidates, clusters, reserve, uniform_share, clip, reassign, dense_above, tail, proposal
                   the `dis` sampler's settings, as `kdcache train --candidates/--dis-*` (0 = automatic)
+    prior         the teacher's class prior [C] at T = 1 (the manifest's `stats.class_prior`; `from_cache`
+                  passes it), which proposal="prior" draws from
     seed          the head's initialisation (W uniform in ±1/√d, b = 0) and the `dis` draws: step s
                   draws with `seed ^ s·φ`, as `kdcache train --seed`
     shard         class-sharded over the ranks of `group` (see the module's doc)
@@ -375,6 +377,8 @@ class DistillHead(nn.Module):
         reassign: int = 256,
         dense_above: float = 0.6,
         tail: str = "spread",
+        proposal: str = "clusters",
+        prior=None,
         seed: int = 0,
         shard: bool = False,
         group=None,
@@ -407,14 +411,19 @@ class DistillHead(nn.Module):
         self.weight = nn.Parameter(self._init_rows(self.lo, self.hi).to(device))
         _HEADS[id(self.weight)] = self
         self.register_buffer("step", torch.zeros((), dtype=torch.int64), persistent=True)
-        self._dis_cfg = dict(candidates=candidates, reserve=reserve, clusters=clusters, uniform_share=uniform_share, clip=clip, reassign=reassign, dense_above=dense_above, tail=tail)
+        self._dis_cfg = dict(
+            candidates=candidates, reserve=reserve, clusters=clusters, uniform_share=uniform_share, clip=clip, reassign=reassign, dense_above=dense_above, tail=tail, proposal=proposal
+        )
         self.sampler = None
         #: the last `dis` plan (the core's, as NumPy arrays: columns, weights, the rows it touched)
         self.last_plan = None
         self._pending = []
         self._warned_resync = False
         if loss == "dis":
-            self.sampler = _kdcache.Sampler(num_classes, seed=seed, **self._dis_cfg)
+            if proposal == "prior" and prior is None:
+                raise ValueError("proposal='prior' needs the teacher's class prior: pass prior= (DistillHead.from_cache does)")
+            pr = None if prior is None else np.ascontiguousarray(np.asarray(prior, dtype=np.float64))
+            self.sampler = _kdcache.Sampler(num_classes, seed=seed, prior=pr, temperature=self.temperature, **self._dis_cfg)
             n = self.sampler.num_clusters
             for name, shape in (("dis_counts", (n,)), ("dis_sums", (n, dim + 1)), ("dis_sq", (n, dim + 1)), ("dis_total", (dim + 1,))):
                 self.register_buffer(name, torch.zeros(shape, dtype=torch.float64, device=device))
@@ -434,6 +443,11 @@ class DistillHead(nn.Module):
                 raise ValueError("loss='rs' needs tail samples: build the cache with tail samples (kdcache cache --tail-samples M)")
             if t != temps[0]:
                 raise ValueError(f"loss='rs' trains at the cache's first temperature ({temps[0]:g}) only: its tail samples were drawn there")
+        if kw.get("proposal") == "prior" and kw.get("prior") is None:
+            prior = (cache.manifest.get("stats") or {}).get("class_prior") or None
+            if prior is None:
+                raise ValueError("proposal='prior' needs the teacher's class prior, and this cache's manifest records none")
+            kw["prior"] = prior
         return cls(cache.num_classes, dim, loss, t, **kw)
 
     def _init_rows(self, lo: int, hi: int) -> torch.Tensor:
@@ -849,17 +863,19 @@ class DistillHead(nn.Module):
         if len(pend) > 1:
             # several forwards shared one update (gradient accumulation): everything recomputed
             self._recompute()
-            self.sampler.mass = self._mass(ha).cpu().numpy()
+            if self.sampler.adaptive:
+                self.sampler.mass = self._mass(ha).cpu().numpy()
             return
         g = self._grp
         if self.sharded:
             delta = g.all_reduce(delta.double())
         self.dis_total += delta.to(self.dis_total.device, torch.float64)
+        if not self.sampler.adaptive:
+            return  # a fixed proposal: nothing else follows the student
         mass = self._mass(ha)
         c = self.num_classes
-        ncl = self.sampler.num_clusters
         budget = self.sampler.reassign_budget
-        if ncl <= 1 or budget == 0:
+        if budget == 0:
             self.sampler.mass = mass.cpu().numpy()
             return
         union = plan["union"]

@@ -2,7 +2,7 @@
 //! [`kdcache::sample::Sampler`] as it is, so a PyTorch head draws exactly the columns, inclusion
 //! probabilities and masks `kdcache train` draws from the same state and seed. The device-side statistics
 //! (cluster sums, the student-mass estimate) live in torch, in `kdcache.head`.
-use kdcache::sample::{Clusters, DisConfig, Plan, RowsView, Sampler, Tail};
+use kdcache::sample::{Clusters, DisConfig, Plan, Proposal, RowsView, Sampler, Tail};
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -47,8 +47,12 @@ fn plan_dict<'py>(py: Python<'py>, pl: Plan) -> PyResult<Bound<'py, PyDict>> {
 #[pymethods]
 impl PySampler {
     /// A fresh sampler for `classes` classes: balanced random clusters from `seed`, as `train` starts.
+    /// `proposal` is "clusters", "uniform" or "prior"; the prior proposal needs `prior` (float64 [C],
+    /// the teacher's class prior at T = 1, as the manifest's `stats.class_prior`), tempered at
+    /// `temperature` as `train` does.
     #[new]
-    #[pyo3(signature = (classes, *, candidates=0, reserve=0.25, clusters=0, uniform_share=0.2, clip=8.0, reassign=256, dense_above=0.6, tail="spread", seed=0))]
+    #[pyo3(signature = (classes, *, candidates=0, reserve=0.25, clusters=0, uniform_share=0.2, clip=8.0, reassign=256, dense_above=0.6, tail="spread", proposal="clusters", prior=None, temperature=1.0, seed=0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         classes: usize,
         candidates: usize,
@@ -59,6 +63,9 @@ impl PySampler {
         reassign: usize,
         dense_above: f64,
         tail: &str,
+        proposal: &str,
+        prior: Option<PyReadonlyArray1<'_, f64>>,
+        temperature: f64,
         seed: u64,
     ) -> PyResult<Self> {
         if classes < 2 {
@@ -69,9 +76,22 @@ impl PySampler {
             "bucket" => Tail::Bucket,
             t => return Err(invalid(format!("dis tail {t:?}: use \"spread\" or \"bucket\""))),
         };
-        let cfg = DisConfig { head_rows: candidates, reserve, clusters, uniform_share, clip, reassign, dense_above, tail };
+        let proposal = match proposal {
+            "clusters" => Proposal::Clusters,
+            "uniform" => Proposal::Uniform,
+            "prior" => Proposal::Prior,
+            p => return Err(invalid(format!("dis proposal {p:?}: use \"clusters\", \"uniform\" or \"prior\""))),
+        };
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            return Err(invalid(format!("temperature {temperature} must be > 0")));
+        }
+        let cfg = DisConfig { head_rows: candidates, reserve, clusters, uniform_share, clip, reassign, dense_above, tail, proposal };
         cfg.validate(classes).map_err(invalid)?;
-        Ok(PySampler { inner: Sampler::new(cfg, classes, seed) })
+        let weight = match &prior {
+            Some(p) if proposal == Proposal::Prior => Some(kdcache::sample::tempered_prior(contiguous(p, "prior")?, temperature)),
+            _ => None,
+        };
+        Ok(PySampler { inner: Sampler::new(cfg, classes, seed, weight.as_deref()).map_err(invalid)? })
     }
 
     /// The class count C.
@@ -84,6 +104,13 @@ impl PySampler {
     #[getter]
     fn num_clusters(&self) -> usize {
         self.inner.clusters.len()
+    }
+
+    /// Whether the proposal follows the student (cluster statistics and re-assignment after each
+    /// step); False for the fixed proposals (uniform, prior).
+    #[getter]
+    fn adaptive(&self) -> bool {
+        self.inner.adaptive()
     }
 
     /// Rows re-assigned per step (the configuration's `reassign`).

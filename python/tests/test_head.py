@@ -53,11 +53,23 @@ def fixture(cli, cache: Path, tmp: Path, loss: str, temperature: float, *extra) 
     return t, json.loads(meta["config"])
 
 
-def head_for(cfg: dict) -> kt.DistillHead:
+def head_for(cfg: dict, cache: Path) -> kt.DistillHead:
     kw = {}
     if cfg["loss"] == "dis":
         d = cfg["dis"]
-        kw = dict(candidates=d["candidates"], reserve=d["reserve"], clusters=d["clusters"], uniform_share=d["uniform_share"], clip=float("inf") if d["clip"] is None else d["clip"], reassign=d["reassign"], dense_above=d["dense_above"], tail=d["tail"])
+        kw = dict(
+            candidates=d["candidates"],
+            reserve=d["reserve"],
+            clusters=d["clusters"],
+            uniform_share=d["uniform_share"],
+            clip=float("inf") if d["clip"] is None else d["clip"],
+            reassign=d["reassign"],
+            dense_above=d["dense_above"],
+            tail=d["tail"],
+            proposal=d["proposal"],
+        )
+        if d["proposal"] == "prior":
+            kw["prior"] = kdcache.Cache(cache).manifest["stats"]["class_prior"]
     return kt.DistillHead(cfg["classes"], cfg["dim"], cfg["loss"], cfg["temperature"], cfg["alpha"], seed=cfg["seed"], **kw)
 
 
@@ -88,6 +100,8 @@ CASES = {
     "dis": (2, ("--candidates", 90, "--dis-dense-above", 2)),
     "dis-bucket": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-tail", "bucket")),
     "dis-clipped": (2, ("--candidates", 60, "--dis-dense-above", 2, "--dis-clip", 1.5, "--dis-clusters", 5)),
+    "dis-uniform": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-proposal", "uniform")),
+    "dis-prior": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-proposal", "prior")),
     # default options: the plan is dense here, the exact full step
     "dis-dense": (2, ()),
 }
@@ -98,7 +112,7 @@ def test_each_estimator_equals_the_trainer(cli, cache, tmp_path, case):
     loss = case.split("-")[0]
     temperature, extra = CASES[case]
     t, cfg = fixture(cli, cache, tmp_path, loss, temperature, *extra)
-    head = head_for(cfg)
+    head = head_for(cfg, cache)
     head.set_table(torch.from_numpy(t["head0"].copy()))
     if loss == "dis":
         assert np.array_equal(head.sampler.assignment(), t["assign0"]), "the sampler starts from other clusters"
@@ -127,7 +141,7 @@ def test_each_estimator_equals_the_trainer(cli, cache, tmp_path, case):
         if loss == "dis":
             assert np.array_equal(head.sampler.assignment(), t[f"s{s}.assign"]), f"step {s}: other clusters"
             np.testing.assert_allclose(head.sampler.mass, t[f"s{s}.mass"], rtol=1e-5, atol=1e-9)
-    if case in ("dis", "dis-bucket", "dis-clipped"):
+    if loss == "dis" and case != "dis-dense":
         assert sparse_steps == cfg["steps"], "the dis fixture must exercise the sampled path"
     if case == "dis-dense":
         assert sparse_steps == 0

@@ -146,7 +146,7 @@ impl Problem {
 fn dis_variant(name: &str, c: usize) -> DisConfig {
     let mut cfg = DisConfig { head_rows: c.div_ceil(20), ..Default::default() };
     match name {
-        "dis-uniform" => cfg.clusters = 1,
+        "dis-uniform" => cfg.proposal = crate::sample::Proposal::Uniform,
         "dis-bucket" => cfg.tail = Tail::Bucket,
         "dis-noclip" => cfg.clip = f64::INFINITY,
         _ => {}
@@ -194,7 +194,7 @@ pub fn fidelity(class_counts: &[usize], ks: &[usize], draws: usize, progress: bo
                         eprintln!("  fidelity: C = {c}, {teacher}, K = {k}, {name} ({n} draws)");
                     }
                     let mut dis = if est == Estimator::Dis {
-                        let mut d = DisState::new(dis_variant(name, c), &pb.head, 11)?;
+                        let mut d = DisState::new(dis_variant(name, c), &pb.head, 11, None)?;
                         d.kmeans(&pb.head, 5)?;
                         d.refresh_mass(&crate::train::student::Student::augment(&pb.x.f_matmul(&pb.a)?)?, pb.temp)?;
                         Some(d)

@@ -83,7 +83,8 @@ pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<Sp
             }
             let mut head = Tensor::f_randn([c as i64, d + 1], opts)? * 0.01;
             let mut opt = RowOptimizer::new(OptConfig::new(OptKind::Adam, 1e-3), &head)?;
-            let mut dis = if est == Estimator::Dis { Some(DisState::new(DisConfig { head_rows: budget, ..Default::default() }, &head, 1)?) } else { None };
+            let mut dis =
+                if est == Estimator::Dis { Some(DisState::new(DisConfig { head_rows: budget, ..Default::default() }, &head, 1, None)?) } else { None };
             let (mut head_t, mut step_t, mut rows) = (vec![], vec![], 0.0);
             // a full step at a million classes takes seconds: fewer repetitions there
             let reps = if est == Estimator::Full && c >= 500_000 { reps.min(3) } else { reps };

@@ -40,6 +40,37 @@ pub enum Tail {
     Bucket,
 }
 
+/// Where the sampled negatives (the classes outside the batch's ranked ones) are drawn from. Every
+/// proposal stratifies the classes and draws uniformly within a stratum, so each column's inclusion
+/// probability is exact and the normaliser unbiased; they differ in the strata and in how the draws are
+/// spread over them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Proposal {
+    /// One stratum: every free class equally likely (Partial FC's positives plus uniform negatives).
+    /// No bookkeeping.
+    Uniform,
+    /// The teacher's class prior from the cache's manifest, tempered (π_c^(1/T)): the unigram proposal
+    /// of sampled softmax. Strata are runs of classes whose tempered prior lies within a factor 2 of
+    /// each other, each receiving draws in proportion to its free members' prior mass. Fixed: no
+    /// bookkeeping per step.
+    Prior,
+    /// Online clusters of head rows, with draws in proportion to the batch's current student softmax
+    /// mass in each (estimated from the cluster statistics): the proposal follows the student.
+    #[default]
+    Clusters,
+}
+
+impl Proposal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proposal::Uniform => "uniform",
+            Proposal::Prior => "prior",
+            Proposal::Clusters => "clusters",
+        }
+    }
+}
+
 /// The DIS hyper-parameters; `Default` is what `train` and `bench` use unless told otherwise.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DisConfig {
@@ -65,11 +96,24 @@ pub struct DisConfig {
     /// Dense step (the exact `full` or `ghost`) when `head_rows` ≥ this share of C.
     pub dense_above: f64,
     pub tail: Tail,
+    /// Where the negatives outside the batch's ranked classes come from.
+    #[serde(default)]
+    pub proposal: Proposal,
 }
 
 impl Default for DisConfig {
     fn default() -> Self {
-        DisConfig { head_rows: 0, reserve: 0.25, clusters: 0, uniform_share: 0.2, clip: 8.0, reassign: 256, dense_above: 0.6, tail: Tail::Spread }
+        DisConfig {
+            head_rows: 0,
+            reserve: 0.25,
+            clusters: 0,
+            uniform_share: 0.2,
+            clip: 8.0,
+            reassign: 256,
+            dense_above: 0.6,
+            tail: Tail::Spread,
+            proposal: Proposal::Clusters,
+        }
     }
 }
 
@@ -81,8 +125,12 @@ impl DisConfig {
         (classes * 3).div_ceil(20).clamp(512, 8192).min(classes)
     }
 
-    /// The cluster count used for C classes.
+    /// The cluster count used for C classes (1 for the uniform proposal; the prior's strata follow
+    /// the prior, see [`prior_strata`]).
     pub fn cluster_count(&self, classes: usize) -> usize {
+        if self.proposal == Proposal::Uniform {
+            return 1;
+        }
         if self.clusters > 0 {
             return self.clusters.min(classes.max(1));
         }
@@ -109,6 +157,34 @@ impl DisConfig {
         }
         Ok(())
     }
+}
+
+/// The tempered prior π_c^(1/T) of a manifest's class prior (non-finite or negative entries count as 0).
+pub fn tempered_prior(prior: &[f64], temperature: f64) -> Vec<f64> {
+    prior.iter().map(|&p| if p.is_finite() && p > 0.0 { p.powf(1.0 / temperature) } else { 0.0 }).collect()
+}
+
+/// The strata of the prior proposal: classes in decreasing order of `weight`, a new stratum starting
+/// where the weight falls below half of the stratum's first (so weights within a stratum differ by less
+/// than 2×, and draws uniform within it are close to draws ∝ weight); classes of weight 0 form the last
+/// stratum. Returns the assignment and each stratum's share of the total weight.
+pub fn prior_strata(weight: &[f64]) -> (Vec<u32>, Vec<f64>) {
+    let mut order: Vec<u32> = (0..weight.len() as u32).collect();
+    order.sort_by(|&a, &b| weight[b as usize].total_cmp(&weight[a as usize]).then(a.cmp(&b)));
+    let total: f64 = weight.iter().sum();
+    let mut assign = vec![0u32; weight.len()];
+    let mut mass: Vec<f64> = vec![];
+    let mut first = f64::NAN;
+    for &j in &order {
+        let w = weight[j as usize];
+        if mass.is_empty() || (w < 0.5 * first && !(first <= 0.0)) {
+            mass.push(0.0);
+            first = w;
+        }
+        *mass.last_mut().expect("one stratum") += if total > 0.0 { w / total } else { 0.0 };
+        assign[j as usize] = (mass.len() - 1) as u32;
+    }
+    (assign, mass)
 }
 
 /// Online clusters of head rows: the strata of the negatives. Host side: membership only (the device
@@ -249,11 +325,35 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(cfg: DisConfig, classes: usize, seed: u64) -> Self {
-        let n = cfg.cluster_count(classes);
-        let clusters = Clusters::new(classes, n, seed);
-        let mass = clusters.members.iter().map(|m| m.len() as f64 / classes.max(1) as f64).collect();
-        Sampler { cfg, clusters, mass, slot: vec![-1; classes], col: vec![-1; classes] }
+    /// A fresh sampler for `classes` classes. `prior` is the prior proposal's weight per class (see
+    /// [`tempered_prior`]), needed by it and ignored by the others; the error says what is missing.
+    pub fn new(cfg: DisConfig, classes: usize, seed: u64, prior: Option<&[f64]>) -> Result<Self, String> {
+        let (clusters, mass) = match cfg.proposal {
+            Proposal::Prior => {
+                let w = prior.ok_or("the prior proposal needs the teacher's class prior, and the cache's manifest records none")?;
+                if w.len() != classes {
+                    return Err(format!("the class prior has {} entries for C = {classes} classes", w.len()));
+                }
+                if !w.iter().any(|&x| x > 0.0) || w.iter().any(|&x| !(x >= 0.0 && x.is_finite())) {
+                    return Err("the class prior must be finite, non-negative and not all zero".into());
+                }
+                let (assign, mass) = prior_strata(w);
+                let n = mass.len();
+                (Clusters::from_assign(assign, n).ok_or("prior strata out of range")?, mass)
+            }
+            _ => {
+                let clusters = Clusters::new(classes, cfg.cluster_count(classes), seed);
+                let mass = clusters.members.iter().map(|m| m.len() as f64 / classes.max(1) as f64).collect();
+                (clusters, mass)
+            }
+        };
+        Ok(Sampler { cfg, clusters, mass, slot: vec![-1; classes], col: vec![-1; classes] })
+    }
+
+    /// Whether the proposal follows the student (the device keeps cluster statistics and re-assigns
+    /// rows after each step); the others are fixed.
+    pub fn adaptive(&self) -> bool {
+        self.cfg.proposal == Proposal::Clusters && self.clusters.len() > 1
     }
 
     pub fn classes(&self) -> usize {
@@ -332,7 +432,16 @@ impl Sampler {
         for &j in &pl.union {
             free[self.clusters.assign[j as usize] as usize] -= 1.0;
         }
-        let x = allocate(&free, &self.mass, (m - m_u) as f64, self.cfg.uniform_share);
+        // the prior's strata hold classes of alike weight, so the free members' share of a stratum's
+        // weight is close to their share of its members
+        let scaled: Vec<f64>;
+        let mass = if self.cfg.proposal == Proposal::Prior {
+            scaled = (0..nclu).map(|c| self.mass[c] * free[c] / (self.clusters.members[c].len().max(1) as f64)).collect();
+            &scaled
+        } else {
+            &self.mass
+        };
+        let x = allocate(&free, mass, (m - m_u) as f64, self.cfg.uniform_share);
         let mut avail = vec![];
         for cl in 0..nclu {
             if x[cl] <= 0.0 || free[cl] <= 0.0 {
@@ -468,10 +577,22 @@ mod tests {
     #[test]
     fn plans_are_unbiased_and_consistent() {
         let (b, k, c) = (12, 5, 300);
+        // a power-law prior with a few classes of weight 0 (reachable through the uniform share only)
+        let prior: Vec<f64> = (0..c).map(|j| if j % 50 == 7 { 0.0 } else { ((j % 97) as f64 + 1.0).powf(-1.2) }).collect();
+        for proposal in [Proposal::Clusters, Proposal::Uniform, Proposal::Prior] {
+            let cfg = DisConfig { head_rows: 40, clusters: 5, proposal, ..Default::default() };
+            let mut s = Sampler::new(cfg, c, 4, Some(&prior)).unwrap();
+            if proposal == Proposal::Clusters {
+                s.mass = vec![0.5, 0.1, 0.2, 0.15, 0.05];
+            }
+            assert_eq!(s.adaptive(), proposal == Proposal::Clusters);
+            unbiased_and_consistent(&mut s, b, k, c);
+        }
+    }
+
+    fn unbiased_and_consistent(s: &mut Sampler, b: usize, k: usize, c: usize) {
         let (idx, p, label) = rows(b, k, c, 3);
         let view = RowsView { b, k, classes: c, idx: &idx, p: &p, label: &label };
-        let mut s = Sampler::new(DisConfig { head_rows: 40, clusters: 5, ..Default::default() }, c, 4);
-        s.mass = vec![0.5, 0.1, 0.2, 0.15, 0.05];
         let f: Vec<f64> = (0..c).map(|j| 1.0 + (j % 7) as f64).collect();
         let truth: f64 = f.iter().sum();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
@@ -509,8 +630,28 @@ mod tests {
             }
         }
         let rel = (est / n as f64 - truth).abs() / truth;
-        assert!(rel < 0.005, "HT sum off by {rel}");
+        assert!(rel < 0.005, "{}: HT sum off by {rel}", s.cfg.proposal.name());
         assert!((ncols / n as f64 - 40.0).abs() < 1.0, "mean columns {} vs 40", ncols / n as f64);
+    }
+
+    /// The prior's strata: decreasing weight, within 2× inside a stratum, zeros last, shares summing to 1;
+    /// the prior proposal needs a prior of C entries.
+    #[test]
+    fn prior_strata_group_alike_weights() {
+        let w: Vec<f64> = (0..1000).map(|j| if j % 10 == 3 { 0.0 } else { ((j * 7919 % 1000) as f64 + 1.0).powf(-1.1) }).collect();
+        let (assign, mass) = prior_strata(&w);
+        let n = mass.len();
+        assert!((mass.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        for s in 0..n {
+            let ws: Vec<f64> = (0..1000).filter(|&j| assign[j] as usize == s).map(|j| w[j]).collect();
+            let (lo, hi) = (ws.iter().copied().fold(f64::INFINITY, f64::min), ws.iter().copied().fold(0.0, f64::max));
+            assert!(!ws.is_empty() && (hi == 0.0 || lo > 0.0 && hi / lo <= 2.0), "stratum {s}: weights {lo}..{hi}");
+        }
+        assert!((0..1000).filter(|j| j % 10 == 3).all(|j| assign[j] as usize == n - 1), "zero weights form the last stratum");
+        let cfg = DisConfig { proposal: Proposal::Prior, ..Default::default() };
+        assert!(Sampler::new(cfg.clone(), 1000, 1, None).unwrap_err().contains("class prior"));
+        assert!(Sampler::new(cfg.clone(), 1000, 1, Some(&w[..999])).unwrap_err().contains("999 entries"));
+        assert!(Sampler::new(cfg, 1000, 1, Some(&vec![0.0; 1000])).is_err());
     }
 
     #[test]
@@ -518,10 +659,10 @@ mod tests {
         let (b, k, c) = (8, 4, 1000);
         let (idx, p, label) = rows(b, k, c, 7);
         let view = RowsView { b, k, classes: c, idx: &idx, p: &p, label: &label };
-        let mut s = Sampler::new(DisConfig { head_rows: 900, ..Default::default() }, c, 1);
+        let mut s = Sampler::new(DisConfig { head_rows: 900, ..Default::default() }, c, 1, None).unwrap();
         assert!(s.plan(&view, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1)).dense);
         // every class drawn when the budget is C and dense mode is off: weights all 1
-        let mut s = Sampler::new(DisConfig { head_rows: c, dense_above: 2.0, ..Default::default() }, c, 1);
+        let mut s = Sampler::new(DisConfig { head_rows: c, dense_above: 2.0, ..Default::default() }, c, 1, None).unwrap();
         let pl = s.plan(&view, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
         assert_eq!(pl.cols.len(), c);
         assert!(pl.logw.iter().all(|&w| w.abs() < 1e-12));

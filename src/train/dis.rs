@@ -32,10 +32,11 @@ fn f64_of(t: &Tensor) -> Result<Tensor> {
 }
 
 impl DisState {
-    /// Fresh state for `head` [C, D]: balanced random clusters, statistics computed once (O(C·D)).
-    pub fn new(cfg: DisConfig, head: &Tensor, seed: u64) -> Result<Self> {
+    /// Fresh state for `head` [C, D]: balanced random clusters (or the proposal's fixed strata; `prior`
+    /// is the prior proposal's weight per class), statistics computed once (O(C·D)).
+    pub fn new(cfg: DisConfig, head: &Tensor, seed: u64, prior: Option<&[f64]>) -> Result<Self> {
         let c = head.size()[0] as usize;
-        let sampler = Sampler::new(cfg, c, seed);
+        let sampler = Sampler::new(cfg, c, seed, prior).map_err(Error::invalid)?;
         let mut st = DisState { sampler, counts: Tensor::new(), sums: Tensor::new(), sq: Tensor::new(), total: Tensor::new(), cursor: 0, total_stale: false };
         st.recompute(head)?;
         Ok(st)
@@ -136,6 +137,9 @@ impl DisState {
 
     /// Sets the sampler's cluster masses from the features `ha` [B, D] (the proposal of the next draws).
     pub fn refresh_mass(&mut self, ha: &Tensor, temp: f64) -> Result<()> {
+        if !self.sampler.adaptive() {
+            return Ok(());
+        }
         let m = self.mass_tensor(ha, temp)?;
         self.sampler.mass = Vec::<f64>::try_from(&m.f_to_device(Device::Cpu)?)?;
         Ok(())
@@ -153,10 +157,13 @@ impl DisState {
         let dev = head.device();
         let c = self.sampler.classes();
         let ncl = self.sampler.clusters.len();
-        let mass = self.mass_tensor(ha, temp)?;
         self.total = self.total.f_add(&delta.f_to_device(dev)?.f_to_kind(Kind::Double)?)?;
+        if !self.sampler.adaptive() {
+            return Ok(()); // a fixed proposal: nothing else follows the student
+        }
+        let mass = self.mass_tensor(ha, temp)?;
         let budget = self.sampler.cfg.reassign;
-        if ncl <= 1 || budget == 0 {
+        if budget == 0 {
             self.sampler.mass = Vec::<f64>::try_from(&mass.f_to_device(Device::Cpu)?)?;
             return Ok(());
         }
@@ -254,7 +261,7 @@ mod tests {
         tch::manual_seed(1);
         let cfg = DisConfig { head_rows: 40, clusters: 6, reassign: 20, ..Default::default() };
         let mut head = Tensor::randn([c as i64, d], (Kind::Float, Device::Cpu));
-        let mut a = DisState::new(cfg.clone(), &head, 2).unwrap();
+        let mut a = DisState::new(cfg.clone(), &head, 2, None).unwrap();
         let mut opt = RowOptimizer::new(OptConfig::new(OptKind::Adam, 0.1), &head).unwrap();
         let mut restored: Option<(DisState, Tensor)> = None;
         for step in 0..80usize {
@@ -284,7 +291,7 @@ mod tests {
             if step == 25 {
                 // the state as a checkpoint holds it, restored into a fresh sampler (another seed)
                 let saved: std::collections::HashMap<String, Tensor> = a.checkpoint().unwrap().into_iter().map(|(n, t)| (n, t.copy())).collect();
-                let mut r = DisState::new(cfg.clone(), &head, 99).unwrap();
+                let mut r = DisState::new(cfg.clone(), &head, 99, None).unwrap();
                 r.restore(&|n, _| Ok(saved.get(n).map(|t| t.copy())), &|w| Error::Internal(w)).unwrap();
                 restored = Some((r, head.copy()));
             }
@@ -299,7 +306,7 @@ mod tests {
         let (c, d, b, k) = (300usize, 5i64, 6usize, 3usize);
         tch::manual_seed(1);
         let mut head = Tensor::randn([c as i64, d], (Kind::Float, Device::Cpu));
-        let mut st = DisState::new(DisConfig { head_rows: 40, clusters: 6, reassign: 20, ..Default::default() }, &head, 2).unwrap();
+        let mut st = DisState::new(DisConfig { head_rows: 40, clusters: 6, reassign: 20, ..Default::default() }, &head, 2, None).unwrap();
         let mut opt = RowOptimizer::new(OptConfig::new(OptKind::Adam, 0.1), &head).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for step in 0..60 {

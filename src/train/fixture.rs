@@ -87,7 +87,11 @@ pub fn write_fixture(o: &StepOptions) -> Result<usize> {
     let mut head = Tensor::f_cat(&[w, Tensor::f_zeros([classes as i64, 1], cpu)?], 1)?;
     let opt = OptConfig::new(OptKind::Adam, head_lr);
     let mut hopt = RowOptimizer::new(opt, &head)?;
-    let mut dis = if o.loss == Estimator::Dis { Some(DisState::new(o.dis.clone(), &head, o.seed)?) } else { None };
+    let mut dis = if o.loss == Estimator::Dis {
+        Some(DisState::new(o.dis.clone(), &head, o.seed, crate::train::dis_prior(man, &o.dis, temperature).as_deref())?)
+    } else {
+        None
+    };
     let cfg = LossConfig { estimator: o.loss, temperature, alpha: o.alpha };
 
     let ints = |v: &[i64]| Tensor::f_from_slice(v);

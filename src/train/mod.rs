@@ -413,12 +413,22 @@ fn open_run(o: &TrainOptions, inp: &Inputs) -> Result<State> {
     let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
     let bopt = DenseOptimizer::new(OptConfig::new(OptKind::Adam, o.lr), &params)?;
     let hopt = RowOptimizer::new(OptConfig::new(o.head_opt, o.head_lr), &student.head)?;
-    let dis = if o.loss == Estimator::Dis { Some(DisState::new(o.dis.clone(), &student.head, o.seed)?) } else { None };
+    let dis = if o.loss == Estimator::Dis {
+        Some(DisState::new(o.dis.clone(), &student.head, o.seed, dis_prior(&inp.man, &o.dis, o.temperature).as_deref())?)
+    } else {
+        None
+    };
     let mut st = State { student, names, params, bopt, hopt, dis, step: 0, epoch: 0, step_in_epoch: 0 };
     if let Some(map) = &saved {
         st.load(&ckpt, map)?;
     }
     Ok(st)
+}
+
+/// The prior proposal's weights (the manifest's class prior at the training temperature), when it is the proposal.
+pub(crate) fn dis_prior(man: &Manifest, dis: &DisConfig, temperature: f64) -> Option<Vec<f64>> {
+    (dis.proposal == crate::sample::Proposal::Prior && !man.stats.class_prior.is_empty())
+        .then(|| crate::sample::tempered_prior(&man.stats.class_prior, temperature))
 }
 
 /// Batches of B rows from the cache's block stream in the epoch's shuffled order (the last may be short).
