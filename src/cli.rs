@@ -156,6 +156,10 @@ pub struct TrainArgs {
     /// Stop after N steps in total (0 = all epochs).
     #[arg(long, default_value_t = 0)]
     pub max_steps: usize,
+    /// Also evaluate on the held-out set every N steps (0 = only at epoch ends): finer curves of
+    /// top-1 against steps and training time, for `compare`'s time to accuracy.
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
 }
 
 /// The `dis` sampler's options, shared by `train` and `step`.
@@ -323,6 +327,14 @@ pub struct SynthArgs {
     /// word- or product-like: a few classes with thousands of rows, most with a handful).
     #[arg(long, default_value_t = 0.0)]
     pub zipf: f64,
+    /// A second, coarser scale of the class hierarchy: groups of N classes (N a multiple of --group;
+    /// about √C is natural) whose superclass centres lie around a common coarse centre (0 = none: the
+    /// superclass centres are independent).
+    #[arg(long, default_value_t = 0)]
+    pub coarse: usize,
+    /// Spread of superclass centres around their coarse centre (with --coarse).
+    #[arg(long, default_value_t = 0.7)]
+    pub coarse_spread: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

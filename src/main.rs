@@ -58,6 +58,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 class_spread: a.class_spread,
                 noise: a.noise,
                 zipf: a.zipf,
+                coarse: a.coarse,
+                coarse_spread: a.coarse_spread,
             };
             kdcache::data::synth::generate(&cfg, &a.out)?;
             eprintln!("synth: {} train + {} test rows, {} classes, dim {} in {}", a.train, a.test, a.classes, a.dim, a.out.display());
@@ -107,6 +109,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 checkpoint_every: a.checkpoint_every,
                 log_every: a.log_every,
                 max_steps: a.max_steps,
+                eval_every: a.eval_every,
                 resume: a.resume,
                 overwrite: a.overwrite,
                 progress,

@@ -19,6 +19,46 @@ pub struct EvalReport {
     pub nll: f64,
     pub ece: f64,
     pub teacher_agreement: Option<f64>,
+    /// Top-1 by how many training rows each row's class has (null when no training labels were given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<Bands>,
+}
+
+/// Held-out top-1 by frequency band, as long-tailed recognition reports it: classes with more than 100
+/// training rows (many-shot), 20 to 100 (medium) and fewer than 20 (few-shot). A band without held-out
+/// rows has top-1 null.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bands {
+    pub many: Option<f64>,
+    pub medium: Option<f64>,
+    pub few: Option<f64>,
+    /// Held-out rows in each band.
+    pub many_rows: usize,
+    pub medium_rows: usize,
+    pub few_rows: usize,
+}
+
+impl Bands {
+    /// The band (0 many, 1 medium, 2 few) of a class with `n` training rows.
+    pub fn band(n: u64) -> usize {
+        match n {
+            101.. => 0,
+            20..=100 => 1,
+            _ => 2,
+        }
+    }
+
+    /// From (training rows of the class, correct) per held-out row.
+    pub fn from_rows(rows: impl IntoIterator<Item = (u64, bool)>) -> Self {
+        let (mut n, mut ok) = ([0usize; 3], [0usize; 3]);
+        for (count, right) in rows {
+            let b = Self::band(count);
+            n[b] += 1;
+            ok[b] += right as usize;
+        }
+        let top1 = |b: usize| (n[b] > 0).then(|| ok[b] as f64 / n[b] as f64);
+        Bands { many: top1(0), medium: top1(1), few: top1(2), many_rows: n[0], medium_rows: n[1], few_rows: n[2] }
+    }
 }
 
 /// One line of `metrics.jsonl`: a logged training step (`loss`, `step_ms`, `head_rows`) or an
@@ -35,6 +75,13 @@ pub struct MetricsLine {
     pub head_rows: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<EvalReport>,
+    /// Seconds of training (steps and data loading, not evaluation) up to this line, over every process
+    /// of a resumed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_s: Option<f64>,
+    /// An evaluation within an epoch (`train --eval-every`); `epoch` is then the epoch in progress (1-based).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub within_epoch: bool,
 }
 
 /// Reads `metrics.jsonl`; lines that do not parse (a line cut short by a crash) are skipped.
@@ -79,6 +126,9 @@ pub struct Summary {
     pub wall_s: f64,
     /// Held-out rows evaluated (0: no held-out set, and the metrics above are null).
     pub eval_rows: usize,
+    /// Held-out top-1 by the training frequency of each row's class (see [`Bands`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bands: Option<Bands>,
 }
 
 impl Summary {

@@ -3,7 +3,7 @@
 //! from the code under test.
 #![cfg(feature = "torch")]
 use kdcache::rank::rank_row;
-use kdcache::sample::{DisConfig, Tail};
+use kdcache::sample::{DisConfig, Proposal, Tail};
 use kdcache::train::dis::DisState;
 use kdcache::train::loss::{Estimator, LossConfig, Targets, step_loss};
 use rand::SeedableRng;
@@ -116,8 +116,23 @@ fn dense_uniform_tail(tg: &Targets) -> Tensor {
 }
 
 fn dis_state(head: &Tensor, head_rows: usize, tail: Tail, dense: bool) -> DisState {
-    let cfg = DisConfig { head_rows, tail, clip: f64::INFINITY, clusters: 3, dense_above: if dense { 0.6 } else { 2.0 }, ..Default::default() };
-    DisState::new(cfg, head, 5).unwrap()
+    dis_state_with(head, head_rows, tail, dense, Proposal::Clusters, &[])
+}
+
+/// With a proposal; `zs` (the teacher's logits) give the prior proposal its class prior.
+fn dis_state_with(head: &Tensor, head_rows: usize, tail: Tail, dense: bool, proposal: Proposal, zs: &[Vec<f32>]) -> DisState {
+    let cfg = DisConfig { head_rows, tail, clip: f64::INFINITY, clusters: 3, dense_above: if dense { 0.6 } else { 2.0 }, proposal, ..Default::default() };
+    let c = head.size()[0] as usize;
+    let mut prior = vec![0f64; c];
+    for z in zs {
+        let m = z.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let s: f64 = z.iter().map(|&x| (x as f64 - m).exp()).sum();
+        for (p, &x) in prior.iter_mut().zip(z) {
+            *p += (x as f64 - m).exp() / s / zs.len() as f64;
+        }
+    }
+    let prior = (proposal == Proposal::Prior).then(|| kdcache::sample::tempered_prior(&prior, 2.0));
+    DisState::new(cfg, head, 5, prior.as_deref()).unwrap()
 }
 
 /// The ghost estimator's exact gradient: its target is p on the top-K and τ spread over the tail in
@@ -166,8 +181,10 @@ fn every_estimator_equals_full_when_nothing_is_sampled() {
     // and through the sparse path with every class a column
     let tg = targets(&zs, 10, temp as f32, &labels, None);
     let (l_ref, gh_ref, gw_ref) = reference(&dense_uniform_tail(&tg), &h, &head, &labels, temp, alpha);
-    for (est, d) in [(Estimator::Full, None), (Estimator::Dis, Some(true)), (Estimator::Dis, Some(false))] {
-        let mut st = d.map(|dense| dis_state(&head, C, Tail::Spread, dense));
+    let ests = [(Estimator::Full, None), (Estimator::Dis, Some((true, Proposal::Clusters))), (Estimator::Dis, Some((false, Proposal::Clusters)))];
+    let props = [(Estimator::Dis, Some((false, Proposal::Uniform))), (Estimator::Dis, Some((false, Proposal::Prior)))];
+    for (est, d) in ests.into_iter().chain(props) {
+        let mut st = d.map(|(dense, proposal)| dis_state_with(&head, C, Tail::Spread, dense, proposal, &zs));
         let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, st.as_mut(), 0);
         assert!((l - l_ref).abs() < 1e-4 * (1.0 + l_ref.abs()), "{est:?} dense={d:?}: loss {l} vs {l_ref}");
         assert!(
@@ -223,10 +240,18 @@ fn sampled_gradients_converge_to_the_dense_gradient() {
     let k = 4;
     let tg = targets(&zs, k, temp as f32, &labels, None);
     let draws = 4096;
-    for (tail, budget) in [(Tail::Spread, 120), (Tail::Bucket, 120), (Tail::Spread, 200), (Tail::Bucket, 200)] {
+    let runs = [
+        (Tail::Spread, 120, Proposal::Clusters),
+        (Tail::Bucket, 120, Proposal::Clusters),
+        (Tail::Spread, 200, Proposal::Clusters),
+        (Tail::Bucket, 200, Proposal::Clusters),
+        (Tail::Spread, 120, Proposal::Uniform),
+        (Tail::Spread, 120, Proposal::Prior),
+    ];
+    for (tail, budget, proposal) in runs {
         let target = if tail == Tail::Spread { dense_uniform_tail(&tg) } else { ghost_target(&tg, &h, &head, temp) };
         let (_, gh_ref, gw_ref) = reference(&target, &h, &head, &labels, temp, alpha);
-        let mut st = dis_state(&head, budget, tail, false);
+        let mut st = dis_state_with(&head, budget, tail, false, proposal, &zs);
         let mut mean_w = Tensor::zeros([C_SAMPLED as i64, D + 1], (Kind::Double, tch::Device::Cpu));
         let mut mean_h = Tensor::zeros([B as i64, D], (Kind::Double, tch::Device::Cpu));
         let mut single = vec![];
@@ -240,7 +265,7 @@ fn sampled_gradients_converge_to_the_dense_gradient() {
         let (ah, rh) = angle_and_ratio(&mean_h, &gh_ref);
         let single_mean = single.iter().sum::<f64>() / single.len() as f64;
         eprintln!(
-            "dis {tail:?}, {budget} of {C_SAMPLED} rows: mean of {draws} draws: head {aw:.2}° (ratio {rw:.3}), features {ah:.2}° (ratio {rh:.3}); one draw {single_mean:.1}°"
+            "dis {tail:?}, {proposal:?}, {budget} of {C_SAMPLED} rows: mean of {draws} draws: head {aw:.2}° (ratio {rw:.3}), features {ah:.2}° (ratio {rh:.3}); one draw {single_mean:.1}°"
         );
         // the remaining bias is the ratio bias of a sampled normaliser inside a softmax, O(1/columns)
         let tol = if budget >= 200 { 1.5 } else { 3.5 };
@@ -312,7 +337,7 @@ fn rs_converges_to_the_true_teacher_and_topk_does_not() {
 fn clipping_touches_only_sampled_head_rows() {
     let (zs, h, head, labels) = setup(4, C_SAMPLED);
     let tg = targets(&zs, 4, 2.0, &labels, None);
-    let state = |clip: f64| DisState::new(DisConfig { head_rows: 60, clip, clusters: 3, dense_above: 2.0, ..Default::default() }, &head, 5).unwrap();
+    let state = |clip: f64| DisState::new(DisConfig { head_rows: 60, clip, clusters: 3, dense_above: 2.0, ..Default::default() }, &head, 5, None).unwrap();
     let (mut a, mut b) = (state(f64::INFINITY), state(1.0));
     let (_, gh_a, gw_a) = estimate(Estimator::Dis, &tg, &h, &head, 2.0, 0.9, Some(&mut a), 7);
     let (_, gh_b, gw_b) = estimate(Estimator::Dis, &tg, &h, &head, 2.0, 0.9, Some(&mut b), 7);

@@ -49,6 +49,7 @@ fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps
         checkpoint_every: 0,
         log_every: 50,
         max_steps: steps,
+        eval_every: 0,
         resume: false,
         overwrite: false,
         progress: false,

@@ -2,7 +2,9 @@
 //! its Bayes-optimal teacher (`oracle.safetensors`).
 //!
 //! Classes are grouped into superclasses (like CIFAR-100's 20 superclasses of 5 classes). Superclass
-//! centres are drawn from N(0, I); each class centre is its superclass centre plus N(0, class_spread² I);
+//! centres are drawn from N(0, I) — or, with a coarse scale (`coarse` classes per coarse group, a
+//! multiple of the superclass size), from a coarse centre drawn from N(0, I) plus N(0, coarse_spread² I),
+//! so the hierarchy has two scales, as real label sets do; each class centre is its superclass centre plus N(0, class_spread² I);
 //! each instance is its class centre plus N(0, noise² I). Instances overlap most with the other classes of
 //! their superclass, so a good teacher's soft labels carry real class-similarity structure.
 //!
@@ -35,11 +37,32 @@ pub struct SynthConfig {
     /// Exponent s of the class-frequency power law (0 = every class equally frequent).
     #[serde(default)]
     pub zipf: f64,
+    /// Classes per coarse group (0 = no coarse scale).
+    #[serde(default)]
+    pub coarse: usize,
+    #[serde(default = "default_coarse_spread")]
+    pub coarse_spread: f32,
+}
+
+fn default_coarse_spread() -> f32 {
+    0.7
 }
 
 impl Default for SynthConfig {
     fn default() -> Self {
-        SynthConfig { classes: 1000, dim: 64, train: 100_000, test: 10_000, seed: 0, group: 10, class_spread: 0.5, noise: 1.5, zipf: 0.0 }
+        SynthConfig {
+            classes: 1000,
+            dim: 64,
+            train: 100_000,
+            test: 10_000,
+            seed: 0,
+            group: 10,
+            class_spread: 0.5,
+            noise: 1.5,
+            zipf: 0.0,
+            coarse: 0,
+            coarse_spread: 0.7,
+        }
     }
 }
 
@@ -96,6 +119,12 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
     if !(cfg.zipf >= 0.0 && cfg.zipf.is_finite()) {
         return Err(Error::invalid(format!("synth --zipf {} must be a finite exponent >= 0 (0 = equal class frequencies)", cfg.zipf)));
     }
+    if cfg.coarse > 0 && (cfg.coarse % cfg.group != 0 || cfg.coarse > cfg.classes) {
+        return Err(Error::invalid(format!("synth --coarse {} must be a multiple of --group {} and at most --classes {}", cfg.coarse, cfg.group, cfg.classes)));
+    }
+    if !(cfg.coarse_spread >= 0.0 && cfg.coarse_spread.is_finite()) {
+        return Err(Error::invalid("synth --coarse-spread must be finite and >= 0"));
+    }
     let prior = (cfg.zipf > 0.0).then(|| ClassPrior::new(cfg.classes, cfg.zipf, cfg.seed));
     if cfg.classes.checked_mul(cfg.dim).is_none_or(|n| n > 1 << 30) {
         return Err(Error::invalid(format!("synth: classes × dim = {} × {} centres would not fit in memory (limit 2^30 values)", cfg.classes, cfg.dim)));
@@ -105,7 +134,13 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let std = Normal::new(0f32, 1.0).expect("valid normal");
     let supers = cfg.classes.div_ceil(cfg.group);
-    let super_c: Vec<f32> = (0..supers * d).map(|_| std.sample(&mut rng)).collect();
+    let super_c: Vec<f32> = if cfg.coarse > 0 {
+        let per = cfg.coarse / cfg.group; // superclasses per coarse group
+        let coarse_c: Vec<f32> = (0..supers.div_ceil(per) * d).map(|_| std.sample(&mut rng)).collect();
+        (0..supers * d).map(|i| coarse_c[(i / d / per) * d + i % d] + cfg.coarse_spread * std.sample(&mut rng)).collect()
+    } else {
+        (0..supers * d).map(|_| std.sample(&mut rng)).collect()
+    };
     let centres: Vec<f32> = (0..cfg.classes * d)
         .map(|i| {
             let (c, j) = (i / d, i % d);
@@ -191,6 +226,43 @@ mod tests {
             assert!((lp.iter().map(|x| x.exp()).sum::<f64>() - 1.0).abs() < 1e-9);
         }
     }
+    /// With a coarse scale, superclasses of one coarse group lie closer to each other than to those of
+    /// other groups (two scales of structure), and the default output does not change.
+    #[test]
+    fn coarse_groups_cluster_the_superclasses() {
+        let cfg = SynthConfig { classes: 400, dim: 16, train: 2000, test: 0, group: 10, coarse: 100, class_spread: 0.0, ..Default::default() };
+        let t = tempfile::tempdir().unwrap();
+        generate(&cfg, t.path()).unwrap();
+        // the oracle's weights are the class centres / σ²: with class_spread 0 a class is its superclass
+        let st = safetensors::SafeTensors::deserialize(&std::fs::read(t.path().join("oracle.safetensors")).unwrap())
+            .unwrap()
+            .tensor("l0.weight")
+            .unwrap()
+            .data()
+            .to_vec();
+        let w: &[f32] = bytemuck::cast_slice(&st);
+        let dist = |a: usize, b: usize| (0..16).map(|j| (w[a * 16 + j] - w[b * 16 + j]).powi(2)).sum::<f32>();
+        let (mut within, mut across, mut nw, mut na) = (0.0, 0.0, 0, 0);
+        for a in (0..400).step_by(10) {
+            for b in (0..400).step_by(10) {
+                if a / 10 == b / 10 {
+                    continue;
+                }
+                if a / 100 == b / 100 {
+                    within += dist(a, b);
+                    nw += 1;
+                } else {
+                    across += dist(a, b);
+                    na += 1;
+                }
+            }
+        }
+        let (within, across) = (within / nw as f32, across / na as f32);
+        assert!(within < 0.5 * across, "within a coarse group {within}, across {across}");
+        let bad = SynthConfig { coarse: 15, ..cfg };
+        assert!(generate(&bad, t.path()).unwrap_err().to_string().contains("multiple of --group"));
+    }
+
     #[test]
     fn deterministic_for_a_seed() {
         let cfg = SynthConfig { classes: 20, dim: 4, train: 100, test: 10, group: 5, ..Default::default() };

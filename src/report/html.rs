@@ -109,7 +109,7 @@ pub fn report(dir: &Path, runs: &[PathBuf], out: &Path) -> Result<Report> {
     }
     std::fs::create_dir_all(out).ctx(out)?;
     let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kdcache report</title><style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}figure{display:inline-block;margin:1em 1em 1em 0;vertical-align:top}</style></head><body>",
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>kdcache report</title><style>body{font-family:sans-serif;margin:2em;max-width:1500px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}figure{display:inline-block;margin:1em 1em 1em 0;vertical-align:top}</style></head><body>",
     );
     let _ = write!(html, "<h1>kdcache report</h1><p><code>{}</code></p><table>", esc(&dir.display().to_string()));
     let agree = m.stats.top1_agreement.map(|a| format!("{a:.4}")).unwrap_or("n/a".into());
@@ -130,6 +130,12 @@ pub fn report(dir: &Path, runs: &[PathBuf], out: &Path) -> Result<Report> {
         let _ = write!(html, "<tr><th>{key}</th><td>{}</td></tr>", esc(&val));
     }
     html.push_str("</table>");
+    if !runs.is_empty() {
+        // the runs as `compare` tabulates them: top-1 overall and by frequency band, time to accuracy
+        let mut table = vec![];
+        crate::report::compare::compare(runs, None, &mut table)?;
+        let _ = write!(html, "<h2>Runs</h2><pre>{}</pre>", esc(&String::from_utf8_lossy(&table)));
+    }
     let mut files = vec![];
     let mut warned_font = false;
     for (stem, title, svg) in &charts {

@@ -1,5 +1,6 @@
-//! Training curves as a self-contained SVG: training loss and held-out top-1 against step, one line per
-//! run (so estimators can be compared side by side). Written directly as SVG (text is left to the
+//! Training curves as a self-contained SVG: training loss and held-out top-1 against step, and top-1
+//! against seconds of training (time to accuracy), one line per run (so estimators can be compared side
+//! by side). Written directly as SVG (text is left to the
 //! viewer's fonts), so plotting needs no font files or native libraries.
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ struct Series {
     name: String,
     loss: Vec<(f64, f64)>,
     top1: Vec<(f64, f64)>,
+    /// Held-out top-1 against seconds of training (runs that record it).
+    top1_s: Vec<(f64, f64)>,
 }
 
 fn read_run(dir: &Path) -> Result<Series> {
@@ -30,6 +33,9 @@ fn read_run(dir: &Path) -> Result<Series> {
         }
         if let Some(e) = m.eval {
             s.top1.push((step, e.top1));
+            if let Some(t) = m.train_s {
+                s.top1_s.push((t, e.top1));
+            }
         }
     }
     Ok(s)
@@ -172,10 +178,12 @@ pub fn training_curves_svg(runs: &[PathBuf]) -> Result<String> {
     }
     let series: Vec<Series> = runs.iter().map(|r| read_run(r)).collect::<Result<_>>()?;
     let mut svg = String::from(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="960" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="1440" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#,
     );
     panel(&mut svg, 0.0, "training loss", "step", &series.iter().map(|s| (s.name.clone(), s.loss.as_slice())).collect::<Vec<_>>());
     panel(&mut svg, 480.0, "held-out top-1 (full softmax)", "step", &series.iter().map(|s| (s.name.clone(), s.top1.as_slice())).collect::<Vec<_>>());
+    let by_time: Vec<(String, &[(f64, f64)])> = series.iter().map(|s| (s.name.clone(), s.top1_s.as_slice())).collect();
+    panel(&mut svg, 960.0, "top-1 against training time", "seconds of training (no evaluation)", &by_time);
     svg.push_str("</svg>\n");
     Ok(svg)
 }

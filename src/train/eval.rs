@@ -26,14 +26,28 @@ pub fn ece(conf: &[f64], correct: &[bool]) -> f64 {
     (0..ECE_BINS).filter(|&i| n[i] > 0.0).map(|i| (n[i] / total) * ((a[i] - c[i]) / n[i]).abs()).sum()
 }
 
-/// Evaluates on labelled rows of `ds`; `teacher_top1[i]` (if given) is the teacher's argmax for row i.
-pub fn evaluate(s: &mut Student, ds: &Dataset, teacher_top1: Option<&[i64]>, device: Device) -> Result<EvalReport> {
+/// Training rows per class from a dataset's labels (None without labels; labels outside 0..classes are
+/// not counted).
+pub fn class_counts(ds: &Dataset, classes: usize) -> Option<Vec<u64>> {
+    let mut n = vec![0u64; classes];
+    for &y in ds.y.as_ref()? {
+        if let Some(c) = usize::try_from(y).ok().filter(|&c| c < classes) {
+            n[c] += 1;
+        }
+    }
+    Some(n)
+}
+
+/// Evaluates on labelled rows of `ds`; `teacher_top1[i]` (if given) is the teacher's argmax for row i,
+/// `train_counts[c]` (if given) the training rows of class c, for the top-1 by frequency band.
+pub fn evaluate(s: &mut Student, ds: &Dataset, teacher_top1: Option<&[i64]>, train_counts: Option<&[u64]>, device: Device) -> Result<EvalReport> {
     let _g = tch::no_grad_guard();
     s.set_train(false);
     let mut buf = vec![];
     let (mut n, mut top1, mut top5, mut nll, mut agree, mut agree_n) = (0usize, 0usize, 0usize, 0f64, 0usize, 0usize);
     let mut conf = vec![];
     let mut correct = vec![];
+    let mut banded = vec![];
     for lo in (0..ds.len()).step_by(2048) {
         let hi = (lo + 2048).min(ds.len());
         let logits = s.logits(&rows_tensor(ds, lo..hi, &mut buf, device)?)?;
@@ -60,6 +74,9 @@ pub fn evaluate(s: &mut Student, ds: &Dataset, teacher_top1: Option<&[i64]>, dev
             nll -= lp[j] as f64;
             conf.push(maxp[j] as f64);
             correct.push(row_top[0] == y);
+            if let Some(n) = train_counts {
+                banded.push((n.get(y as usize).copied().unwrap_or(0), row_top[0] == y));
+            }
         }
     }
     s.set_train(true);
@@ -71,11 +88,25 @@ pub fn evaluate(s: &mut Student, ds: &Dataset, teacher_top1: Option<&[i64]>, dev
         nll: nll / nf,
         ece: ece(&conf, &correct),
         teacher_agreement: (agree_n > 0).then(|| agree as f64 / agree_n as f64),
+        bands: train_counts.map(|_| crate::run::Bands::from_rows(banded)),
     })
 }
 
 #[cfg(test)]
 mod tests {
+    /// Bands by hand: classes with 150, 100, 20, 19 and 0 training rows fall in many, medium, medium,
+    /// few, few; top-1 is the share right within each.
+    #[test]
+    fn bands_of_a_tiny_case() {
+        use crate::run::Bands;
+        assert_eq!([150, 101, 100, 20, 19, 0].map(Bands::band), [0, 0, 1, 1, 2, 2]);
+        let b = Bands::from_rows([(150, true), (150, false), (100, true), (20, true), (20, true), (19, false), (0, true), (3, false), (1, false)]);
+        assert_eq!((b.many, b.medium, b.few), (Some(0.5), Some(1.0), Some(0.25)));
+        assert_eq!((b.many_rows, b.medium_rows, b.few_rows), (2, 3, 4));
+        let none = Bands::from_rows([(5, true)]);
+        assert_eq!((none.many, none.medium, none.few), (None, None, Some(1.0)));
+    }
+
     #[test]
     fn ece_of_a_calibrated_and_an_overconfident_model() {
         // confidence 0.75, right 3 of 4 times: calibrated

@@ -65,6 +65,9 @@ pub struct TrainOptions {
     pub log_every: usize,
     /// Stop after this many steps in total (0 = run all epochs).
     pub max_steps: usize,
+    /// Also evaluate every this many steps (0 = at epoch ends only).
+    #[serde(default)]
+    pub eval_every: usize,
     #[serde(skip)]
     pub resume: bool,
     /// Start afresh in an --out that holds another run (its files are replaced).
@@ -327,7 +330,7 @@ fn config_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> 
     keys.sort();
     keys.dedup();
     for k in keys {
-        if k == "epochs" || k == "max_steps" {
+        if k == "epochs" || k == "max_steps" || k == "eval_every" {
             continue;
         }
         match (a.get(k), b.get(k)) {
@@ -516,6 +519,18 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     let mut last_loss = None;
     let log_every = o.log_every.max(1) as u64;
     let mut noted_dense = false;
+    let counts = inp.eval_ds.as_ref().and_then(|_| eval::class_counts(&inp.ds, inp.man.classes as usize));
+    // seconds of training so far (steps and data loading, not evaluation), carried over a resume
+    let mut train_s = crate::run::read_metrics(&o.out).ok().and_then(|m| m.iter().rev().find_map(|l| l.train_s)).unwrap_or(0.0);
+    let mut since = Instant::now();
+    let evaluate = |st: &mut State, train_s: f64, within_epoch: bool, metrics: &mut std::fs::File| -> Result<crate::run::EvalReport> {
+        let e = inp.eval_ds.as_ref().expect("called with a held-out set");
+        let r = eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), counts.as_deref(), inp.device)?;
+        let epoch = if within_epoch { st.epoch + 1 } else { st.epoch };
+        let line = MetricsLine { step: st.step, epoch, eval: Some(r.clone()), train_s: Some(train_s), within_epoch, ..Default::default() };
+        writeln!(metrics, "{}", serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?).ctx(&metrics_path)?;
+        Ok(r)
+    };
     'epochs: while st.epoch < o.epochs {
         bar.set_message(format!("epoch {}/{}", st.epoch + 1, o.epochs));
         let mut batches = Batches::new(&inp.reader, o.seed, st.epoch, o.batch_size);
@@ -548,14 +563,29 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
             st.step += 1;
             st.step_in_epoch += 1;
             rows_done += batch.len() as u64;
+            if o.eval_every > 0 && st.step % o.eval_every as u64 == 0 && inp.eval_ds.is_some() {
+                train_s += since.elapsed().as_secs_f64();
+                let r = evaluate(&mut st, train_s, true, &mut metrics)?;
+                if o.progress {
+                    bar.println(format!("step {}: held-out top-1 {:.4}", st.step, r.top1));
+                }
+                since = Instant::now();
+            }
             if st.step % log_every == 0 {
                 let value = out.value()?;
                 if !value.is_finite() {
                     return Err(Error::Internal(format!("the loss became {value} by step {}; lower --lr or --head-lr", st.step)));
                 }
                 last_loss = Some(value);
-                let line =
-                    MetricsLine { step: st.step, epoch: st.epoch, loss: Some(value), step_ms: Some(ms), head_rows: Some(out.computed_rows as f64), eval: None };
+                let line = MetricsLine {
+                    step: st.step,
+                    epoch: st.epoch,
+                    loss: Some(value),
+                    step_ms: Some(ms),
+                    head_rows: Some(out.computed_rows as f64),
+                    train_s: Some(train_s + since.elapsed().as_secs_f64()),
+                    ..Default::default()
+                };
                 writeln!(metrics, "{}", serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?).ctx(&metrics_path)?;
             }
             bar.inc(1, &last_loss.map(|l| format!(", loss {l:.4}")).unwrap_or_default());
@@ -570,10 +600,10 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
         st.epoch += 1;
         st.step_in_epoch = 0;
         bar.line(&last_loss.map(|l| format!(", loss {l:.4}")).unwrap_or_default());
-        if let Some(e) = &inp.eval_ds {
-            let r = eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), inp.device)?;
-            let line = MetricsLine { step: st.step, epoch: st.epoch, eval: Some(r.clone()), ..Default::default() };
-            writeln!(metrics, "{}", serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?).ctx(&metrics_path)?;
+        if inp.eval_ds.is_some() {
+            train_s += since.elapsed().as_secs_f64();
+            let r = evaluate(&mut st, train_s, false, &mut metrics)?;
+            since = Instant::now();
             if o.progress {
                 bar.println(format!("epoch {}/{}: held-out top-1 {:.4}, ECE {:.4}", st.epoch, o.epochs, r.top1, r.ece));
             }
@@ -585,12 +615,13 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     if last_eval.is_none()
         && let Some(e) = &inp.eval_ds
     {
-        last_eval = Some(eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), inp.device)?);
+        last_eval = Some(eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), counts.as_deref(), inp.device)?);
     }
     st.save(&ckpt)?;
     drop(metrics);
     // the best epoch-end evaluation, over every process of a resumed run
-    let evals: Vec<(usize, f64)> = crate::run::read_metrics(&o.out)?.into_iter().filter_map(|m| m.eval.map(|e| (m.epoch, e.top1))).collect();
+    let evals: Vec<(usize, f64)> =
+        crate::run::read_metrics(&o.out)?.into_iter().filter(|m| !m.within_epoch).filter_map(|m| m.eval.map(|e| (m.epoch, e.top1))).collect();
     let best = evals.iter().copied().fold(None, |b: Option<(usize, f64)>, (e, t)| if b.is_none_or(|b| t > b.1) { Some((e, t)) } else { b });
     let ev = last_eval.as_ref();
     let wall = train_t0.elapsed().as_secs_f64();
@@ -613,6 +644,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
         epochs: st.step as f64 / steps_per_epoch.max(1) as f64,
         wall_s: t0.elapsed().as_secs_f64(),
         eval_rows: ev.map(|e| e.rows).unwrap_or(0),
+        bands: ev.and_then(|e| e.bands),
     };
     write_atomic(&o.out.join("summary.json"), serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?.as_bytes())?;
     crate::report::plot::training_curves(std::slice::from_ref(&o.out), &o.out.join("curves.svg"))?;
