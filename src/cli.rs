@@ -94,8 +94,14 @@ pub struct BenchArgs {
     /// Training steps per estimator for the quality table.
     #[arg(long, default_value_t = 400)]
     pub quality_steps: usize,
+    /// Class count of the dis-proposals table.
+    #[arg(long, default_value_t = 100_000)]
+    pub proposal_classes: usize,
+    /// Cached ranks K of the dis-proposals table.
+    #[arg(long, default_value_t = 12)]
+    pub proposal_k: usize,
     /// The tables to run.
-    #[arg(long, value_delimiter = ',', default_value = "fidelity,speed,io,quality", value_parser = ["fidelity", "speed", "io", "quality"])]
+    #[arg(long, value_delimiter = ',', default_value = "fidelity,speed,io,quality,proposals", value_parser = ["fidelity", "speed", "io", "quality", "proposals"])]
     pub only: Vec<String>,
 }
 
@@ -160,6 +166,11 @@ pub struct TrainArgs {
     /// top-1 against steps and training time, for `compare`'s time to accuracy.
     #[arg(long, default_value_t = 0)]
     pub eval_every: usize,
+    /// Also evaluate retrieval on the held-out rows from the student's features (rank-1 and mAP, as
+    /// Market-1501: each class's first held-out row queries the others; also over the classes with no
+    /// training row).
+    #[arg(long)]
+    pub retrieval: bool,
 }
 
 /// The `dis` sampler's options, shared by `train` and `step`.
@@ -184,7 +195,8 @@ pub struct DisArgs {
     pub dis_clip: f64,
     /// dis: where the negatives outside the batch's ranked classes are drawn from: uniform (every
     /// class alike), prior (the teacher's class prior in the manifest, tempered), clusters (online
-    /// clusters of head rows, weighted by the student's current softmax mass).
+    /// clusters of head rows, weighted by the student's current softmax mass), neyman (those clusters,
+    /// weighted for the least variance of each row's normaliser).
     #[arg(long, value_enum, default_value = "clusters")]
     pub dis_proposal: kdcache::sample::Proposal,
 }

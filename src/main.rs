@@ -110,6 +110,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 log_every: a.log_every,
                 max_steps: a.max_steps,
                 eval_every: a.eval_every,
+                retrieval: a.retrieval,
                 resume: a.resume,
                 overwrite: a.overwrite,
                 progress,
@@ -161,6 +162,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     io_rows: a.io_rows,
                     quality: Some((q.clone(), q.join("cache/train"), q.join("cache/test"))),
                     quality_steps: a.quality_steps,
+                    proposal_classes: a.proposal_classes,
+                    proposal_k: a.proposal_k,
                     only: a.only,
                 },
             )?;

@@ -22,6 +22,29 @@ pub struct EvalReport {
     /// Top-1 by how many training rows each row's class has (null when no training labels were given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bands: Option<Bands>,
+    /// Retrieval from the student's features (`train --retrieval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<Retrieval>,
+}
+
+/// Retrieval on the held-out rows from the student's backbone features, as person re-identification
+/// (Market-1501) is evaluated: for each class with two held-out rows or more, its first row is a query;
+/// every other held-out row is the gallery; the gallery is ranked by cosine similarity to the query.
+/// rank-1: the share of queries whose nearest gallery row has their class; mAP: the mean over queries of
+/// the average precision of the ranking. `unseen_*`: the same over the queries whose class has no
+/// training row (classes the head never trained on: the features must carry them), when there are any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Retrieval {
+    pub queries: usize,
+    pub gallery: usize,
+    pub rank1: f64,
+    pub map: f64,
+    #[serde(default)]
+    pub unseen_queries: usize,
+    #[serde(default)]
+    pub unseen_rank1: Option<f64>,
+    #[serde(default)]
+    pub unseen_map: Option<f64>,
 }
 
 /// Held-out top-1 by frequency band, as long-tailed recognition reports it: classes with more than 100
@@ -129,6 +152,9 @@ pub struct Summary {
     /// Held-out top-1 by the training frequency of each row's class (see [`Bands`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bands: Option<Bands>,
+    /// Retrieval from the student's features at the end (`train --retrieval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<Retrieval>,
 }
 
 impl Summary {

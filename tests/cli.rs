@@ -668,3 +668,76 @@ fn step_writes_a_fixture_per_estimator() {
     ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&plain), "--top-k", "4"]);
     bad(&["step", "--cache", p(&plain), "--rows", "4", "--dim", "4", "--loss", "rs", "--out", p(&bad_out)], "tail samples");
 }
+
+/// The long-tailed pipeline: a power-law world with two scales of hierarchy, `dis` with each proposal,
+/// evaluations within epochs with seconds of training, top-1 by frequency band and retrieval in the
+/// summary, and `compare`'s time to accuracy over the runs. Bad proposal settings: one line, exit 2.
+#[test]
+fn long_tailed_world_proposals_bands_and_time_to_accuracy() {
+    let t = tempfile::tempdir().unwrap();
+    let (data, cache) = (t.path().join("data"), t.path().join("cache"));
+    ok(&["synth", "--out", p(&data), "--classes", "400", "--dim", "8", "--train", "3000", "--test", "600", "--zipf", "1.1", "--coarse", "40"]);
+    for s in ["train", "test"] {
+        ok(&[
+            "cache",
+            "--teacher",
+            p(&data.join("oracle.safetensors")),
+            "--data",
+            p(&data),
+            "--split",
+            s,
+            "--out",
+            p(&cache.join(s)),
+            "--top-k",
+            "4",
+            "--temperatures",
+            "1,2",
+        ]);
+    }
+    let mut runs = vec![];
+    for prop in ["uniform", "prior", "clusters", "neyman"] {
+        let out = t.path().join(prop);
+        let (train, test) = (cache.join("train"), cache.join("test"));
+        let mut args = vec!["train", "--cache", p(&train), "--eval-cache", p(&test), "--data", p(&data), "--loss", "dis", "--dis-proposal", prop];
+        args.extend(["--candidates", "60", "--epochs", "2", "--batch-size", "64", "--eval-every", "20", "--retrieval", "--out", p(&out)]);
+        ok(&args);
+        let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        let b = &s["bands"];
+        let rows = b["many_rows"].as_u64().unwrap() + b["medium_rows"].as_u64().unwrap() + b["few_rows"].as_u64().unwrap();
+        assert_eq!(rows, s["eval_rows"].as_u64().unwrap(), "{prop}: the bands hold every held-out row: {b}");
+        assert!(b["many_rows"].as_u64().unwrap() > 0 && b["few_rows"].as_u64().unwrap() > 0, "{prop}: a long tail has many- and few-shot rows: {b}");
+        let r = &s["retrieval"];
+        assert!(r["queries"].as_u64().unwrap() > 10 && (0.0..=1.0).contains(&r["map"].as_f64().unwrap()), "{prop}: {r}");
+        let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+        assert_eq!(cfg["dis"]["proposal"], prop);
+        // evaluations within the epochs (every 20 of 47 steps an epoch) and at their ends, with seconds of training
+        let evals: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|m| m.get("eval").is_some())
+            .collect();
+        assert_eq!(evals.len(), 4 + 2, "{prop}: {evals:?}");
+        assert_eq!(evals.iter().filter(|m| m["within_epoch"] == true).count(), 4);
+        let secs: Vec<f64> = evals.iter().map(|m| m["train_s"].as_f64().unwrap()).collect();
+        assert!(secs.windows(2).all(|w| w[0] <= w[1]), "{prop}: seconds of training go up: {secs:?}");
+        assert_eq!(s["best_epoch"].as_u64().map(|e| e <= 2), Some(true));
+        runs.push(out);
+    }
+    let mut args = vec!["compare"];
+    args.extend(runs.iter().map(|r| p(r)));
+    let table = ok(&args);
+    assert!(table.contains("time to accuracy: to first reach top-1") && table.contains("seconds of training"), "{table}");
+    assert_eq!(table.lines().filter(|l| l.starts_with('|') && l.contains("/uniform |")).count(), 2, "{table}");
+    // the prior proposal needs a prior; the proposal must be one of four
+    let (train, test) = (cache.join("train"), cache.join("test"));
+    let base = ["train", "--cache", p(&train), "--eval-cache", p(&test), "--data", p(&data), "--loss", "dis"];
+    let x = t.path().join("x");
+    let mut args = base.to_vec();
+    args.extend(["--dis-proposal", "nearest", "--out", p(&x)]);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nearest"));
+    let d2 = t.path().join("d2");
+    bad(&["synth", "--out", p(&d2), "--classes", "100", "--coarse", "15"], "multiple of --group");
+}

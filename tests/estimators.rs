@@ -182,7 +182,7 @@ fn every_estimator_equals_full_when_nothing_is_sampled() {
     let tg = targets(&zs, 10, temp as f32, &labels, None);
     let (l_ref, gh_ref, gw_ref) = reference(&dense_uniform_tail(&tg), &h, &head, &labels, temp, alpha);
     let ests = [(Estimator::Full, None), (Estimator::Dis, Some((true, Proposal::Clusters))), (Estimator::Dis, Some((false, Proposal::Clusters)))];
-    let props = [(Estimator::Dis, Some((false, Proposal::Uniform))), (Estimator::Dis, Some((false, Proposal::Prior)))];
+    let props = [Proposal::Uniform, Proposal::Prior, Proposal::Neyman].map(|p| (Estimator::Dis, Some((false, p))));
     for (est, d) in ests.into_iter().chain(props) {
         let mut st = d.map(|(dense, proposal)| dis_state_with(&head, C, Tail::Spread, dense, proposal, &zs));
         let (l, gh, gw) = estimate(est, &tg, &h, &head, temp, alpha, st.as_mut(), 0);
@@ -247,6 +247,7 @@ fn sampled_gradients_converge_to_the_dense_gradient() {
         (Tail::Bucket, 200, Proposal::Clusters),
         (Tail::Spread, 120, Proposal::Uniform),
         (Tail::Spread, 120, Proposal::Prior),
+        (Tail::Spread, 120, Proposal::Neyman),
     ];
     for (tail, budget, proposal) in runs {
         let target = if tail == Tail::Spread { dense_uniform_tail(&tg) } else { ghost_target(&tg, &h, &head, temp) };

@@ -843,6 +843,14 @@ class DistillHead(nn.Module):
         quad = (ha.square() @ var.t() * (0.5 / (T * T))).clamp_max(8.0)
         logn = self.dis_counts.float().log()
         sm = torch.softmax(lin + quad + logn[None, :], 1)
+        if self._dis_cfg["proposal"] == "neyman":
+            # each row's share of a stratum's variance (v = 2·quad), summed over the rows
+            a = (sm.square() * torch.expm1(quad * 2)).double().sum(0)
+            n = ha.shape[0]
+            if self._grp.dp:
+                a, n = self._grp.all_reduce(a), n * self._grp.world
+            a = (a / n).sqrt()
+            return torch.nan_to_num(a / a.sum(), 0.0)
         if self._grp.dp:
             tot = self._grp.all_reduce(sm.double().sum(0))
             return torch.nan_to_num(tot / (ha.shape[0] * self._grp.world), 0.0)

@@ -47,7 +47,7 @@ fn plan_dict<'py>(py: Python<'py>, pl: Plan) -> PyResult<Bound<'py, PyDict>> {
 #[pymethods]
 impl PySampler {
     /// A fresh sampler for `classes` classes: balanced random clusters from `seed`, as `train` starts.
-    /// `proposal` is "clusters", "uniform" or "prior"; the prior proposal needs `prior` (float64 [C],
+    /// `proposal` is "clusters", "neyman", "uniform" or "prior"; the prior proposal needs `prior` (float64 [C],
     /// the teacher's class prior at T = 1, as the manifest's `stats.class_prior`), tempered at
     /// `temperature` as `train` does.
     #[new]
@@ -80,7 +80,8 @@ impl PySampler {
             "clusters" => Proposal::Clusters,
             "uniform" => Proposal::Uniform,
             "prior" => Proposal::Prior,
-            p => return Err(invalid(format!("dis proposal {p:?}: use \"clusters\", \"uniform\" or \"prior\""))),
+            "neyman" => Proposal::Neyman,
+            p => return Err(invalid(format!("dis proposal {p:?}: use \"clusters\", \"neyman\", \"uniform\" or \"prior\""))),
         };
         if !(temperature > 0.0 && temperature.is_finite()) {
             return Err(invalid(format!("temperature {temperature} must be > 0")));

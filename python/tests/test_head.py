@@ -102,6 +102,7 @@ CASES = {
     "dis-clipped": (2, ("--candidates", 60, "--dis-dense-above", 2, "--dis-clip", 1.5, "--dis-clusters", 5)),
     "dis-uniform": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-proposal", "uniform")),
     "dis-prior": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-proposal", "prior")),
+    "dis-neyman": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-proposal", "neyman", "--dis-clusters", 6)),
     # default options: the plan is dense here, the exact full step
     "dis-dense": (2, ()),
 }

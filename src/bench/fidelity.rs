@@ -98,15 +98,34 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// Classes equally frequent.
     pub fn new(c: usize, scale: f64, seed: i64) -> Result<Self> {
+        Self::with_prior(c, scale, 0.0, seed)
+    }
+
+    /// With `zipf` = s > 0, the rows' classes follow the power law of `synth --zipf` and the teacher
+    /// (and the student's head) add the log prior to their logits.
+    pub fn with_prior(c: usize, scale: f64, zipf: f64, seed: i64) -> Result<Self> {
         let (b, d, temp) = (256i64, 64i64, 2.0);
         tch::manual_seed(seed);
         let opts = (Kind::Float, Device::Cpu);
         let c10 = (c as i64).div_euclid(10).max(1);
         let centres = Tensor::f_randn([c10, d], opts)?.f_repeat_interleave_self_int(10, Some(0), None)?.f_narrow(0, 0, c as i64)?
             + Tensor::f_randn([c as i64, d], opts)? * 0.5;
-        let x = centres.f_index_select(0, &Tensor::f_randint(c as i64, [b], (Kind::Int64, Device::Cpu))?)? + Tensor::f_randn([b, d], opts)?;
-        let bias = centres.f_square()?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? * -0.5;
+        let (rows, log_prior) = if zipf > 0.0 {
+            let p = crate::data::synth::ClassPrior::new(c, zipf, seed as u64);
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed as u64 ^ 0x5EED);
+            let rows: Vec<i64> = (0..b).map(|_| p.sample(&mut rng) as i64).collect();
+            let lp: Vec<f32> = p.log_prior().iter().map(|&x| x as f32).collect();
+            (Tensor::f_from_slice(&rows)?, Some(Tensor::f_from_slice(&lp)?))
+        } else {
+            (Tensor::f_randint(c as i64, [b], (Kind::Int64, Device::Cpu))?, None)
+        };
+        let x = centres.f_index_select(0, &rows)? + Tensor::f_randn([b, d], opts)?;
+        let mut bias = centres.f_square()?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? * -0.5;
+        if let Some(lp) = &log_prior {
+            bias = bias.f_add(lp)?;
+        }
         let z = (x.f_matmul(&centres.f_tr()?)? + bias.f_unsqueeze(0)?) * scale;
         let zv: Vec<f32> = Vec::<f32>::try_from(&z.f_flatten(0, -1)?)?;
         let p_true = (&z / temp).f_softmax(1, Kind::Float)?;

@@ -1,8 +1,9 @@
 //! `kdcache bench`: the figures users choose a method and a cache budget by, measured side by side in
 //! one run, written as `bench.md` and `bench.json` (keys documented on [`BenchReport`] and the row
-//! types). One file per table: [`fidelity`], [`speed`], [`io`], [`quality`].
+//! types). One file per table: [`fidelity`], [`speed`], [`io`], [`quality`], [`proposals`].
 pub mod fidelity;
 pub mod io;
+pub mod proposals;
 pub mod quality;
 pub mod speed;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 pub use fidelity::FidelityRow;
 pub use io::{IoRow, realistic_rows};
+pub use proposals::ProposalRow;
 pub use quality::QualityRow;
 pub use speed::SpeedRow;
 
@@ -32,6 +34,8 @@ pub struct BenchReport {
     pub io: Vec<IoRow>,
     /// Student quality per estimator after the same number of steps (empty if no cache was given).
     pub quality: Vec<QualityRow>,
+    /// The `dis` proposals' gradient fidelity on a uniform and a power-law world.
+    pub proposals: Vec<ProposalRow>,
 }
 
 pub struct BenchOptions {
@@ -49,7 +53,10 @@ pub struct BenchOptions {
     /// (data, train cache, eval cache) for the quality table.
     pub quality: Option<(PathBuf, PathBuf, PathBuf)>,
     pub quality_steps: usize,
-    /// The tables to run (fidelity, speed, io, quality); the others are left empty.
+    /// Class count and cached ranks of the proposals table.
+    pub proposal_classes: usize,
+    pub proposal_k: usize,
+    /// The tables to run (fidelity, speed, io, quality, proposals); the others are left empty.
     pub only: Vec<String>,
 }
 
@@ -129,6 +136,20 @@ frozen (its variants use 1/16 of the draws). `1 draw` is the mean over draws of 
             );
         }
     }
+    if !r.proposals.is_empty() {
+        let p0 = &r.proposals[0];
+        s += &format!(
+            "\n## 5. dis proposals (C = {}, K = {}, T = 2, B = 256; {} draws, proposal frozen; angles against the cache-based `full` gradient). Budget `5%`: 5% of C shared columns (the batch's ranked classes subsampled); `auto`: all of them plus the default sampled classes\n\n",
+            p0.classes, p0.k, p0.draws
+        );
+        s += "| world | teacher | budget | proposal | head rows | head ∠ 1 draw | head ∠ mean | bb ∠ 1 draw | bb ∠ mean |\n|---|---|---|---|---|---|---|---|---|\n";
+        for p in &r.proposals {
+            s += &format!(
+                "| {} | {} | {} | {} | {:.0} | {:.2}° | {:.2}° | {:.2}° | {:.2}° |\n",
+                p.world, p.teacher, p.budget, p.proposal, p.head_rows, p.head_angle_1, p.head_angle_mean, p.bb_angle_1, p.bb_angle_mean
+            );
+        }
+    }
     s
 }
 
@@ -142,32 +163,38 @@ pub fn run_tables(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
         fidelity: if !on("fidelity") {
             vec![]
         } else {
-            eprintln!("bench 1/4: gradient fidelity at C = {:?}, K = {:?}", o.fidelity_classes, o.fidelity_k);
+            eprintln!("bench 1/5: gradient fidelity at C = {:?}, K = {:?}", o.fidelity_classes, o.fidelity_k);
             fidelity::fidelity(&o.fidelity_classes, &o.fidelity_k, o.draws, true)?
         },
         speed: if !on("speed") {
             vec![]
         } else {
-            eprintln!("bench 2/4: step time at C = {:?}", o.speed_classes);
+            eprintln!("bench 2/5: step time at C = {:?}", o.speed_classes);
             speed::speed(&o.speed_classes, o.fixed_budget, o.reps)?
         },
         speed_fixed_budget: o.fixed_budget,
         io: if !on("io") {
             vec![]
         } else {
-            eprintln!("bench 3/4: cache I/O, {} rows", o.io_rows);
+            eprintln!("bench 3/5: cache I/O, {} rows", o.io_rows);
             io::io(o.io_rows, out)?
         },
         quality: match &o.quality {
             _ if !on("quality") => vec![],
             Some((d, c, e)) if crate::format::manifest::manifest_path(c).exists() => {
-                eprintln!("bench 4/4: student quality, {} steps per estimator", o.quality_steps);
+                eprintln!("bench 4/5: student quality, {} steps per estimator", o.quality_steps);
                 quality::quality(d, c, e, o.quality_steps, out)?
             }
             _ => {
-                eprintln!("bench 4/4: skipped (no cache at {}; run make cache)", o.quality.as_ref().map(|q| q.1.display().to_string()).unwrap_or_default());
+                eprintln!("bench 4/5: skipped (no cache at {}; run make cache)", o.quality.as_ref().map(|q| q.1.display().to_string()).unwrap_or_default());
                 vec![]
             }
+        },
+        proposals: if !on("proposals") {
+            vec![]
+        } else {
+            eprintln!("bench 5/5: dis proposals at C = {}, K = {}", o.proposal_classes, o.proposal_k);
+            proposals::proposals(o.proposal_classes, o.proposal_k, (o.draws / 4).max(4), true)?
         },
     };
     let md = markdown(&report);

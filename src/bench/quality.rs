@@ -50,6 +50,7 @@ fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps
         log_every: 50,
         max_steps: steps,
         eval_every: 0,
+        retrieval: false,
         resume: false,
         overwrite: false,
         progress: false,

