@@ -95,10 +95,10 @@ train: cache
 demo: cache
 	rm -rf $(RUNS)/demo
 	for loss in dis full ghost topk; do \
-	  $(KD) train --cache $(CACHE)/train --eval-cache $(CACHE)/test --data $(DATA) --loss $$loss --epochs $(EPOCHS) --out $(RUNS)/demo/$$loss >/dev/null; \
+	  $(KD) train --cache $(CACHE)/train --eval-cache $(CACHE)/test --data $(DATA) --loss $$loss --epochs $(EPOCHS) --eval-every 100 --out $(RUNS)/demo/$$loss >/dev/null; \
 	done
 	@echo; echo "teacher: $$($(KD) dump $(CACHE)/test --json --rows 0..0 | python3 -c 'import json,sys; m=json.load(sys.stdin)["manifest"]; print("held-out top-1 %.4f (agreement of its argmax with the labels)" % m["top1_agreement"])')"
-	$(KD) compare $(RUNS)/demo/dis $(RUNS)/demo/full $(RUNS)/demo/ghost $(RUNS)/demo/topk --plot $(RUNS)/demo/curves.svg
+	$(KD) compare $(RUNS)/demo/dis $(RUNS)/demo/full $(RUNS)/demo/ghost $(RUNS)/demo/topk --plot $(RUNS)/demo/curves.svg --target $(RUNS)/demo/full
 	@echo "curves: $(RUNS)/demo/curves.svg"
 
 # criterion benchmarks of cache I/O, then kdcache bench's four tables (fidelity, step time vs C, cache I/O

@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--alpha", type=float, default=0.9)
     ap.add_argument("--candidates", type=int, default=0, help="dis: shared columns per step (0 = automatic)")
+    ap.add_argument("--dis-proposal", default=None, choices=("uniform", "prior", "clusters", "neyman"), help="dis: where the sampled negatives come from (default: as kdcache train)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -165,7 +166,8 @@ def main() -> None:
     hidden = [int(h) for h in a.hidden.split(",")]
     backbone = make_backbone(in_dim, hidden).to(device)
     model = nn.parallel.DistributedDataParallel(backbone) if world > 1 else backbone
-    head = kt.DistillHead.from_cache(cache, hidden[-1], a.loss, a.temperature, alpha=a.alpha, candidates=a.candidates, seed=a.seed, shard=a.shard, device=device)
+    dis = {} if a.dis_proposal is None else {"proposal": a.dis_proposal}
+    head = kt.DistillHead.from_cache(cache, hidden[-1], a.loss, a.temperature, alpha=a.alpha, candidates=a.candidates, seed=a.seed, shard=a.shard, device=device, **dis)
     opt_b = torch.optim.Adam(backbone.parameters(), lr=a.lr)
     head_lr = a.head_lr or kt.default_head_lr(a.loss)
     if a.head_optimizer == "sparse-adam":

@@ -295,6 +295,10 @@ pub struct CompareArgs {
     /// Write the combined curves here (SVG).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// The time-to-accuracy target: the best held-out top-1 of this run (one of the runs, e.g. the
+    /// `full` baseline). Default: the run whose best top-1 is lowest.
+    #[arg(long)]
+    pub target: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

@@ -176,7 +176,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             eprintln!("report of {} rows: {} ({n} charts, each as SVG and PNG beside it)", r.rows_read, r.html.display());
         }
         Cmd::Compare(a) => {
-            kdcache::report::compare::compare(&a.runs, a.plot.as_deref(), &mut std::io::stdout().lock())?;
+            kdcache::report::compare::compare(&a.runs, a.plot.as_deref(), a.target.as_deref(), &mut std::io::stdout().lock())?;
         }
         #[cfg(feature = "torch")]
         Cmd::Cache(a) => {

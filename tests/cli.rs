@@ -722,6 +722,18 @@ fn long_tailed_world_proposals_bands_and_time_to_accuracy() {
         let secs: Vec<f64> = evals.iter().map(|m| m["train_s"].as_f64().unwrap()).collect();
         assert!(secs.windows(2).all(|w| w[0] <= w[1]), "{prop}: seconds of training go up: {secs:?}");
         assert_eq!(s["best_epoch"].as_u64().map(|e| e <= 2), Some(true));
+        if prop == "clusters" {
+            // a run recorded before the proposal option existed resumes as the clusters it used
+            let mut cfg = cfg.clone();
+            cfg["dis"].as_object_mut().unwrap().remove("proposal");
+            cfg.as_object_mut().unwrap().remove("retrieval");
+            std::fs::write(out.join("config.json"), serde_json::to_string(&cfg).unwrap()).unwrap();
+            let mut again: Vec<&str> = args.iter().map(|a| if *a == "2" { "3" } else { a }).collect();
+            again.push("--resume");
+            ok(&again);
+            let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+            assert_eq!(s["epochs"].as_f64(), Some(3.0), "the resumed run trained its third epoch");
+        }
         runs.push(out);
     }
     let mut args = vec!["compare"];

@@ -81,12 +81,17 @@ class Sampler:
         reassign: int = 256,
         dense_above: float = 0.6,
         tail: str = "spread",
+        proposal: str = "clusters",
+        prior: np.ndarray | None = None,
+        temperature: float = 1.0,
         seed: int = 0,
     ) -> None: ...
     @property
     def classes(self) -> int: ...
     @property
     def num_clusters(self) -> int: ...
+    @property
+    def adaptive(self) -> bool: ...
     @property
     def reassign_budget(self) -> int: ...
     mass: np.ndarray

@@ -128,10 +128,12 @@ frozen (its variants use 1/16 of the draws). `1 draw` is the mean over draws of 
     }
     if !r.quality.is_empty() {
         s += &format!("\n## 4. Student quality at equal steps (C = {}, held-out, full-softmax evaluation)\n\n", r.quality[0].classes);
-        s += "| run | steps | top-1 | top-5 | ECE | ms/step | head rows/step | wall s |\n|---|---|---|---|---|---|---|---|\n";
+        s += "| run | steps | top-1 | top-1 many/medium/few | top-5 | ECE | ms/step | head rows/step | wall s |\n|---|---|---|---|---|---|---|---|---|\n";
+        let f = |x: Option<f64>| x.map(|x| format!("{x:.3}")).unwrap_or("–".into());
         for q in &r.quality {
+            let bands = q.bands.map(|b| format!("{}/{}/{}", f(b.many), f(b.medium), f(b.few))).unwrap_or("–".into());
             s += &format!(
-                "| {} | {} | {:.4} | {:.4} | {:.4} | {:.2} | {:.0} | {:.0} |\n",
+                "| {} | {} | {:.4} | {bands} | {:.4} | {:.4} | {:.2} | {:.0} | {:.0} |\n",
                 q.run, q.steps, q.top1, q.top5, q.ece, q.step_ms_median, q.head_rows, q.wall_s
             );
         }

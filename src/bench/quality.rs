@@ -1,6 +1,6 @@
 //! Student quality at equal steps on a cache (meant for the sparse regime: ≥ 20,000 classes, ≥ 10 rows
-//! per class — the demo's default), each estimator with `train`'s defaults, plus `dis` trained for the
-//! wall time `full` took.
+//! per class — the demo's default), each estimator with `train`'s defaults, `dis` also with each of its
+//! other proposals, plus `dis` trained for the wall time `full` took.
 use std::path::Path;
 
 use serde::Serialize;
@@ -11,19 +11,22 @@ use crate::train::loss::Estimator;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct QualityRow {
-    /// The estimator; `dis (full's wall time)` is dis trained for as long as `full` took.
+    /// The estimator; `dis (clusters)` etc.: dis with another proposal than the default; `dis (full's
+    /// wall time)` is dis trained for as long as `full` took.
     pub run: String,
     pub classes: u64,
     pub steps: u64,
     pub top1: f64,
     pub top5: f64,
     pub ece: f64,
+    /// Held-out top-1 by the training frequency of each row's class (see `run::Bands`).
+    pub bands: Option<crate::run::Bands>,
     pub step_ms_median: f64,
     pub head_rows: f64,
     pub wall_s: f64,
 }
 
-fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps: usize, out: &Path) -> Result<crate::train::Summary> {
+fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, dis: DisConfig, steps: usize, out: &Path) -> Result<crate::train::Summary> {
     let _ = std::fs::remove_dir_all(out);
     let o = crate::train::TrainOptions {
         cache: cache.into(),
@@ -35,7 +38,7 @@ fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, steps
         student: Some("mlp:256".into()),
         student_ts: None,
         loss: est,
-        dis: DisConfig::default(),
+        dis,
         temperature: 2.0,
         alpha: 0.9,
         epochs: 1000,
@@ -72,6 +75,7 @@ pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: 
         top1: s.top1.unwrap_or(f64::NAN),
         top5: s.top5.unwrap_or(f64::NAN),
         ece: s.ece.unwrap_or(f64::NAN),
+        bands: s.bands,
         step_ms_median: s.step_ms_median,
         head_rows: s.head_rows,
         wall_s: s.wall_s,
@@ -79,9 +83,18 @@ pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: 
     let mut walls = std::collections::HashMap::new();
     for est in ests {
         eprintln!("  quality: {} for {steps} steps", est.name());
-        let s = train_one(data, cache, eval_cache, est, steps, &out.join(format!("quality_{}", est.name())))?;
+        let s = train_one(data, cache, eval_cache, est, DisConfig::default(), steps, &out.join(format!("quality_{}", est.name())))?;
         walls.insert(est.name(), s.step_ms_median);
         rows.push(row(est.name(), &s));
+    }
+    for proposal in crate::bench::proposals::PROPOSALS.into_iter().filter(|&p| p != DisConfig::default().proposal) {
+        if proposal == crate::sample::Proposal::Prior && man.stats.class_prior.is_empty() {
+            continue;
+        }
+        eprintln!("  quality: dis with the {} proposal for {steps} steps", proposal.name());
+        let dis = DisConfig { proposal, ..Default::default() };
+        let s = train_one(data, cache, eval_cache, Estimator::Dis, dis, steps, &out.join(format!("quality_dis_{}", proposal.name())))?;
+        rows.push(row(&format!("dis ({})", proposal.name()), &s));
     }
     // dis for the training time full took (by median step time, so data loading is not counted)
     if let (Some(f), Some(d)) = (walls.get("full"), walls.get("dis"))
@@ -89,7 +102,7 @@ pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: 
     {
         let n = ((steps as f64) * f / d).round().min(steps as f64 * 50.0) as usize;
         eprintln!("  quality: dis for {n} steps (full's time)");
-        let s = train_one(data, cache, eval_cache, Estimator::Dis, n, &out.join("quality_dis_wall"))?;
+        let s = train_one(data, cache, eval_cache, Estimator::Dis, DisConfig::default(), n, &out.join("quality_dis_wall"))?;
         rows.push(row("dis (full's time)", &s));
     }
     Ok(rows)

@@ -27,10 +27,10 @@ fn best_top1(run: &Path) -> Result<Option<f64>> {
 /// One table row per run: the end-of-run metrics (top-1 also by frequency band: classes with > 100, 20–100
 /// and < 20 training rows), the best epoch-end top-1 (with its epoch), speed and wall time, and the
 /// settings that differ by estimator (α, T, the head's learning rate). Then the time to accuracy: the
-/// steps and seconds of training each run needed to first reach the best top-1 of the run that reached
-/// the least (the slowest-converging one), from every held-out evaluation (`train --eval-every` makes
-/// them finer than epochs).
-pub fn compare(runs: &[PathBuf], plot: Option<&Path>, out: &mut dyn Write) -> Result<()> {
+/// steps and seconds of training each run needed to first reach the best top-1 of `target` (one of the
+/// runs; default: the run that reached the least, the slowest-converging one), from every held-out
+/// evaluation (`train --eval-every` makes them finer than epochs).
+pub fn compare(runs: &[PathBuf], plot: Option<&Path>, target: Option<&Path>, out: &mut dyn Write) -> Result<()> {
     let io = |e| Error::io("<stdout>", e);
     writeln!(
         out,
@@ -72,11 +72,19 @@ pub fn compare(runs: &[PathBuf], plot: Option<&Path>, out: &mut dyn Write) -> Re
         .map_err(io)?;
     }
     let bests: Vec<Option<f64>> = runs.iter().map(|r| best_top1(r)).collect::<Result<_>>()?;
-    if runs.len() > 1
-        && let Some((slow, target)) = bests.iter().enumerate().filter_map(|(i, b)| b.map(|b| (i, b))).min_by(|a, b| a.1.total_cmp(&b.1))
-    {
-        writeln!(out, "\ntime to accuracy: to first reach top-1 {target:.4} (the best of {}, the run that reached least)\n", runs[slow].display())
-            .map_err(io)?;
+    let chosen = match target {
+        Some(t) => {
+            let i = runs.iter().position(|r| r == t).ok_or_else(|| Error::invalid(format!("--target {}: not one of the runs compared", t.display())))?;
+            let b = bests[i].ok_or_else(|| Error::invalid(format!("--target {}: the run has no held-out evaluation", t.display())))?;
+            Some((i, b, "the target"))
+        }
+        None if runs.len() > 1 => {
+            bests.iter().enumerate().filter_map(|(i, b)| b.map(|b| (i, b, "the run that reached least"))).min_by(|a, b| a.1.total_cmp(&b.1))
+        }
+        None => None,
+    };
+    if let Some((slow, target, why)) = chosen {
+        writeln!(out, "\ntime to accuracy: to first reach top-1 {target:.4} (the best of {}, {why})\n", runs[slow].display()).map_err(io)?;
         writeln!(out, "| run | step | seconds of training |\n|---|---|---|").map_err(io)?;
         for r in runs {
             let (step, secs) = match first_reaching(r, target)? {
@@ -146,7 +154,7 @@ mod tests {
             runs.push(d);
         }
         let mut out = vec![];
-        compare(&runs, None, &mut out).unwrap();
+        compare(&runs, None, None, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].ends_with("| wall s | α | T | head lr |"), "{}", lines[0]);
@@ -156,5 +164,14 @@ mod tests {
         assert!(text.contains("to first reach top-1 0.4000 (the best of") && text.contains("b, the run that reached least)"), "{text}");
         let tail: Vec<&str> = lines.iter().rev().take(2).copied().collect();
         assert!(tail[1].ends_with("a | 10 | 5.0 |") && tail[0].ends_with("b | 20 | 7.0 |"), "{text}");
+        // the best of a as the target: b never reaches 0.5
+        let mut out = vec![];
+        compare(&runs, None, Some(&runs[0]), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("to first reach top-1 0.5000") && text.contains("a, the target)"), "{text}");
+        assert!(text.trim_end().ends_with("b | – | – |") && text.contains("a | 20 | 9.0 |"), "{text}");
+        let mut out = vec![];
+        let err = compare(&runs, None, Some(Path::new("elsewhere")), &mut out).unwrap_err().to_string();
+        assert!(err.contains("not one of the runs"), "{err}");
     }
 }

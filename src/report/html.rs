@@ -133,7 +133,7 @@ pub fn report(dir: &Path, runs: &[PathBuf], out: &Path) -> Result<Report> {
     if !runs.is_empty() {
         // the runs as `compare` tabulates them: top-1 overall and by frequency band, time to accuracy
         let mut table = vec![];
-        crate::report::compare::compare(runs, None, &mut table)?;
+        crate::report::compare::compare(runs, None, None, &mut table)?;
         let _ = write!(html, "<h2>Runs</h2><pre>{}</pre>", esc(&String::from_utf8_lossy(&table)));
     }
     let mut files = vec![];

@@ -68,6 +68,10 @@ pub enum Proposal {
 }
 
 impl Proposal {
+    fn clusters() -> Self {
+        Proposal::Clusters
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Proposal::Uniform => "uniform",
@@ -103,8 +107,9 @@ pub struct DisConfig {
     /// Dense step (the exact `full` or `ghost`) when `head_rows` ≥ this share of C.
     pub dense_above: f64,
     pub tail: Tail,
-    /// Where the negatives outside the batch's ranked classes come from.
-    #[serde(default)]
+    /// Where the negatives outside the batch's ranked classes come from (a configuration written before
+    /// the option existed used the clusters).
+    #[serde(default = "Proposal::clusters")]
     pub proposal: Proposal,
 }
 

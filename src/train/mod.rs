@@ -378,6 +378,9 @@ fn open_run(o: &TrainOptions, inp: &Inputs) -> Result<State> {
     if resume {
         let old = std::fs::read_to_string(&cfg_path).ctx(&cfg_path)?;
         let old: serde_json::Value = serde_json::from_str(&old).map_err(|e| Error::corrupt(&cfg_path, None, e.to_string()))?;
+        // through the options type, so that an option added since the run started reads as the value
+        // that run used (its serde default), not as a difference
+        let old = serde_json::from_value::<TrainOptions>(old.clone()).ok().and_then(|o| serde_json::to_value(o).ok()).unwrap_or(old);
         let new: serde_json::Value = serde_json::from_str(&cfg_json).map_err(|e| Error::Internal(e.to_string()))?;
         let diff = config_diff(&old, &new);
         if !diff.is_empty() {
