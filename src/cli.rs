@@ -187,18 +187,23 @@ pub struct DisArgs {
     /// student's tail, as ghost) or spread (evenly over the classes outside the top-K, as full).
     #[arg(long, value_enum, default_value = "spread")]
     pub dis_tail: kdcache::sample::Tail,
-    /// dis: clusters of head rows that stratify the sampled negatives (0 = √C, at most 1,024).
+    /// dis: clusters of head rows that stratify the sampled negatives, with --dis-proposal clusters or
+    /// neyman (0 = √C, at most 1,024).
     #[arg(long, default_value_t = 0)]
     pub dis_clusters: usize,
     /// dis: largest importance weight a sampled row's head update may carry (inf = unclipped).
     #[arg(long, default_value_t = kdcache::sample::DisConfig::default().clip)]
     pub dis_clip: f64,
     /// dis: where the negatives outside the batch's ranked classes are drawn from: uniform (every
-    /// class alike), prior (the teacher's class prior in the manifest, tempered), clusters (online
+    /// class alike; measured as good as the others or better, and the fastest), prior (the teacher's class prior in the manifest, tempered), clusters (online
     /// clusters of head rows, weighted by the student's current softmax mass), neyman (those clusters,
     /// weighted for the least variance of each row's normaliser).
-    #[arg(long, value_enum, default_value = "clusters")]
+    #[arg(long, value_enum, default_value = "uniform")]
     pub dis_proposal: kdcache::sample::Proposal,
+    /// dis: weight the head's optimizer steps of sampled rows by their importance (min(1/π, clip))
+    /// instead of their gradients (under Adam a sampled row then moves as far in expectation as under full).
+    #[arg(long)]
+    pub dis_step_scale: bool,
 }
 
 #[cfg(feature = "torch")]
@@ -216,6 +221,7 @@ impl DisArgs {
             clusters: self.dis_clusters,
             clip: self.dis_clip,
             proposal: self.dis_proposal,
+            step_scale: self.dis_step_scale,
             ..Default::default()
         })
     }

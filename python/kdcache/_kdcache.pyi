@@ -81,7 +81,7 @@ class Sampler:
         reassign: int = 256,
         dense_above: float = 0.6,
         tail: str = "spread",
-        proposal: str = "clusters",
+        proposal: str = "uniform",
         prior: np.ndarray | None = None,
         temperature: float = 1.0,
         seed: int = 0,

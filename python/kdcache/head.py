@@ -377,7 +377,7 @@ class DistillHead(nn.Module):
         reassign: int = 256,
         dense_above: float = 0.6,
         tail: str = "spread",
-        proposal: str = "clusters",
+        proposal: str = "uniform",
         prior=None,
         seed: int = 0,
         shard: bool = False,

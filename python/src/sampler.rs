@@ -47,11 +47,11 @@ fn plan_dict<'py>(py: Python<'py>, pl: Plan) -> PyResult<Bound<'py, PyDict>> {
 #[pymethods]
 impl PySampler {
     /// A fresh sampler for `classes` classes: balanced random clusters from `seed`, as `train` starts.
-    /// `proposal` is "clusters", "neyman", "uniform" or "prior"; the prior proposal needs `prior` (float64 [C],
+    /// `proposal` is "uniform" (the default), "clusters", "neyman" or "prior"; the prior proposal needs `prior` (float64 [C],
     /// the teacher's class prior at T = 1, as the manifest's `stats.class_prior`), tempered at
     /// `temperature` as `train` does.
     #[new]
-    #[pyo3(signature = (classes, *, candidates=0, reserve=0.25, clusters=0, uniform_share=0.2, clip=8.0, reassign=256, dense_above=0.6, tail="spread", proposal="clusters", prior=None, temperature=1.0, seed=0))]
+    #[pyo3(signature = (classes, *, candidates=0, reserve=0.25, clusters=0, uniform_share=0.2, clip=8.0, reassign=256, dense_above=0.6, tail="spread", proposal="uniform", prior=None, temperature=1.0, seed=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         classes: usize,
@@ -86,7 +86,7 @@ impl PySampler {
         if !(temperature > 0.0 && temperature.is_finite()) {
             return Err(invalid(format!("temperature {temperature} must be > 0")));
         }
-        let cfg = DisConfig { head_rows: candidates, reserve, clusters, uniform_share, clip, reassign, dense_above, tail, proposal };
+        let cfg = DisConfig { head_rows: candidates, reserve, clusters, uniform_share, clip, reassign, dense_above, tail, proposal, step_scale: false };
         cfg.validate(classes).map_err(invalid)?;
         let weight = match &prior {
             Some(p) if proposal == Proposal::Prior => Some(kdcache::sample::tempered_prior(contiguous(p, "prior")?, temperature)),

@@ -56,7 +56,7 @@ def main() -> None:
     torch.manual_seed(0)
     backbone = nn.Sequential(nn.Linear(IN, a.dim), nn.Tanh())
     model = nn.parallel.DistributedDataParallel(backbone) if world > 1 else backbone
-    head = kt.DistillHead(cache.num_classes, a.dim, a.loss, a.temperature, 0.8, candidates=a.candidates, clusters=4, reassign=24, seed=5, shard=a.mode == "shard")
+    head = kt.DistillHead(cache.num_classes, a.dim, a.loss, a.temperature, 0.8, candidates=a.candidates, clusters=4, reassign=24, proposal="clusters", seed=5, shard=a.mode == "shard")
     opt_b = torch.optim.SGD(backbone.parameters(), lr=0.5)
     opt_h = kt.RowAdam(head.parameters(), lr=3e-2)
     start = 0

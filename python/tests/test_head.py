@@ -99,8 +99,8 @@ CASES = {
     # the sampled path (C = 300 is small: the default would switch to the dense step)
     "dis": (2, ("--candidates", 90, "--dis-dense-above", 2)),
     "dis-bucket": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-tail", "bucket")),
-    "dis-clipped": (2, ("--candidates", 60, "--dis-dense-above", 2, "--dis-clip", 1.5, "--dis-clusters", 5)),
-    "dis-uniform": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-proposal", "uniform")),
+    "dis-clipped": (2, ("--candidates", 60, "--dis-dense-above", 2, "--dis-clip", 1.5, "--dis-clusters", 5, "--dis-proposal", "clusters")),
+    "dis-clusters": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-proposal", "clusters")),
     "dis-prior": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-proposal", "prior")),
     "dis-neyman": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-proposal", "neyman", "--dis-clusters", 6)),
     # default options: the plan is dense here, the exact full step
@@ -194,7 +194,7 @@ def test_state_dict_resumes_bit_for_bit(loss):
             out.append(o.loss.item())
         return out
 
-    mk = lambda: kt.DistillHead(C, DIM, loss, 2.0, 0.8, candidates=60, clusters=6, reassign=40, seed=9)
+    mk = lambda: kt.DistillHead(C, DIM, loss, 2.0, 0.8, candidates=60, clusters=6, reassign=40, proposal="clusters", seed=9)
     a = mk()
     oa = kt.RowAdam(a.parameters(), lr=1e-2)
     steps(a, oa, 3, 0)

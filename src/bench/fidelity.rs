@@ -21,8 +21,8 @@ pub struct FidelityRow {
     pub k: usize,
     /// `peaked` or `diffuse`.
     pub teacher: String,
-    /// Estimator, or a `dis` variant at 5% of C: `dis` (defaults), `dis-uniform` (one stratum outside
-    /// the batch's ranked classes: uniform negatives), `dis-bucket` (`--dis-tail bucket`, whose dense
+    /// Estimator, or a `dis` variant at 5% of C: `dis` (defaults), `dis-clusters` (negatives stratified by
+    /// the online clusters, weighted by the student's mass), `dis-bucket` (`--dis-tail bucket`, whose dense
     /// counterpart is `ghost`), `dis-noclip` (unclipped head weights).
     pub estimator: String,
     /// Head rows computed per step (mean) and as a share of C.
@@ -165,7 +165,7 @@ impl Problem {
 fn dis_variant(name: &str, c: usize) -> DisConfig {
     let mut cfg = DisConfig { head_rows: c.div_ceil(20), ..Default::default() };
     match name {
-        "dis-uniform" => cfg.proposal = crate::sample::Proposal::Uniform,
+        "dis-clusters" => cfg.proposal = crate::sample::Proposal::Clusters,
         "dis-bucket" => cfg.tail = Tail::Bucket,
         "dis-noclip" => cfg.clip = f64::INFINITY,
         _ => {}
@@ -192,7 +192,7 @@ pub fn fidelity(class_counts: &[usize], ks: &[usize], draws: usize, progress: bo
             for &k in ks {
                 let tg = targets_from_logits(&pb.z, c, k, 0, pb.temp as f32, &labels, &mut rng);
                 let (gh_ref, gb_ref, _) = pb.grads(Estimator::Full, &tg, None, 0)?;
-                let names = ["topk", "ghost", "full", "rs", "dis", "dis-uniform", "dis-bucket", "dis-noclip"];
+                let names = ["topk", "ghost", "full", "rs", "dis", "dis-clusters", "dis-bucket", "dis-noclip"];
                 for name in names {
                     let est = match name {
                         "topk" => Estimator::Topk,

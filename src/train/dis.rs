@@ -269,7 +269,7 @@ mod tests {
     fn restored_state_steps_as_the_original() {
         let (c, d, b, k) = (300usize, 5i64, 6usize, 3usize);
         tch::manual_seed(1);
-        let cfg = DisConfig { head_rows: 40, clusters: 6, reassign: 20, ..Default::default() };
+        let cfg = DisConfig { head_rows: 40, clusters: 6, reassign: 20, proposal: crate::sample::Proposal::Clusters, ..Default::default() };
         let mut head = Tensor::randn([c as i64, d], (Kind::Float, Device::Cpu));
         let mut a = DisState::new(cfg.clone(), &head, 2, None).unwrap();
         let mut opt = RowOptimizer::new(OptConfig::new(OptKind::Adam, 0.1), &head).unwrap();
@@ -316,7 +316,13 @@ mod tests {
         let (c, d, b, k) = (300usize, 5i64, 6usize, 3usize);
         tch::manual_seed(1);
         let mut head = Tensor::randn([c as i64, d], (Kind::Float, Device::Cpu));
-        let mut st = DisState::new(DisConfig { head_rows: 40, clusters: 6, reassign: 20, ..Default::default() }, &head, 2, None).unwrap();
+        let mut st = DisState::new(
+            DisConfig { head_rows: 40, clusters: 6, reassign: 20, proposal: crate::sample::Proposal::Clusters, ..Default::default() },
+            &head,
+            2,
+            None,
+        )
+        .unwrap();
         let mut opt = RowOptimizer::new(OptConfig::new(OptKind::Adam, 0.1), &head).unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         for step in 0..60 {
