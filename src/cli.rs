@@ -200,10 +200,6 @@ pub struct DisArgs {
     /// weighted for the least variance of each row's normaliser).
     #[arg(long, value_enum, default_value = "uniform")]
     pub dis_proposal: kdcache::sample::Proposal,
-    /// dis: weight the head's optimizer steps of sampled rows by their importance (min(1/π, clip))
-    /// instead of their gradients (under Adam a sampled row then moves as far in expectation as under full).
-    #[arg(long)]
-    pub dis_step_scale: bool,
 }
 
 #[cfg(feature = "torch")]
@@ -221,7 +217,6 @@ impl DisArgs {
             clusters: self.dis_clusters,
             clip: self.dis_clip,
             proposal: self.dis_proposal,
-            step_scale: self.dis_step_scale,
             ..Default::default()
         })
     }

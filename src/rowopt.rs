@@ -40,10 +40,10 @@ pub struct HostTable<'a> {
 }
 
 /// Updates rows `rows` (all rows when None) of `tab` with their gradients `g` (`rows.len()·d`, row i of g
-/// for `rows[i]`), each row's step (lr) multiplied by `scale[i]` when given; returns Σ over the updated rows of (w_new − w_old) [d] in float64, summed in a fixed
+/// for `rows[i]`); returns Σ over the updated rows of (w_new − w_old) [d] in float64, summed in a fixed
 /// order (the same bits whatever the threads do). Err with a message for mismatched sizes, a row out of
 /// range or a row given twice (each row is written by one task).
-pub fn step(cfg: &OptConfig, tab: &mut HostTable, rows: Option<&[i64]>, g: &[f32], scale: Option<&[f32]>) -> Result<Vec<f64>, String> {
+pub fn step(cfg: &OptConfig, tab: &mut HostTable, rows: Option<&[i64]>, g: &[f32]) -> Result<Vec<f64>, String> {
     use rayon::prelude::*;
     let d = tab.d;
     if d == 0 || tab.w.len() % d != 0 {
@@ -56,9 +56,6 @@ pub fn step(cfg: &OptConfig, tab: &mut HostTable, rows: Option<&[i64]>, g: &[f32
     let n = rows.map_or(r, |x| x.len());
     if g.len() != n * d {
         return Err(format!("optimiser: {} gradient values for {n} rows of {d}", g.len()));
-    }
-    if scale.is_some_and(|s| s.len() != n) {
-        return Err(format!("optimiser: {} step scales for {n} rows", scale.map_or(0, |s| s.len())));
     }
     if let Some(x) = rows {
         let mut seen = vec![0u64; r.div_ceil(64)];
@@ -92,7 +89,6 @@ pub fn step(cfg: &OptConfig, tab: &mut HostTable, rows: Option<&[i64]>, g: &[f32
                     )
                 };
                 let gr = &g[i * d..(i + 1) * d];
-                let sc = scale.map_or(1.0, |s| s[i]);
                 *t += 1.0;
                 for (a, &x) in acc.iter_mut().zip(w.iter()) {
                     *a -= x as f64;
@@ -102,7 +98,7 @@ pub fn step(cfg: &OptConfig, tab: &mut HostTable, rows: Option<&[i64]>, g: &[f32
                     let (b1, b2) = (cfg.beta1 as f32, cfg.beta2 as f32);
                     let bc1 = 1.0 - cfg.beta1.powf(*t as f32 as f64) as f32;
                     let bc2 = 1.0 - cfg.beta2.powf(*t as f32 as f64) as f32;
-                    let (step, eps) = (cfg.lr as f32 / bc1 * sc, cfg.eps as f32);
+                    let (step, eps) = (cfg.lr as f32 / bc1, cfg.eps as f32);
                     for j in 0..d {
                         let gj = gr[j];
                         m[j] = gj + b1 * (m[j] - gj);
@@ -110,7 +106,7 @@ pub fn step(cfg: &OptConfig, tab: &mut HostTable, rows: Option<&[i64]>, g: &[f32
                         w[j] -= step * m[j] / ((v[j] / bc2).sqrt() + eps);
                     }
                 } else {
-                    let (mu, lr) = (cfg.momentum as f32, cfg.lr as f32 * sc);
+                    let (mu, lr) = (cfg.momentum as f32, cfg.lr as f32);
                     for j in 0..d {
                         m[j] = mu * m[j] + gr[j];
                         w[j] -= lr * m[j];
@@ -139,17 +135,12 @@ mod tests {
         let cfg = OptConfig::new(OptKind::Adam, 0.1);
         let (mut w, mut m, mut v, mut t) = (vec![0f32; 6], vec![0f32; 6], vec![0f32; 6], vec![0f64; 3]);
         let mut tab = HostTable { w: &mut w, m: &mut m, v: &mut v, t: &mut t, d: 2 };
-        assert!(step(&cfg, &mut tab, Some(&[1, 1]), &[1.0; 4], None).unwrap_err().contains("twice"));
-        assert!(step(&cfg, &mut tab, Some(&[3]), &[1.0; 2], None).unwrap_err().contains("outside"));
-        assert!(step(&cfg, &mut tab, Some(&[0]), &[1.0; 3], None).unwrap_err().contains("gradient"));
-        let delta = step(&cfg, &mut tab, Some(&[2]), &[1.0, -1.0], None).unwrap();
+        assert!(step(&cfg, &mut tab, Some(&[1, 1]), &[1.0; 4]).unwrap_err().contains("twice"));
+        assert!(step(&cfg, &mut tab, Some(&[3]), &[1.0; 2]).unwrap_err().contains("outside"));
+        assert!(step(&cfg, &mut tab, Some(&[0]), &[1.0; 3]).unwrap_err().contains("gradient"));
+        let delta = step(&cfg, &mut tab, Some(&[2]), &[1.0, -1.0]).unwrap();
         // the first Adam step of a row moves it by lr against the gradient's sign
         assert!((delta[0] + 0.1).abs() < 1e-6 && (delta[1] - 0.1).abs() < 1e-6, "{delta:?}");
         assert_eq!(t, vec![0.0, 0.0, 1.0]);
-        // a step scale multiplies the step: the first Adam step of row 0 with scale 2.5 moves it 0.25
-        let mut tab = HostTable { w: &mut w, m: &mut m, v: &mut v, t: &mut t, d: 2 };
-        let delta = step(&cfg, &mut tab, Some(&[0]), &[3.0, -0.5], Some(&[2.5])).unwrap();
-        assert!((delta[0] + 0.25).abs() < 1e-6 && (delta[1] - 0.25).abs() < 1e-6, "{delta:?}");
-        assert!(step(&cfg, &mut tab, Some(&[0]), &[1.0; 2], Some(&[1.0, 1.0])).unwrap_err().contains("step scales"));
     }
 }

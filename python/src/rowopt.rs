@@ -49,6 +49,6 @@ pub fn row_step<'py>(
         return Err(invalid("the table and its moments must be distinct arrays"));
     }
     let mut tab = HostTable { w: ws, m: ms, v: vs, t: ts, d };
-    let delta = py.detach(|| kdcache::rowopt::step(&cfg, &mut tab, rows_v, gs, None)).map_err(invalid)?;
+    let delta = py.detach(|| kdcache::rowopt::step(&cfg, &mut tab, rows_v, gs)).map_err(invalid)?;
     Ok(delta.into_pyarray(py))
 }

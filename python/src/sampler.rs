@@ -86,7 +86,7 @@ impl PySampler {
         if !(temperature > 0.0 && temperature.is_finite()) {
             return Err(invalid(format!("temperature {temperature} must be > 0")));
         }
-        let cfg = DisConfig { head_rows: candidates, reserve, clusters, uniform_share, clip, reassign, dense_above, tail, proposal, step_scale: false };
+        let cfg = DisConfig { head_rows: candidates, reserve, clusters, uniform_share, clip, reassign, dense_above, tail, proposal };
         cfg.validate(classes).map_err(invalid)?;
         let weight = match &prior {
             Some(p) if proposal == Proposal::Prior => Some(kdcache::sample::tempered_prior(contiguous(p, "prior")?, temperature)),

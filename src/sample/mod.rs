@@ -114,13 +114,6 @@ pub struct DisConfig {
     /// the option existed used the clusters).
     #[serde(default = "Proposal::clusters")]
     pub proposal: Proposal,
-    /// Importance weights on the head's optimizer steps instead of its gradients: a row the step
-    /// computes only as a sampled column (no row's positive) takes a step scaled by min(w_j, clip) with
-    /// its gradient unweighted, so that under Adam — whose step size does not follow the gradient's
-    /// scale — a row drawn with probability π_j moves as far in expectation as under `full`, where it
-    /// moves at every step. Rows that are positives step as before.
-    #[serde(default)]
-    pub step_scale: bool,
 }
 
 impl Default for DisConfig {
@@ -135,7 +128,6 @@ impl Default for DisConfig {
             dense_above: 0.6,
             tail: Tail::Spread,
             proposal: Proposal::Uniform,
-            step_scale: false,
         }
     }
 }
@@ -333,8 +325,6 @@ pub struct Plan {
     pub col_u: Vec<i64>,
     /// The dense estimator applies instead (every class a column).
     pub dense: bool,
-    /// With `step_scale`: the optimizer step's factor for each union row (1 for positives).
-    pub step_scale: Vec<f32>,
 }
 
 /// Sampler state that lives across steps: the clusters, the current student-mass estimate per cluster,
@@ -503,17 +493,6 @@ impl Sampler {
         pl.own_col = pl.pos.iter().zip(&pl.active).map(|(&j, &a)| if a { self.col[j as usize] as i64 } else { -1 }).collect();
         let clip = self.cfg.clip;
         pl.head_scale = pl.logw.iter().map(|&lw| (clip * (-lw).exp()).min(1.0)).collect();
-        if self.cfg.step_scale {
-            // the union's first `nu` rows hold positives; the columns after them are sampled only
-            pl.step_scale = vec![1.0; pl.union.len()];
-            for (t, &u) in pl.col_u.iter().enumerate() {
-                if u as usize >= nu {
-                    let w = pl.logw[t].exp();
-                    pl.head_scale[t] = 1.0 / w;
-                    pl.step_scale[u as usize] = w.min(clip) as f32;
-                }
-            }
-        }
 
         for &j in &pl.union {
             self.slot[j as usize] = -1;
@@ -668,31 +647,6 @@ mod tests {
         let rel = (est / n as f64 - truth).abs() / truth;
         assert!(rel < 0.005, "{}: HT sum off by {rel}", s.cfg.proposal.name());
         assert!((ncols / n as f64 - 40.0).abs() < 1.0, "mean columns {} vs 40", ncols / n as f64);
-    }
-
-    /// With step scaling, a column outside the batch's positives carries its weight on the step (at most
-    /// the clip) and none on the gradient; positives step as before.
-    #[test]
-    fn step_scale_moves_the_weight_from_the_gradient_to_the_step() {
-        let (b, k, c) = (12, 5, 300);
-        let (idx, p, label) = rows(b, k, c, 3);
-        let view = RowsView { b, k, classes: c, idx: &idx, p: &p, label: &label };
-        let cfg = DisConfig { head_rows: 80, step_scale: true, clip: 4.0, ..Default::default() };
-        let pl = Sampler::new(cfg, c, 4, None).unwrap().plan(&view, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
-        let npos = pl.pos_u.iter().map(|&u| u as usize + 1).max().unwrap();
-        assert_eq!(pl.step_scale.len(), pl.union.len());
-        let mut sampled = 0;
-        for (t, &u) in pl.col_u.iter().enumerate() {
-            let w = pl.logw[t].exp();
-            if (u as usize) < npos {
-                assert_eq!(pl.step_scale[u as usize], 1.0);
-                assert!((pl.head_scale[t] - (4.0 / w).min(1.0)).abs() < 1e-12);
-            } else {
-                sampled += 1;
-                assert!((pl.step_scale[u as usize] as f64 - w.min(4.0)).abs() < 1e-5 && (pl.head_scale[t] * w - 1.0).abs() < 1e-12);
-            }
-        }
-        assert!(sampled > 0 && pl.step_scale[..npos].iter().all(|&s| s == 1.0));
     }
 
     /// The prior's strata: decreasing weight, within 2× inside a stratum, zeros last, shares summing to 1;

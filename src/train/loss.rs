@@ -135,9 +135,8 @@ impl StepOut {
     /// `temp`; after a dense step the running sum is marked stale.
     pub fn update_head(&self, head: &mut Tensor, opt: &mut RowOptimizer, dis: Option<&mut DisState>, h: &Tensor, temp: f64) -> Result<()> {
         let g = self.head_grad()?;
-        let scale = self.plan.as_ref().map(|p| p.step_scale.as_slice()).filter(|s| !s.is_empty());
         let delta = match &self.rows {
-            Some(rows) => Some(opt.step_rows_scaled(head, rows, &g, scale)?),
+            Some(rows) => Some(opt.step_rows(head, rows, &g)?),
             None => {
                 opt.step_all(head, &g)?;
                 None

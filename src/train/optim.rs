@@ -60,25 +60,16 @@ impl RowOptimizer {
     /// Updates rows `rows` (unique, i64) of `table` with their gradient `g` [n, D]; returns the sum of
     /// the changes, Σ_rows (w_new − w_old) [D] (f64), which keeps a running sum of the table exact.
     pub fn step_rows(&mut self, table: &mut Tensor, rows: &Tensor, g: &Tensor) -> Result<Tensor> {
-        self.step_rows_scaled(table, rows, g, None)
-    }
-
-    /// [`RowOptimizer::step_rows`] with each row's step (its learning rate) multiplied by `scale[i]`.
-    pub fn step_rows_scaled(&mut self, table: &mut Tensor, rows: &Tensor, g: &Tensor, scale: Option<&[f32]>) -> Result<Tensor> {
         let _ng = tch::no_grad_guard();
         if self.host_ok(table, g) {
             let idx = Vec::<i64>::try_from(rows)?;
-            return self.host_step(table, Some(&idx), g, scale);
+            return self.host_step(table, Some(&idx), g);
         }
         let w = gather_rows(table, rows)?;
         let m = gather_rows(&self.m, rows)?;
         let v = gather_rows(&self.v, rows)?;
         let t = self.t.f_index_select(0, rows)?.f_add_scalar(1.0)?;
-        let (mut w_new, m, v) = update(&self.cfg, &w, g, &m, &v, &t.f_unsqueeze(1)?.f_to_kind(Kind::Float)?)?;
-        if let Some(s) = scale {
-            let s = Tensor::f_from_slice(s)?.f_to_device(w.device())?.f_unsqueeze(1)?;
-            w_new = w.f_add(&w_new.f_sub(&w)?.f_mul(&s)?)?;
-        }
+        let (w_new, m, v) = update(&self.cfg, &w, g, &m, &v, &t.f_unsqueeze(1)?.f_to_kind(Kind::Float)?)?;
         let delta = w_new.f_sub(&w)?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?;
         let w = w_new;
         let _ = table.f_index_copy_(0, rows, &w)?;
@@ -92,7 +83,7 @@ impl RowOptimizer {
     pub fn step_all(&mut self, table: &mut Tensor, g: &Tensor) -> Result<()> {
         let _ng = tch::no_grad_guard();
         if self.host_ok(table, g) {
-            return self.host_step(table, None, g, None).map(|_| ());
+            return self.host_step(table, None, g).map(|_| ());
         }
         let t = self.t.f_add_scalar(1.0)?;
         let (w, m, v) = update(&self.cfg, table, g, &self.m, &self.v, &t.f_unsqueeze(1)?.f_to_kind(Kind::Float)?)?;
@@ -121,7 +112,7 @@ impl RowOptimizer {
     /// The same rule as [`update`], in one pass over each row's memory on the CPU ([`crate::rowopt`],
     /// rayon over rows): the tensor version makes ~20 passes with a temporary each, which made the
     /// optimizer the largest part of a sparse step (measured 23 ms vs 3 ms for 9,000 rows of 257 floats).
-    fn host_step(&mut self, table: &mut Tensor, rows: Option<&[i64]>, g: &Tensor, scale: Option<&[f32]>) -> Result<Tensor> {
+    fn host_step(&mut self, table: &mut Tensor, rows: Option<&[i64]>, g: &Tensor) -> Result<Tensor> {
         let (r, d) = (table.size()[0] as usize, table.size()[1] as usize);
         let g = g.f_contiguous()?;
         let n = g.size()[0] as usize;
@@ -137,7 +128,7 @@ impl RowOptimizer {
             )
         };
         let mut tab = crate::rowopt::HostTable { w, m, v, t, d };
-        let delta = crate::rowopt::step(&self.cfg, &mut tab, rows, gs, scale).map_err(crate::Error::Internal)?;
+        let delta = crate::rowopt::step(&self.cfg, &mut tab, rows, gs).map_err(crate::Error::Internal)?;
         Ok(Tensor::f_from_slice(&delta)?)
     }
 }
