@@ -74,57 +74,63 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 
 pub fn markdown(r: &BenchReport) -> String {
     let mut s = format!("# kdcache bench\n\n`{}` on {} ({} threads).\n\n", r.command, r.machine, r.threads);
-    s += "## 1. Gradient fidelity (T = 2, B = 256, d = 64; against the cache-based `full` gradient unless said)\n\n";
-    s += "`dis` runs at a budget of 5% of C shared columns per step; its mean is over i.i.d. draws with the proposal \
-frozen (its variants use 1/16 of the draws). `1 draw` is the mean over draws of one draw's angle. Norm ratio = \
-‖estimate‖/‖reference‖. `head ∠ true` / `bb ∠ true`: the mean gradient against the true teacher's.\n\n";
-    s += "| C | teacher | K | estimator | head rows (% of C) | draws | head ∠ 1 draw | head ratio | head ∠ mean | bb ∠ 1 draw | bb ratio | bb ∠ mean | head ∠ true | bb ∠ true |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-    for f in &r.fidelity {
-        s += &format!(
-            "| {} | {} | {} | {} | {:.0} ({:.1}%) | {} | {:.2}° | {:.3} | {:.2}° | {:.2}° | {:.3} | {:.2}° | {:.2}° | {:.2}° |\n",
-            f.classes,
-            f.teacher,
-            f.k,
-            f.estimator,
-            f.head_rows,
-            f.head_rows_pct,
-            f.draws,
-            f.head_angle_1,
-            f.head_ratio_1,
-            f.head_angle_mean,
-            f.bb_angle_1,
-            f.bb_ratio_1,
-            f.bb_angle_mean,
-            f.head_angle_true,
-            f.bb_angle_true
-        );
+    if !r.fidelity.is_empty() {
+        s += "## 1. Gradient fidelity (T = 2, B = 256, d = 64; against the cache-based `full` gradient unless said)\n\n";
+        s += "`dis` runs at a budget of 5% of C shared columns per step; its mean is over i.i.d. draws with the proposal \
+    frozen (its variants use 1/16 of the draws). `1 draw` is the mean over draws of one draw's angle. Norm ratio = \
+    ‖estimate‖/‖reference‖. `head ∠ true` / `bb ∠ true`: the mean gradient against the true teacher's.\n\n";
+        s += "| C | teacher | K | estimator | head rows (% of C) | draws | head ∠ 1 draw | head ratio | head ∠ mean | bb ∠ 1 draw | bb ratio | bb ∠ mean | head ∠ true | bb ∠ true |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        for f in &r.fidelity {
+            s += &format!(
+                "| {} | {} | {} | {} | {:.0} ({:.1}%) | {} | {:.2}° | {:.3} | {:.2}° | {:.2}° | {:.3} | {:.2}° | {:.2}° | {:.2}° |\n",
+                f.classes,
+                f.teacher,
+                f.k,
+                f.estimator,
+                f.head_rows,
+                f.head_rows_pct,
+                f.draws,
+                f.head_angle_1,
+                f.head_ratio_1,
+                f.head_angle_mean,
+                f.bb_angle_1,
+                f.bb_ratio_1,
+                f.bb_angle_mean,
+                f.head_angle_true,
+                f.bb_angle_true
+            );
+        }
     }
-    s += &format!(
-        "\n## 2. Step time vs class count (B = 256, d = 256, K = 64; `dis fixed` = {} head rows at every C, `dis 2%` = 2% of C)\n\n",
-        r.speed_fixed_budget
-    );
-    s += "| C | estimator | head rows | head+loss+opt ms | whole step ms | speed-up (head) | speed-up (step) |\n|---|---|---|---|---|---|---|\n";
-    for v in &r.speed {
+    if !r.speed.is_empty() {
         s += &format!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
-            v.classes,
-            v.estimator,
-            v.head_rows,
-            v.head_ms,
-            v.step_ms,
-            opt(v.speedup_head, |x| format!("{x:.1}×")),
-            opt(v.speedup_step, |x| format!("{x:.1}×"))
+            "\n## 2. Step time vs class count (B = 256, d = 256, K = 64; `dis fixed` = {} head rows at every C, `dis 2%` = 2% of C)\n\n",
+            r.speed_fixed_budget
         );
+        s += "| C | estimator | head rows | head+loss+opt ms | whole step ms | speed-up (head) | speed-up (step) |\n|---|---|---|---|---|---|---|\n";
+        for v in &r.speed {
+            s += &format!(
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
+                v.classes,
+                v.estimator,
+                v.head_rows,
+                v.head_ms,
+                v.step_ms,
+                opt(v.speedup_head, |x| format!("{x:.1}×")),
+                opt(v.speedup_step, |x| format!("{x:.1}×"))
+            );
+        }
     }
-    s += "\n## 3. Cache I/O (C = 131072, K = 64, f16 logits, 3 temperatures; 2 reader threads)\n\n";
-    s += "| encoding | rows | bytes/row | write rows/s | scan rows/s | block-shuffled rows/s | verify rows/s | pyarrow → numpy rows/s | kdcache / pyarrow |\n|---|---|---|---|---|---|---|---|---|\n";
-    for v in &r.io {
-        let py = opt(v.pyarrow_rows_per_s, |p| format!("{p:.0}"));
-        let ratio = opt(v.pyarrow_rows_per_s, |p| format!("{:.2}×", v.scan_rows_per_s / p));
-        s += &format!(
-            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {py} | {ratio} |\n",
-            v.encoding, v.rows, v.bytes_per_row, v.write_rows_per_s, v.scan_rows_per_s, v.shuffled_rows_per_s, v.verify_rows_per_s
-        );
+    if !r.io.is_empty() {
+        s += "\n## 3. Cache I/O (C = 131072, K = 64, f16 logits, 3 temperatures; 2 reader threads)\n\n";
+        s += "| encoding | rows | bytes/row | write rows/s | scan rows/s | block-shuffled rows/s | verify rows/s | pyarrow → numpy rows/s | kdcache / pyarrow |\n|---|---|---|---|---|---|---|---|---|\n";
+        for v in &r.io {
+            let py = opt(v.pyarrow_rows_per_s, |p| format!("{p:.0}"));
+            let ratio = opt(v.pyarrow_rows_per_s, |p| format!("{:.2}×", v.scan_rows_per_s / p));
+            s += &format!(
+                "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {py} | {ratio} |\n",
+                v.encoding, v.rows, v.bytes_per_row, v.write_rows_per_s, v.scan_rows_per_s, v.shuffled_rows_per_s, v.verify_rows_per_s
+            );
+        }
     }
     if !r.quality.is_empty() {
         s += &format!("\n## 4. Student quality at equal steps (C = {}, held-out, full-softmax evaluation)\n\n", r.quality[0].classes);
