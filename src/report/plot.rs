@@ -151,7 +151,10 @@ pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(St
     }
     // the legend goes at the top, middle or bottom of the right edge, wherever it covers fewest points
     let lh = 14.0 * (series.len() as f64 - 1.0);
-    let covered = |y0: f64| pts.iter().filter(|p| sx(p.0) > pad + w - 70.0 && (y0 - 16.0..=y0 + lh + 8.0).contains(&sy(p.1))).count();
+    // the legend's width follows its longest name (about 6 px a character at 11 px)
+    let lw = series.iter().map(|s| s.0.chars().count()).max().unwrap_or(0) as f64 * 6.0;
+    let lx = pad + w - lw.max(54.0) - 6.0;
+    let covered = |y0: f64| pts.iter().filter(|p| sx(p.0) > lx - 10.0 && (y0 - 16.0..=y0 + lh + 8.0).contains(&sy(p.1))).count();
     let legend_y0 = [46.0, 30.0 + (h - lh) / 2.0, 30.0 + h - 10.0 - lh].into_iter().min_by_key(|&y0| covered(y0)).unwrap_or(46.0);
     let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">{xlabel}</text>"#, pad + w / 2.0, 30.0 + h + 30.0);
     for (i, (name, s)) in series.iter().enumerate() {
@@ -161,7 +164,7 @@ pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(St
         if s.len() == 1 {
             let _ = write!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#, sx(s[0].0), sy(s[0].1));
         }
-        let _ = write!(svg, r#"<text x="{}" y="{}" font-size="11" fill="{c}">{name}</text>"#, pad + w - 60.0, legend_y0 + 14.0 * i as f64);
+        let _ = write!(svg, r#"<text x="{}" y="{}" font-size="11" fill="{c}">{name}</text>"#, lx, legend_y0 + 14.0 * i as f64);
     }
     svg.push_str("</g>");
 }
@@ -176,7 +179,16 @@ pub fn training_curves_svg(runs: &[PathBuf]) -> Result<String> {
     if runs.is_empty() {
         return Err(Error::invalid("no runs to plot"));
     }
-    let series: Vec<Series> = runs.iter().map(|r| read_run(r)).collect::<Result<_>>()?;
+    let mut series: Vec<Series> = runs.iter().map(|r| read_run(r)).collect::<Result<_>>()?;
+    // runs of one estimator (proposals, learning rates) are told apart by their directory's name
+    let names: Vec<String> = series.iter().map(|s| s.name.clone()).collect();
+    for (s, r) in series.iter_mut().zip(runs) {
+        if names.iter().filter(|n| **n == s.name).count() > 1
+            && let Some(dir) = r.file_name()
+        {
+            s.name = format!("{} ({})", s.name, dir.to_string_lossy());
+        }
+    }
     let mut svg = String::from(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="1440" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#,
     );
