@@ -67,21 +67,6 @@ pub fn proposals(c: usize, k: usize, draws: usize, progress: bool) -> Result<Vec
                     d.kmeans(&pb.head, 5)?;
                     d.refresh_mass(&ha, pb.temp)?;
                 }
-                if std::env::var_os("KD_DEBUG").is_some() {
-                    let m = &d.sampler.mass;
-                    let sizes: Vec<f64> = d.sampler.clusters.members.iter().map(|x| x.len() as f64).collect();
-                    let ent: f64 = m.iter().filter(|&&x| x > 0.0).map(|&x| -x * x.ln()).sum();
-                    let mut sorted = m.clone();
-                    sorted.sort_by(|a, b| b.total_cmp(a));
-                    eprintln!(
-                        "DEBUG {} n={} eff={:.1} top5={:?} sizes-min-max={:?}",
-                        proposal.name(),
-                        m.len(),
-                        ent.exp(),
-                        &sorted[..5.min(sorted.len())],
-                        (sizes.iter().cloned().fold(f64::MAX, f64::min), sizes.iter().cloned().fold(0.0, f64::max))
-                    );
-                }
                 let (mut sum_h, mut sum_b) = (gh_ref.f_zeros_like()?.f_to_kind(Kind::Double)?, gb_ref.f_zeros_like()?.f_to_kind(Kind::Double)?);
                 let (mut a1h, mut a1b, mut rows) = (0.0, 0.0, 0.0);
                 for s in 0..draws {

@@ -450,7 +450,7 @@ impl Sampler {
         // the prior's strata hold classes of alike weight, so the free members' share of a stratum's
         // weight is close to their share of its members
         let scaled: Vec<f64>;
-        let mass = if self.cfg.proposal == Proposal::Prior || std::env::var_os("KD_FREE_SHARE").is_some() {
+        let mass = if self.cfg.proposal == Proposal::Prior {
             scaled = (0..nclu).map(|c| self.mass[c] * free[c] / (self.clusters.members[c].len().max(1) as f64)).collect();
             &scaled
         } else {
