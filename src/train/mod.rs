@@ -529,11 +529,24 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     // seconds of training so far (steps and data loading, not evaluation), carried over a resume
     let mut train_s = crate::run::read_metrics(&o.out).ok().and_then(|m| m.iter().rev().find_map(|l| l.train_s)).unwrap_or(0.0);
     let mut since = Instant::now();
-    let evaluate = |st: &mut State, train_s: f64, within_epoch: bool, metrics: &mut std::fs::File| -> Result<crate::run::EvalReport> {
-        let e = inp.eval_ds.as_ref().expect("called with a held-out set");
+    // the held-out metrics (and retrieval when asked) of the student as it is now
+    let measure = |st: &mut State, e: &Dataset| -> Result<crate::run::EvalReport> {
         let mut r = eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), counts.as_deref(), inp.device)?;
         if o.retrieval {
             r.retrieval = eval::retrieval(&mut st.student, e, counts.as_deref(), inp.device)?;
+        }
+        Ok(r)
+    };
+    // the last evaluation within an epoch: an epoch ending at that step reuses it
+    let mut within: Option<(u64, crate::run::EvalReport)> = None;
+    let mut evaluate = |st: &mut State, train_s: f64, within_epoch: bool, metrics: &mut std::fs::File| -> Result<crate::run::EvalReport> {
+        let e = inp.eval_ds.as_ref().expect("called with a held-out set");
+        let r = match within.take() {
+            Some((step, r)) if !within_epoch && step == st.step => r,
+            _ => measure(st, e)?,
+        };
+        if within_epoch {
+            within = Some((st.step, r.clone()));
         }
         let epoch = if within_epoch { st.epoch + 1 } else { st.epoch };
         let line = MetricsLine { step: st.step, epoch, eval: Some(r.clone()), train_s: Some(train_s), within_epoch, ..Default::default() };
@@ -624,11 +637,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     if last_eval.is_none()
         && let Some(e) = &inp.eval_ds
     {
-        let mut r = eval::evaluate(&mut st.student, e, inp.teacher_eval.as_deref(), counts.as_deref(), inp.device)?;
-        if o.retrieval {
-            r.retrieval = eval::retrieval(&mut st.student, e, counts.as_deref(), inp.device)?;
-        }
-        last_eval = Some(r);
+        last_eval = Some(measure(&mut st, e)?);
     }
     st.save(&ckpt)?;
     drop(metrics);
