@@ -68,51 +68,68 @@ pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<Sp
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let backbone = crate::nn::Mlp::new(&vs.root(), &[64, d], true);
         // `full` holds the head, its gradient and two Adam moments ([C, d+1] each) and a few [B, C] logit
-        // tensors: skip it where that would not fit in the memory available now
-        let need = (c as f64) * ((d as f64 + 1.0) * 4.0 * 4.0 + b as f64 * 4.0 * 5.0);
+        // tensors; each `dis` run its own head and moments: skip `full` where that would not fit in the
+        // memory available now
+        let table = (c as f64) * (d as f64 + 1.0) * 4.0;
+        let need = 4.0 * table + (c as f64) * (b as f64) * 4.0 * 5.0 + 2.0 * 3.0 * table;
         let full_fits = mem_available().is_none_or(|avail| need < 0.8 * avail);
         if !full_fits {
             eprintln!("bench: skipping full at C = {c}: needs about {:.1} GB", need / 1e9);
         }
-        let mut full = None;
-        let runs: Vec<(&str, Estimator, usize)> =
-            vec![("full", Estimator::Full, c), ("dis fixed", Estimator::Dis, fixed.min(c)), ("dis 2%", Estimator::Dis, c.div_ceil(50))];
-        for (name, est, budget) in runs {
+        struct Run {
+            name: &'static str,
+            est: Estimator,
+            reps: usize,
+            head: Tensor,
+            opt: RowOptimizer,
+            dis: Option<DisState>,
+            head_t: Vec<f64>,
+            step_t: Vec<f64>,
+            rows: f64,
+        }
+        let mut runs = vec![];
+        for (name, est, budget) in [("full", Estimator::Full, c), ("dis fixed", Estimator::Dis, fixed.min(c)), ("dis 2%", Estimator::Dis, c.div_ceil(50))] {
             if est == Estimator::Full && !full_fits {
                 continue;
             }
-            let mut head = Tensor::f_randn([c as i64, d + 1], opts)? * 0.01;
-            let mut opt = RowOptimizer::new(OptConfig::new(OptKind::Adam, 1e-3), &head)?;
-            let mut dis =
-                if est == Estimator::Dis { Some(DisState::new(DisConfig { head_rows: budget, ..Default::default() }, &head, 1, None)?) } else { None };
-            let (mut head_t, mut step_t, mut rows) = (vec![], vec![], 0.0);
+            let head = Tensor::f_randn([c as i64, d + 1], opts)? * 0.01;
+            let opt = RowOptimizer::new(OptConfig::new(OptKind::Adam, 1e-3), &head)?;
+            let dis = if est == Estimator::Dis { Some(DisState::new(DisConfig { head_rows: budget, ..Default::default() }, &head, 1, None)?) } else { None };
             // a full step at a million classes takes seconds: fewer repetitions there
             let reps = if est == Estimator::Full && c >= 500_000 { reps.min(3) } else { reps };
-            for rep in 0..reps + 1 {
+            runs.push(Run { name, est, reps, head, opt, dis, head_t: vec![], step_t: vec![], rows: 0.0 });
+        }
+        // the estimators take turns, one step each, so that a change in the machine's load (shared
+        // machines) falls on all of them alike; the first step of each is a warm-up
+        for rep in 0..reps + 1 {
+            for r in runs.iter_mut().filter(|r| rep <= r.reps) {
                 let t0 = Instant::now();
                 let h = backbone.forward(&x)?;
                 let t1 = Instant::now();
                 let hd = h.f_detach()?.f_requires_grad_(true)?;
-                let o = step_loss(&LossConfig { estimator: est, temperature: temp, alpha: 0.9 }, &hd, &head, &tg, dis.as_mut(), &mut rng)?;
+                let o = step_loss(&LossConfig { estimator: r.est, temperature: temp, alpha: 0.9 }, &hd, &r.head, &tg, r.dis.as_mut(), &mut rng)?;
                 o.loss.f_backward()?;
-                o.update_head(&mut head, &mut opt, dis.as_mut(), &hd, temp)?;
+                o.update_head(&mut r.head, &mut r.opt, r.dis.as_mut(), &hd, temp)?;
                 let t2 = Instant::now();
                 (&h * hd.grad()).f_sum(Kind::Float)?.f_backward()?;
                 let t3 = Instant::now();
                 if rep > 0 {
-                    head_t.push((t2 - t1).as_secs_f64() * 1e3);
-                    step_t.push((t3 - t0).as_secs_f64() * 1e3);
-                    rows += o.computed_rows as f64 / reps as f64;
+                    r.head_t.push((t2 - t1).as_secs_f64() * 1e3);
+                    r.step_t.push((t3 - t0).as_secs_f64() * 1e3);
+                    r.rows += o.computed_rows as f64 / r.reps as f64;
                 }
             }
-            let (hm, sm) = (median(head_t), median(step_t));
-            if est == Estimator::Full {
+        }
+        let mut full = None;
+        for r in runs {
+            let (hm, sm) = (median(r.head_t), median(r.step_t));
+            if r.est == Estimator::Full {
                 full = Some((hm, sm));
             }
             out.push(SpeedRow {
                 classes: c,
-                estimator: name.into(),
-                head_rows: rows,
+                estimator: r.name.into(),
+                head_rows: r.rows,
                 head_ms: hm,
                 step_ms: sm,
                 speedup_head: full.map(|f| f.0 / hm),

@@ -396,10 +396,10 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
     let leaf = crate::train::optim::gather_rows(head, &rows)?.f_detach()?.f_requires_grad_(true)?;
     let d = leaf.size()[1];
     // each row's own positives: B·(K+1) dot products
-    let pos_rows = leaf.f_index_select(0, &t[i_pu])?.f_reshape([b, sl, d])?;
+    let pos_rows = crate::train::optim::gather_rows(&leaf, &t[i_pu])?.f_reshape([b, sl, d])?;
     let s_pos = pos_rows.f_bmm(&ha.f_unsqueeze(2)?)?.f_squeeze_dim(2)?; // [B, K+1]
     // the shared columns (their head gradient scaled where the weight is clipped)
-    let mut col_rows = leaf.f_index_select(0, &t[i_cu])?;
+    let mut col_rows = crate::train::optim::gather_rows(&leaf, &t[i_cu])?;
     if let Some(hs) = i_hs {
         let s = &t[hs];
         col_rows = col_rows.f_mul(s)?.f_add(&col_rows.f_mul(&s.f_neg()?.f_add_scalar(1.0)?)?.f_detach()?)?;
@@ -433,19 +433,20 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
             // Σ_j A_ij·s_ij − h_i·(A·H_detached)_i, A_ij = fill_i·w_j·[j not own].
             let f = &t[i_fill];
             let pos_d = pos_rows.f_detach()?;
-            let own_sum = act_w.f_unsqueeze(1)?.f_bmm(&pos_d)?.f_squeeze_dim(1)?; // Σ active own rows [B, D]
+            // Σ active own rows and Σ own columns' w_j·H_j [B, D], in one pass over the rows
+            let w = t[i_lw].f_exp()?;
+            let wx = Tensor::f_cat(&[w.shallow_clone(), Tensor::f_zeros([1], (Kind::Float, device))?], 0)?;
+            let own_w = wx.f_index_select(0, &t[i_own].f_flatten(0, -1)?)?.f_reshape([b, 1, sl])?;
+            let sums = Tensor::f_cat(&[act_w.f_unsqueeze(1)?, own_w], 1)?.f_bmm(&pos_d)?; // [B, 2, D]
+            let (own_sum, own_cols) = (sums.f_select(1, 0)?, sums.f_select(1, 1)?);
             let rest = total.f_to_kind(Kind::Float)?.f_unsqueeze(0)?.f_sub(&own_sum)?;
             let exact = (ha * rest).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_mul(&f.f_squeeze_dim(1)?)? / temp;
-            let w = t[i_lw].f_exp()?;
             let a = own_mask(f.f_mul(&w.f_unsqueeze(0)?)?)?; // [B, n], own entries → −inf
             let a = a.f_clamp_min(0.0)?;
             let head_part = (&a * &s_col).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? / temp;
             // A·H_detached = fill_i·(Σ_j w_j H_j − Σ_{own columns} w_j H_j)
             let col_d = col_rows.f_detach()?;
             let u = w.f_unsqueeze(0)?.f_matmul(&col_d)?; // [1, D]
-            let wx = Tensor::f_cat(&[w, Tensor::f_zeros([1], (Kind::Float, device))?], 0)?;
-            let own_w = wx.f_index_select(0, &t[i_own].f_flatten(0, -1)?)?.f_reshape([b, 1, sl])?;
-            let own_cols = own_w.f_bmm(&pos_d)?.f_squeeze_dim(1)?; // [B, D]
             let ah = u.f_sub(&own_cols)?.f_mul(f)?;
             let cancel = (ha * ah).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? / temp;
             lse.f_sub(&lin)?.f_sub(&exact)?.f_sub(&head_part.f_sub(&cancel)?)?
