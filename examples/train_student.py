@@ -208,6 +208,9 @@ def main() -> None:
             Path(a.out).mkdir(parents=True, exist_ok=True)
             (Path(a.out) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if world > 1:
+        # every rank past its last collective before any tears the group down (gloo aborts a rank whose
+        # peer left while it still had a message in flight)
+        dist.barrier()
         dist.destroy_process_group()
 
 
