@@ -221,9 +221,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
 /// - THP_MEM_ALLOC_ENABLE=1: tensors of 2 MiB and more on transparent huge pages where the kernel offers
 ///   them (`madvise` mode). A sparse step touches thousands of scattered head rows in three tables
 ///   (weights and two moments); with 4 KiB pages each row costs TLB misses (measured at C = 100,000,
-///   K = 64: 2.0M → 56k page faults over the step-time table, `dis` step 72 → 64 ms).
+///   K = 64: 2.0M → 56k page faults over the step-time table; the step times moved within the noise of
+///   the shared machine they were measured on).
 #[cfg(feature = "torch")]
-fn passive_openmp() {
+fn libtorch_environment() {
     use std::os::unix::process::CommandExt;
     if std::env::var_os("OMP_WAIT_POLICY").is_none()
         && let Ok(exe) = std::env::current_exe()
@@ -268,7 +269,7 @@ fn one_line(e: &anyhow::Error) -> String {
 fn main() -> ExitCode {
     kdcache::format::reader::keep_freed_memory();
     #[cfg(feature = "torch")]
-    passive_openmp();
+    libtorch_environment();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e)
