@@ -108,9 +108,15 @@ pub struct BenchArgs {
 #[cfg(feature = "torch")]
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Cache directory (from `kdcache cache`).
-    #[arg(long)]
-    pub cache: PathBuf,
+    /// Cache directory (from `kdcache cache`). A comma-separated list trains along a route of anchors
+    /// (route-constrained optimisation): caches of the teacher's checkpoints on the same data, easiest
+    /// first, the final teacher last; each trains for its --anchor-epochs, the last for the rest.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub cache: Vec<PathBuf>,
+    /// Epochs on each route anchor, in order (one value per cache before the last; default: an equal
+    /// share of --epochs each, the final cache taking the rest).
+    #[arg(long, value_delimiter = ',')]
+    pub anchor_epochs: Vec<usize>,
     #[command(flatten)]
     pub input: DataArgs,
     #[command(flatten)]

@@ -85,8 +85,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         #[cfg(feature = "torch")]
         Cmd::Train(a) => {
+            let mut caches = a.cache;
+            let cache = caches.pop().ok_or_else(|| kdcache::Error::invalid("--cache needs a cache directory"))?;
             let o = kdcache::train::TrainOptions {
-                cache: a.cache,
+                cache,
+                anchors: caches,
+                anchor_epochs: a.anchor_epochs,
                 data: a.input.data,
                 labels: a.input.labels,
                 eval_data: a.eval.eval_data,

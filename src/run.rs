@@ -105,6 +105,12 @@ pub struct MetricsLine {
     /// An evaluation within an epoch (`train --eval-every`); `epoch` is then the epoch in progress (1-based).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub within_epoch: bool,
+    /// Route anchors (`train --cache a1,…,final`): the cache that trains from this step on, and its place
+    /// on the route (0 = the first anchor); on a line of its own at each switch, the first included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<usize>,
 }
 
 /// Reads `metrics.jsonl`; lines that do not parse (a line cut short by a crash) are skipped.
@@ -155,6 +161,33 @@ pub struct Summary {
     /// Retrieval from the student's features at the end (`train --retrieval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retrieval: Option<Retrieval>,
+    /// The caches a run of route anchors trained through, in order, with the step and epoch (0-based)
+    /// each took over (empty for a run from one cache).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<RouteStop>,
+}
+
+/// One cache on a run's route of anchors (`train --cache a1,…,final`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteStop {
+    pub cache: String,
+    /// The step count when it took over, and the epoch (0-based) it started.
+    pub step: u64,
+    pub epoch: usize,
+}
+
+/// The route a run's metrics record (each cache once, at its first switch line: a resumed run may
+/// repeat one).
+pub fn route(lines: &[MetricsLine]) -> Vec<RouteStop> {
+    let mut out: Vec<(usize, RouteStop)> = vec![];
+    for m in lines {
+        if let (Some(place), Some(cache)) = (m.anchor, &m.cache)
+            && !out.iter().any(|(p, _)| *p == place)
+        {
+            out.push((place, RouteStop { cache: cache.clone(), step: m.step, epoch: m.epoch }));
+        }
+    }
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 impl Summary {

@@ -148,8 +148,8 @@ fn crash_resume_and_parts_give_the_same_rows() {
     a.extend(common_args);
     ok(&a);
     assert!(ok(&["verify", p(&full)]).starts_with("ok:"));
-    // tail samples are drawn at the first temperature: rs elsewhere would train on a biased target
-    bad(&["train", "--cache", p(&full), "--data", p(&d), "--loss", "rs", "--temperature", "2", "--out", p(&t.path().join("rs"))], "first temperature");
+    // tail samples are drawn at the first temperature and carry their logits: rs trains at another too
+    ok(&["train", "--cache", p(&full), "--data", p(&d), "--loss", "rs", "--temperature", "2", "--max-steps", "2", "--out", p(&t.path().join("rs-t2"))]);
     // crash after two shards (abort, no cleanup), then the same command resumes
     let crashed = t.path().join("crashed");
     let mut a = vec!["cache", "--out", p(&crashed)];
@@ -662,7 +662,6 @@ fn step_writes_a_fixture_per_estimator() {
     bad_step(&["--rows", "4", "--dim", "4", "--temperature", "3"], "not in the cache");
     bad_step(&["--rows", "201", "--dim", "4"], "the cache has 200 rows");
     bad_step(&["--rows", "4", "--dim", "0"], "at least 1");
-    bad_step(&["--rows", "4", "--dim", "4", "--loss", "rs", "--temperature", "2"], "first temperature");
     bad_step(&["--rows", "4", "--dim", "4", "--candidates", "31"], "--candidates");
     let plain = t.path().join("plain");
     ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&plain), "--top-k", "4"]);
@@ -752,4 +751,50 @@ fn long_tailed_world_proposals_bands_and_time_to_accuracy() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("nearest"));
     let d2 = t.path().join("d2");
     bad(&["synth", "--out", p(&d2), "--classes", "100", "--coarse", "15"], "multiple of --group");
+}
+
+#[test]
+fn a_route_of_anchors_switches_caches_at_the_stated_epochs() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 20, 20, 400); // features of dim 20 are the logits of the identity teacher
+    // two teachers on the same data: an easy anchor (the raw features as logits) and the final oracle
+    let (a, fin) = (t.path().join("anchor"), t.path().join("final"));
+    ok(&["cache", "--teacher", "identity", "--data", p(&d), "--out", p(&a), "--top-k", "4"]);
+    ok(&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(&fin), "--top-k", "4"]);
+    let route = format!("{},{}", p(&a), p(&fin));
+    let run = t.path().join("run");
+    let common = ["--data", p(&d), "--batch-size", "100", "--epochs", "3", "--loss", "full"];
+    ok(&[&["train", "--cache", &route, "--anchor-epochs", "2", "--out", p(&run)][..], &common[..]].concat());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let switches: Vec<(u64, u64, String)> = lines
+        .iter()
+        .filter(|l| l.get("anchor").is_some())
+        .map(|l| (l["anchor"].as_u64().unwrap(), l["step"].as_u64().unwrap(), l["cache"].as_str().unwrap().to_string()))
+        .collect();
+    // 400 rows in batches of 100: 4 steps an epoch; the anchor trains epochs 1–2, the final cache epoch 3
+    assert_eq!(switches, vec![(0, 0, p(&a).to_string()), (1, 8, p(&fin).to_string())]);
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["route"][1]["epoch"], 2);
+    assert_eq!(s["steps"], 12);
+    // the curves mark the switch; compare prints the route
+    assert!(std::fs::read_to_string(run.join("curves.svg")).unwrap().contains("class=\"switch\""));
+    assert!(ok(&["compare", p(&run)]).contains("route of"));
+    // a resumed run keeps to the route
+    let run2 = t.path().join("run2");
+    ok(&[&["train", "--cache", &route, "--anchor-epochs", "2", "--out", p(&run2), "--max-steps", "6"][..], &common[..]].concat());
+    ok(&[&["train", "--cache", &route, "--anchor-epochs", "2", "--out", p(&run2), "--resume"][..], &common[..]].concat());
+    let s2: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run2.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s2["route"], s["route"]);
+    // bad input: one line, exit 2
+    let other = t.path().join("other");
+    synth(&other, 20, 20, 300);
+    let oc = t.path().join("other-cache");
+    ok(&["cache", "--teacher", "identity", "--data", p(&other), "--out", p(&oc), "--top-k", "4"]);
+    let bad_route = format!("{},{}", p(&oc), p(&fin));
+    let out = p(&t.path().join("bad")).to_string();
+    bad(&[&["train", "--cache", &bad_route, "--out", &out][..], &common[..]].concat(), "route anchor");
+    bad(&[&["train", "--cache", &route, "--anchor-epochs", "3", "--out", &out][..], &common[..]].concat(), "--anchor-epochs");
+    bad(&[&["train", "--cache", &route, "--anchor-epochs", "1,1", "--out", &out][..], &common[..]].concat(), "--anchor-epochs");
+    bad(&[&["train", "--cache", p(&fin), "--anchor-epochs", "1", "--out", &out][..], &common[..]].concat(), "--anchor-epochs");
 }

@@ -332,6 +332,66 @@ fn rs_converges_to_the_true_teacher_and_topk_does_not() {
     assert!(top_angle > 2.0 * angle, "top-K bias ({top_angle:.1}°) should exceed rs's error ({angle:.2}°)");
 }
 
+/// Tail samples drawn at the cache's first temperature (T0 = 1) serve a second one (T = 2) through
+/// the stored rows: `Targets::from_rows` reweights each draw by p_T/p_T0 from the sample's stored logit,
+/// and the mean of many `rs` draws converges to the gradient against the true teacher at T. Without
+/// the reweighting (T0's shares) the mean stays biased.
+#[test]
+fn rs_at_a_second_temperature_converges_through_the_stored_rows() {
+    use kdcache::format::{LogitDtype, RowBatch, RowSpec, Tail as TailSamples};
+    let (zs, h, head, labels) = setup(5, C);
+    let (temps, ti, alpha) = ([1.0f32, 2.0], 1usize, 1.0);
+    let temp = temps[ti] as f64;
+    let (k, m) = (6, 4);
+    let soft = |z: &[f32], t: f64| -> Vec<f64> {
+        let mx = z.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let e: Vec<f64> = z.iter().map(|&v| ((v as f64 - mx) / t).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(|x| x / s).collect()
+    };
+    let pt: Vec<f64> = zs.iter().flat_map(|z| soft(z, temp)).collect();
+    let (_, _, gw_ref) = reference(&Tensor::from_slice(&pt).reshape([B as i64, C as i64]), &h, &head, &labels, temp, alpha);
+    let spec = RowSpec { classes: C as u64, k, temperatures: temps.to_vec(), tail_samples: m, aug_dim: 0, logit_dtype: LogitDtype::F32, tail_logit: true };
+    let ranked: Vec<_> = zs.iter().map(|z| rank_row(z, k, &temps, None).unwrap()).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let rows: Vec<usize> = (0..B).collect();
+    let draws = 600;
+    let mut mean = Tensor::zeros([C as i64, D + 1], (Kind::Double, tch::Device::Cpu));
+    let mut unweighted = mean.zeros_like();
+    for s in 0..draws {
+        let mut batch = RowBatch::new(&spec);
+        for (i, (z, r)) in zs.iter().zip(&ranked).enumerate() {
+            // M draws from the teacher's tail at T0, as the cache phase makes them
+            let p0 = soft(z, temps[0] as f64);
+            let w: Vec<f64> = (0..C).map(|c| if r.idx.contains(&(c as u32)) { 0.0 } else { p0[c] }).collect();
+            let dist = rand::distr::weighted::WeightedIndex::new(&w).unwrap();
+            let mut cnt = std::collections::BTreeMap::new();
+            for _ in 0..m {
+                *cnt.entry(rand::distr::Distribution::sample(&dist, &mut rng) as u32).or_insert(0u32) += 1;
+            }
+            let (mut idx, mut n): (Vec<u32>, Vec<u32>) = cnt.into_iter().unzip();
+            idx.resize(m, 0);
+            n.resize(m, 0);
+            let zt: Vec<f32> = idx.iter().map(|&j| z[j as usize]).collect();
+            batch.push_row(i as u64, 0, labels[i], &r.idx, &r.logit, &r.lse, &r.log_tail, Some(TailSamples { idx: &idx, cnt: &n, logit: &zt }));
+        }
+        let tg = Targets::from_rows(&batch, &rows, ti, temp, C);
+        let (_, _, gw) = estimate(Estimator::Rs, &tg, &h, &head, temp, alpha, None, s);
+        mean += gw / draws as f64;
+        batch.tail_values = false; // as a cache without the samples' logits would give them
+        batch.tail_logit = kdcache::format::rows::Logits::new(LogitDtype::F32);
+        let tg0 = Targets::from_rows(&batch, &rows, ti, temp, C);
+        let (_, _, gw0) = estimate(Estimator::Rs, &tg0, &h, &head, temp, alpha, None, s);
+        unweighted += gw0 / draws as f64;
+    }
+    let (angle, ratio) = angle_and_ratio(&mean, &gw_ref);
+    let (bias, _) = angle_and_ratio(&unweighted, &gw_ref);
+    eprintln!("rs at T = {temp} from draws at T0 = 1: mean of {draws} draws {angle:.2}° (ratio {ratio:.3}); without reweighting {bias:.2}°");
+    assert!(angle < 3.0, "rs mean gradient at T = {temp} is {angle:.2}° from the true gradient");
+    assert!((0.95..1.05).contains(&ratio), "rs norm ratio {ratio}");
+    assert!(bias > 2.0 * angle, "the unweighted draws ({bias:.2}°) should be further off than the reweighted ones ({angle:.2}°)");
+}
+
 /// Clipping bounds only the head updates of sampled rows: with the same draw, the features' gradient is
 /// unchanged, no head row grows, and rows drawn with weight above the clip shrink.
 #[test]

@@ -102,13 +102,18 @@ class Rows:
     lse       float32 [n]     log Σ_c exp(z_c / T) over all C classes (the exact normaliser)
     log_tail  float32 [n]     log of the teacher's mass outside the top-K at T (-inf when K = C)
     logits    float32 [n, K]  the teacher's logits z (only when asked for: `rows(..., logits=True)`)
-    tail_idx, tail_cnt        int32 / uint32 [n, M], the tail samples (caches written with them only)
+    tail_idx, tail_cnt        int32 / uint32 [n, M], the tail samples (caches written with them only):
+                              classes drawn from the teacher's tail at the first temperature T0
+    tail_w    float64 [n, M]  each sample slot's share of the tail mass at T (0 for unused slots): an
+                              unbiased estimate of the tail is Σ_j tail_w[j]·f(tail_idx[j]); at T ≠ T0
+                              the draws are reweighted by p_T/p_T0 (format 3 caches; older ones hold
+                              T0's shares, unbiased at T0 only)
 
     p = exp(logp) and tail_mass = exp(log_tail) sum to 1 per row (within the stored dtype's rounding).
     """
 
-    __slots__ = ("temperature", "row", "view", "label", "ids", "logp", "lse", "log_tail", "logits", "tail_idx", "tail_cnt", "aug", "buffer", "fields")
-    _NAMES = ("row", "view", "label", "ids", "logp", "lse", "log_tail", "logits", "tail_idx", "tail_cnt", "aug")
+    __slots__ = ("temperature", "row", "view", "label", "ids", "logp", "lse", "log_tail", "logits", "tail_idx", "tail_cnt", "tail_w", "aug", "buffer", "fields")
+    _NAMES = ("row", "view", "label", "ids", "logp", "lse", "log_tail", "logits", "tail_idx", "tail_cnt", "tail_w", "aug")
     _ONE_PER_ROW = ("row", "view", "label", "lse", "log_tail")
 
     def __init__(self, temperature: float, buffer: np.ndarray, fields: list, n: int):

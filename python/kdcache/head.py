@@ -265,10 +265,15 @@ class _Targets:
             if ti is None or tc is None or ti.shape[1] == 0:
                 raise ValueError("loss='rs' needs tail samples: build the cache with tail samples (kdcache cache --tail-samples M)")
             ti = ti.astype(np.int64)
-            cnt = tc.astype(np.float64)
-            total = cnt.sum(1, keepdims=True)
+            tw = host("tail_w", False)
             t.tail_idx = np.ascontiguousarray(ti)
-            t.tail_w = np.where(total > 0, t.tau[:, None] * cnt / np.maximum(total, 1), 0.0)
+            if tw is not None:
+                # the reader's weights: the draws reweighted to this temperature where the cache allows
+                t.tail_w = np.ascontiguousarray(tw.astype(np.float64, copy=False))
+            else:
+                cnt = tc.astype(np.float64)
+                total = cnt.sum(1, keepdims=True)
+                t.tail_w = np.where(total > 0, t.tau[:, None] * cnt / np.maximum(total, 1), 0.0)
             t.m = ti.shape[1]
         else:
             t.m, t.tail_idx, t.tail_w = 0, None, None
@@ -435,14 +440,17 @@ class DistillHead(nn.Module):
     @classmethod
     def from_cache(cls, cache, dim: int, loss: str = "dis", temperature: Optional[float] = None, **kw) -> "DistillHead":
         """A head for `cache` (a kdcache.Cache): its class count, and its first temperature unless told.
-        Refuses `rs` on a cache without tail samples, or at another temperature than the first."""
+        Refuses `rs` on a cache without tail samples, or, for a cache written before format 3 (whose tail
+        samples carry no logits), at another temperature than the first."""
         temps = list(cache.temperatures)
         t = temps[cache.temperature_index(temperature)]
         if loss == "rs":
             if not cache.manifest.get("tail_samples"):
                 raise ValueError("loss='rs' needs tail samples: build the cache with tail samples (kdcache cache --tail-samples M)")
-            if t != temps[0]:
-                raise ValueError(f"loss='rs' trains at the cache's first temperature ({temps[0]:g}) only: its tail samples were drawn there")
+            if t != temps[0] and int(cache.manifest.get("format_version", 0)) < 3:
+                raise ValueError(
+                    f"loss='rs' at temperature {t:g}: this format {cache.manifest.get('format_version')} cache's tail samples were drawn at its first temperature ({temps[0]:g}) and carry no logits to reweight them; train at {temps[0]:g} or rebuild the cache"
+                )
         if kw.get("proposal") == "prior" and kw.get("prior") is None:
             prior = (cache.manifest.get("stats") or {}).get("class_prior") or None
             if prior is None:

@@ -47,7 +47,7 @@ __all__ = [
 
 # fields of a row, as tensors
 _FIELDS = ("row", "label", "ids", "logp", "lse", "log_tail")
-_OPTIONAL = ("logits", "tail_idx", "tail_cnt", "aug")
+_OPTIONAL = ("logits", "tail_idx", "tail_cnt", "tail_w", "aug")
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
@@ -93,12 +93,13 @@ _DTYPES = {
     "logits": torch.float32,
     "tail_idx": torch.int64,
     "tail_cnt": torch.int64,
+    "tail_w": torch.float64,
     "aug": torch.float32,
 }
 
 
 # NumPy dtype strings of the reader's buffer fields, as torch dtypes (u8: row ids, which fit int64)
-_TORCH = {"u8": torch.int64, "i8": torch.int64, "i4": torch.int32, "u4": torch.uint32, "f4": torch.float32}
+_TORCH = {"u8": torch.int64, "i8": torch.int64, "i4": torch.int32, "u4": torch.uint32, "f4": torch.float32, "f8": torch.float64}
 
 
 def collate(batch: Any) -> dict:

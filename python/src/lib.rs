@@ -286,6 +286,7 @@ fn layout(n: usize, k: usize, m: usize, aug: usize, with_logits: bool, ids_i64: 
     if m > 0 {
         add("tail_idx", "i4", 4, m);
         add("tail_cnt", "u4", 4, m);
+        add("tail_w", "f8", 8, m);
     }
     if aug > 0 {
         add("aug", "f4", 4, aug);
@@ -377,7 +378,8 @@ impl Reader {
         let logits_out: &mut [f32] = if with_logits { carve(&mut rest, n * k) } else { &mut [] };
         let lse_out: &mut [f32] = carve(&mut rest, n);
         let tail_out: &mut [f32] = carve(&mut rest, n);
-        let (tidx_out, tcnt_out): (&mut [i32], &mut [u32]) = if tm > 0 { (carve(&mut rest, n * tm), carve(&mut rest, n * tm)) } else { (&mut [], &mut []) };
+        let (tidx_out, tcnt_out, tw_out): (&mut [i32], &mut [u32], &mut [f64]) =
+            if tm > 0 { (carve(&mut rest, n * tm), carve(&mut rest, n * tm), carve(&mut rest, n * tm)) } else { (&mut [], &mut [], &mut []) };
         let aug_out: &mut [f32] = if aug > 0 { carve(&mut rest, n * aug) } else { &mut [] };
         let mut scratch = Vec::with_capacity(k);
         let mut w = 0; // the block of the previous row, by its place in `wanted`
@@ -421,6 +423,7 @@ impl Reader {
                     *o = c as i32;
                 }
                 tcnt_out[p * tm..(p + 1) * tm].copy_from_slice(r.tail_cnt());
+                r.tail_weights(ti, temp, &mut tw_out[p * tm..(p + 1) * tm]);
             }
             if aug > 0 {
                 aug_out[p * aug..(p + 1) * aug].copy_from_slice(r.aug());
@@ -682,7 +685,7 @@ impl Writer {
         }
         let encoding: Encoding = encoding.parse().map_err(to_py)?;
         let logit_dtype: LogitDtype = dtype.parse().map_err(to_py)?;
-        let spec = RowSpec { classes: num_classes, k: top_k, temperatures, tail_samples: 0, aug_dim: 0, logit_dtype };
+        let spec = RowSpec { classes: num_classes, k: top_k, temperatures, tail_samples: 0, aug_dim: 0, logit_dtype, tail_logit: true };
         spec.validate().map_err(to_py)?;
         let allowed = match (part, num_examples) {
             (Some((i, n)), _) if n == 0 || i >= n => return Err(invalid(format!("part ({i}, {n}): need 0 <= i < n"))),
@@ -984,7 +987,15 @@ impl Drop for Writer {
 #[pyo3(signature = (logits, top_k, temperatures, threads=None))]
 fn rank<'py>(py: Python<'py>, logits: PyReadonlyArray2<'py, f32>, top_k: usize, temperatures: Vec<f32>, threads: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
     let (z, b, c) = contiguous2(&logits, "logits")?;
-    let spec = RowSpec { classes: c as u64, k: top_k, temperatures: temperatures.clone(), tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F32 };
+    let spec = RowSpec {
+        classes: c as u64,
+        k: top_k,
+        temperatures: temperatures.clone(),
+        tail_samples: 0,
+        aug_dim: 0,
+        logit_dtype: LogitDtype::F32,
+        tail_logit: true,
+    };
     spec.validate().map_err(to_py)?;
     if let Some(t) = temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
         return Err(invalid(format!("temperature {t} must be finite and > 0")));

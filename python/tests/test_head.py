@@ -94,8 +94,9 @@ CASES = {
     "full": (2, ()),
     "topk": (2, ()),
     "ghost": (2, ()),
-    # tail samples serve the cache's first temperature
+    # tail samples drawn at the cache's first temperature, and reweighted to the second
     "rs": (1, ()),
+    "rs-t2": (2, ()),
     # the sampled path (C = 300 is small: the default would switch to the dense step)
     "dis": (2, ("--candidates", 90, "--dis-dense-above", 2)),
     "dis-bucket": (2, ("--candidates", 90, "--dis-dense-above", 2, "--dis-tail", "bucket")),

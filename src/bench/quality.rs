@@ -30,6 +30,8 @@ fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, dis: 
     let _ = std::fs::remove_dir_all(out);
     let o = crate::train::TrainOptions {
         cache: cache.into(),
+        anchors: vec![],
+        anchor_epochs: vec![],
         data: data.into(),
         labels: None,
         eval_data: None,

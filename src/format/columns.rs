@@ -13,6 +13,7 @@ pub enum Col {
     LogTail,
     TailIdx,
     TailCnt,
+    TailLogit,
     Aug,
 }
 
@@ -28,6 +29,7 @@ impl Col {
             Col::LogTail => "log_tail",
             Col::TailIdx => "tail_idx",
             Col::TailCnt => "tail_cnt",
+            Col::TailLogit => "tail_logit",
             Col::Aug => "aug",
         }
     }
@@ -41,6 +43,7 @@ impl Col {
             Col::TopkLogit => (spec.logit_dtype.width(), spec.k),
             Col::Lse | Col::LogTail => (4, spec.t()),
             Col::TailIdx | Col::TailCnt => (4, spec.tail_samples),
+            Col::TailLogit => (spec.logit_dtype.width(), spec.tail_samples),
             Col::Aug => (4, spec.aug_dim),
         }
     }
@@ -51,6 +54,9 @@ pub fn columns(spec: &RowSpec) -> Vec<Col> {
     let mut c = vec![Col::Row, Col::View, Col::Label, Col::TopkIdx, Col::TopkLogit, Col::Lse, Col::LogTail];
     if spec.tail_samples > 0 {
         c.extend([Col::TailIdx, Col::TailCnt]);
+        if spec.has_tail_logit() {
+            c.push(Col::TailLogit);
+        }
     }
     if spec.aug_dim > 0 {
         c.push(Col::Aug);
@@ -70,6 +76,7 @@ pub fn col_bytes(b: &RowBatch, col: Col) -> &[u8] {
         Col::LogTail => bytemuck::cast_slice(&b.log_tail),
         Col::TailIdx => bytemuck::cast_slice(&b.tail_idx),
         Col::TailCnt => bytemuck::cast_slice(&b.tail_cnt),
+        Col::TailLogit => b.tail_logit.as_bytes(),
         Col::Aug => bytemuck::cast_slice(&b.aug),
     }
 }
@@ -81,16 +88,21 @@ pub fn col_set_shuffled(b: &mut RowBatch, col: Col, src: &[u8]) {
         Col::View => b.view = unshuffle_vec(src),
         Col::Label => b.label = unshuffle_vec(src),
         Col::TopkIdx => b.topk_idx = unshuffle_vec(src),
-        Col::TopkLogit => match &mut b.topk_logit {
-            Logits::F16(v) => *v = unshuffle_vec(src),
-            Logits::Bf16(v) => *v = unshuffle_vec(src),
-            Logits::F32(v) => *v = unshuffle_vec(src),
-        },
+        Col::TopkLogit => set_logits(&mut b.topk_logit, src),
+        Col::TailLogit => set_logits(&mut b.tail_logit, src),
         Col::Lse => b.lse = unshuffle_vec(src),
         Col::LogTail => b.log_tail = unshuffle_vec(src),
         Col::TailIdx => b.tail_idx = unshuffle_vec(src),
         Col::TailCnt => b.tail_cnt = unshuffle_vec(src),
         Col::Aug => b.aug = unshuffle_vec(src),
+    }
+}
+
+fn set_logits(l: &mut Logits, src: &[u8]) {
+    match l {
+        Logits::F16(v) => *v = unshuffle_vec(src),
+        Logits::Bf16(v) => *v = unshuffle_vec(src),
+        Logits::F32(v) => *v = unshuffle_vec(src),
     }
 }
 

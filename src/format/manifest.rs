@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, IoContext, Result};
 use crate::format::rows::{LogitDtype, RowSpec};
 
-/// 2: top-K values stored as T0·log p(T0) ([`crate::format::rows::LogitBase`]); 1: as raw logits (read still).
-pub const FORMAT_VERSION: u64 = 2;
+/// 3: tail samples carry their values (`tail_logit`); 2: top-K values stored as T0·log p(T0)
+/// ([`crate::format::rows::LogitBase`]); 1: as raw logits. All three are read.
+pub const FORMAT_VERSION: u64 = 3;
 /// The manifest's file name. Dataset readers (pyarrow, Spark, DuckDB's directory reads) skip names that
 /// start with `_`, so a Parquet cache directory opens as a dataset as it is.
 pub const MANIFEST: &str = "_manifest.json";
@@ -156,6 +157,7 @@ impl Manifest {
             tail_samples: self.tail_samples,
             aug_dim: self.aug_dim,
             logit_dtype: self.logit_dtype,
+            tail_logit: self.format_version >= 3,
         }
     }
 

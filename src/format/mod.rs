@@ -11,5 +11,5 @@ pub mod writer;
 
 pub use manifest::{Encoding, Manifest, Signature};
 pub use reader::{CacheReader, Order};
-pub use rows::{LogitDtype, RowBatch, RowSpec};
+pub use rows::{LogitDtype, RowBatch, RowSpec, Tail};
 pub use writer::{CacheWriter, WriterOptions};

@@ -46,6 +46,7 @@ pub fn arrow_schema(spec: &RowSpec) -> SchemaRef {
             Col::LogTail => list_field("log_tail", DataType::Float32, spec.t(), None),
             Col::TailIdx => list_field("tail_idx", DataType::UInt32, spec.tail_samples, None),
             Col::TailCnt => list_field("tail_cnt", DataType::UInt32, spec.tail_samples, None),
+            Col::TailLogit => list_field("tail_logit", logit_item.clone(), spec.tail_samples, logit_meta),
             Col::Aug => list_field("aug", DataType::Float32, spec.aug_dim, None),
         })
         .collect();
@@ -60,6 +61,14 @@ fn fsl(schema: &Schema, name: &str, values: ArrayRef) -> Result<ArrayRef> {
     Ok(Arc::new(FixedSizeListArray::try_new(item.clone(), *size, values, None)?))
 }
 
+fn logit_array(l: &Logits) -> ArrayRef {
+    match l {
+        Logits::F16(v) => Arc::new(Float16Array::from(v.clone())),
+        Logits::Bf16(v) => Arc::new(UInt16Array::from(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())),
+        Logits::F32(v) => Arc::new(Float32Array::from(v.clone())),
+    }
+}
+
 /// Converts rows to an Arrow record batch.
 pub fn to_record_batch(spec: &RowSpec, b: &RowBatch) -> Result<RecordBatch> {
     let schema = arrow_schema(spec);
@@ -70,14 +79,8 @@ pub fn to_record_batch(spec: &RowSpec, b: &RowBatch) -> Result<RecordBatch> {
             Col::View => Arc::new(UInt32Array::from(b.view.clone())),
             Col::Label => Arc::new(Int64Array::from(b.label.clone())),
             Col::TopkIdx => fsl(&schema, "topk_idx", Arc::new(UInt32Array::from(b.topk_idx.clone())))?,
-            Col::TopkLogit => {
-                let v: ArrayRef = match &b.topk_logit {
-                    Logits::F16(v) => Arc::new(Float16Array::from(v.clone())),
-                    Logits::Bf16(v) => Arc::new(UInt16Array::from(v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())),
-                    Logits::F32(v) => Arc::new(Float32Array::from(v.clone())),
-                };
-                fsl(&schema, "topk_logit", v)?
-            }
+            Col::TopkLogit => fsl(&schema, "topk_logit", logit_array(&b.topk_logit))?,
+            Col::TailLogit => fsl(&schema, "tail_logit", logit_array(&b.tail_logit))?,
             Col::Lse => fsl(&schema, "lse", Arc::new(Float32Array::from(b.lse.clone())))?,
             Col::LogTail => fsl(&schema, "log_tail", Arc::new(Float32Array::from(b.log_tail.clone())))?,
             Col::TailIdx => fsl(&schema, "tail_idx", Arc::new(UInt32Array::from(b.tail_idx.clone())))?,
@@ -124,6 +127,9 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
     let mut split = vec!["topk_idx"];
     if spec.logit_dtype != LogitDtype::F16 {
         split.push("topk_logit");
+        if spec.has_tail_logit() {
+            split.push("tail_logit");
+        }
     }
     for name in split {
         props = props.set_column_encoding(ColumnPath::from(vec![name.into(), "list".into(), "item".into()]), PqEncoding::BYTE_STREAM_SPLIT);
@@ -252,6 +258,7 @@ impl ParquetShard {
                 "topk_idx" | "topk_logit" => spec.k,
                 "lse" | "log_tail" => spec.t(),
                 "tail_idx" | "tail_cnt" if spec.tail_samples > 0 => spec.tail_samples,
+                "tail_logit" if spec.has_tail_logit() => spec.tail_samples,
                 "aug" if spec.aug_dim > 0 => spec.aug_dim,
                 _ => return None,
             })
@@ -368,6 +375,16 @@ fn list<T: ArrowPrimitiveType>(a: &dyn Array, name: &str, size: usize) -> std::r
     prim::<T>(vals.as_ref(), name)
 }
 
+fn append_logits(out: &mut Logits, a: &dyn Array, name: &str, size: usize) -> std::result::Result<(), String> {
+    use arrow::datatypes::*;
+    match out {
+        Logits::F16(v) => v.extend(list::<Float16Type>(a, name, size)?),
+        Logits::Bf16(v) => v.extend(list::<UInt16Type>(a, name, size)?.into_iter().map(half::bf16::from_bits)),
+        Logits::F32(v) => v.extend(list::<Float32Type>(a, name, size)?),
+    }
+    Ok(())
+}
+
 fn append(out: &mut RowBatch, rb: &RecordBatch, spec: &RowSpec) -> std::result::Result<(), String> {
     use arrow::datatypes::*;
     let col = |name: &str| rb.column_by_name(name).cloned().ok_or(format!("column {name} is missing"));
@@ -375,17 +392,15 @@ fn append(out: &mut RowBatch, rb: &RecordBatch, spec: &RowSpec) -> std::result::
     out.view.extend(prim::<UInt32Type>(col("view")?.as_ref(), "view")?);
     out.label.extend(prim::<Int64Type>(col("label")?.as_ref(), "label")?);
     out.topk_idx.extend(list::<UInt32Type>(col("topk_idx")?.as_ref(), "topk_idx", spec.k)?);
-    let lg = col("topk_logit")?;
-    match &mut out.topk_logit {
-        Logits::F16(v) => v.extend(list::<Float16Type>(lg.as_ref(), "topk_logit", spec.k)?),
-        Logits::Bf16(v) => v.extend(list::<UInt16Type>(lg.as_ref(), "topk_logit", spec.k)?.into_iter().map(half::bf16::from_bits)),
-        Logits::F32(v) => v.extend(list::<Float32Type>(lg.as_ref(), "topk_logit", spec.k)?),
-    }
+    append_logits(&mut out.topk_logit, col("topk_logit")?.as_ref(), "topk_logit", spec.k)?;
     out.lse.extend(list::<Float32Type>(col("lse")?.as_ref(), "lse", spec.t())?);
     out.log_tail.extend(list::<Float32Type>(col("log_tail")?.as_ref(), "log_tail", spec.t())?);
     if spec.tail_samples > 0 {
         out.tail_idx.extend(list::<UInt32Type>(col("tail_idx")?.as_ref(), "tail_idx", spec.tail_samples)?);
         out.tail_cnt.extend(list::<UInt32Type>(col("tail_cnt")?.as_ref(), "tail_cnt", spec.tail_samples)?);
+        if spec.has_tail_logit() {
+            append_logits(&mut out.tail_logit, col("tail_logit")?.as_ref(), "tail_logit", spec.tail_samples)?;
+        }
     }
     if spec.aug_dim > 0 {
         out.aug.extend(list::<Float32Type>(col("aug")?.as_ref(), "aug", spec.aug_dim)?);

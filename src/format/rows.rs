@@ -59,6 +59,10 @@ pub struct RowSpec {
     pub tail_samples: usize,
     pub aug_dim: usize,
     pub logit_dtype: LogitDtype,
+    /// The tail samples carry their values (`tail_logit`, format 3 on): what reweights them to another
+    /// temperature than the first. Meaningless without tail samples.
+    #[serde(default)]
+    pub tail_logit: bool,
 }
 
 /// Limits that keep a hostile file from asking for absurd allocations.
@@ -71,6 +75,11 @@ pub const MAX_CLASSES: u64 = u32::MAX as u64;
 impl RowSpec {
     pub fn t(&self) -> usize {
         self.temperatures.len()
+    }
+
+    /// Whether rows have a `tail_logit` column: tail samples, with their values.
+    pub fn has_tail_logit(&self) -> bool {
+        self.tail_logit && self.tail_samples > 0
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -193,6 +202,15 @@ impl Logits {
     }
 }
 
+/// One row's tail samples, as a producer hands them to [`RowBatch::push_row`]: M classes, their counts
+/// and the teacher's logits z of those classes (the same scale as the top-K logits).
+#[derive(Debug, Clone, Copy)]
+pub struct Tail<'a> {
+    pub idx: &'a [u32],
+    pub cnt: &'a [u32],
+    pub logit: &'a [f32],
+}
+
 /// Cache rows, column by column. Row i's top-K ids are `topk_idx[i*k .. (i+1)*k]`, and so on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowBatch {
@@ -210,6 +228,10 @@ pub struct RowBatch {
     pub log_tail: Vec<f32>,
     pub tail_idx: Vec<u32>,
     pub tail_cnt: Vec<u32>,
+    /// The tail samples' values, stored as `topk_logit` is (−inf in unused slots); empty when the cache
+    /// has no `tail_logit` column ([`RowBatch::tail_values`] says which).
+    pub tail_logit: Logits,
+    pub tail_values: bool,
     pub aug: Vec<f32>,
     /// What `topk_logit` is measured from.
     pub base: LogitBase,
@@ -319,6 +341,41 @@ impl<'a> RowRef<'a> {
         let m = self.batch.m;
         &self.batch.tail_cnt[self.i * m..(self.i + 1) * m]
     }
+    /// Tail sample slot s's value as stored (−inf for an unused slot); None when the cache stores none.
+    pub fn tail_stored(&self, s: usize) -> Option<f32> {
+        self.batch.tail_values.then(|| self.batch.tail_logit.get(self.i * self.batch.m + s))
+    }
+    /// The teacher's log-probability of tail sample slot s's class at the `ti`-th cached temperature
+    /// `temp` (−inf for an unused slot); None when the cache stores no tail values (before format 3).
+    pub fn tail_log_prob(&self, s: usize, ti: usize, temp: f64) -> Option<f64> {
+        let v = self.tail_stored(s)? as f64;
+        let x = match self.batch.base {
+            LogitBase::LogProb { t0 } if ti == 0 => v / t0 as f64,
+            LogitBase::LogProb { t0 } => (v + t0 as f64 * self.lse()[0] as f64) / temp - self.lse()[ti] as f64,
+            LogitBase::Absolute => v / temp - self.lse()[ti] as f64,
+        };
+        Some(x.min(0.0))
+    }
+    /// The target mass of each tail sample slot at the `ti`-th temperature `temp`, into `out` (M values):
+    /// the samples were drawn from the tail distribution at T0, q0(j) = p_T0(j)/τ_T0, so slot j, drawn
+    /// n_j of n times, carries τ_T·(n_j/n)·q(j)/q0(j) = (n_j/n)·τ_T0·p_T(j)/p_T0(j) (an importance
+    /// weight: unbiased for the tail at T; at T0 it is τ_T0·n_j/n). 0 for unused slots. Without stored
+    /// tail values (before format 3) the weights are T0's, unbiased only there; returns whether the
+    /// weights hold at `ti`.
+    pub fn tail_weights(&self, ti: usize, temp: f64, out: &mut [f64]) -> bool {
+        let cnt = self.tail_cnt();
+        let total: u32 = cnt.iter().sum();
+        let (tau, lt0) = (self.tail_mass(ti), self.log_tail()[0] as f64);
+        for (s, (o, &c)) in out.iter_mut().zip(cnt).enumerate() {
+            let share = if total > 0 { c as f64 / total as f64 } else { 0.0 };
+            *o = match (ti, self.tail_log_prob(s, ti, temp), self.tail_log_prob(s, 0, temp)) {
+                _ if c == 0 => 0.0,
+                (0, _, _) | (_, None, _) | (_, _, None) => tau * share,
+                (_, Some(lp), Some(lp0)) => share * (lp - lp0 + lt0).exp(),
+            };
+        }
+        ti == 0 || self.batch.tail_values
+    }
     pub fn aug(&self) -> &'a [f32] {
         let a = self.batch.aug_dim;
         &self.batch.aug[self.i * a..(self.i + 1) * a]
@@ -341,17 +398,19 @@ impl RowBatch {
             log_tail: vec![],
             tail_idx: vec![],
             tail_cnt: vec![],
+            tail_logit: Logits::new(spec.logit_dtype),
+            tail_values: spec.has_tail_logit(),
             aug: vec![],
             base: LogitBase::LogProb { t0: spec.temperatures.first().copied().unwrap_or(1.0) },
         }
     }
 
     /// Appends one ranked row: the classes `ids` by descending logit `logits` (K each), the log-normaliser
-    /// and log tail mass at each temperature (T each), and the tail samples and counts (M each, or empty
-    /// when the cache has none). The one way a producer adds a row: the values are stored as
-    /// [`RowBatch::base`] says.
+    /// and log tail mass at each temperature (T each), and the tail samples: classes, counts and logits
+    /// (M each; a count of 0 marks an unused slot, whose logit is ignored; None when the cache has none).
+    /// The one way a producer adds a row: the values are stored as [`RowBatch::base`] says.
     #[allow(clippy::too_many_arguments)]
-    pub fn push_row(&mut self, row: u64, view: u32, label: i64, ids: &[u32], logits: &[f32], lse: &[f32], log_tail: &[f32], tail: Option<(&[u32], &[u32])>) {
+    pub fn push_row(&mut self, row: u64, view: u32, label: i64, ids: &[u32], logits: &[f32], lse: &[f32], log_tail: &[f32], tail: Option<Tail<'_>>) {
         debug_assert!(ids.len() == self.k && logits.len() == self.k && lse.len() == self.t && log_tail.len() == self.t);
         self.row.push(row);
         self.view.push(view);
@@ -368,9 +427,15 @@ impl RowBatch {
         }
         self.lse.extend_from_slice(lse);
         self.log_tail.extend_from_slice(log_tail);
-        if let Some((ti, tc)) = tail {
-            self.tail_idx.extend_from_slice(ti);
-            self.tail_cnt.extend_from_slice(tc);
+        if let Some(t) = tail {
+            self.tail_idx.extend_from_slice(t.idx);
+            self.tail_cnt.extend_from_slice(t.cnt);
+            if self.tail_values {
+                for (&z, &c) in t.logit.iter().zip(t.cnt) {
+                    let v = if c == 0 { f64::NEG_INFINITY } else { z as f64 - shift };
+                    self.tail_logit.push(if matches!(self.base, LogitBase::LogProb { .. }) { v.min(0.0) as f32 } else { v as f32 });
+                }
+            }
         }
     }
 
@@ -395,6 +460,7 @@ impl RowBatch {
             && self.log_tail.len() == n * self.t
             && self.tail_idx.len() == n * self.m
             && self.tail_cnt.len() == n * self.m
+            && self.tail_logit.len() == if self.tail_values { n * self.m } else { 0 }
             && self.aug.len() == n * self.aug_dim;
         if ok { Ok(()) } else { Err(Error::Internal("RowBatch columns have inconsistent lengths".into())) }
     }
@@ -425,6 +491,10 @@ impl RowBatch {
         self.log_tail.extend_from_slice(&other.log_tail[a * self.t..b * self.t]);
         self.tail_idx.extend_from_slice(&other.tail_idx[a * self.m..b * self.m]);
         self.tail_cnt.extend_from_slice(&other.tail_cnt[a * self.m..b * self.m]);
+        if self.tail_values && other.tail_values {
+            // tail values exist from format 3 on, whose base is always T0·log p: nothing to re-express
+            self.tail_logit.extend_from(&other.tail_logit, a * self.m..b * self.m);
+        }
         self.aug.extend_from_slice(&other.aug[a * self.aug_dim..b * self.aug_dim]);
     }
 
@@ -449,6 +519,8 @@ impl RowBatch {
             log_tail: vec![],
             tail_idx: vec![],
             tail_cnt: vec![],
+            tail_logit: Logits::new(self.tail_logit.dtype()),
+            tail_values: self.tail_values,
             aug: vec![],
             base: self.base,
         }
@@ -482,6 +554,12 @@ impl RowBatch {
             log_tail: gather(&self.log_tail, t, perm),
             tail_idx: gather(&self.tail_idx, m, perm),
             tail_cnt: gather(&self.tail_cnt, m, perm),
+            tail_logit: match &self.tail_logit {
+                Logits::F16(v) => Logits::F16(gather(v, if self.tail_values { m } else { 0 }, perm)),
+                Logits::Bf16(v) => Logits::Bf16(gather(v, if self.tail_values { m } else { 0 }, perm)),
+                Logits::F32(v) => Logits::F32(gather(v, if self.tail_values { m } else { 0 }, perm)),
+            },
+            tail_values: self.tail_values,
             aug: gather(&self.aug, a, perm),
             base: self.base,
         }
@@ -577,6 +655,17 @@ impl RowChecker {
             if tc[j] > 0 && ti[j] as u64 >= spec.classes {
                 return Err(format!("tail_idx[{j}] = {} is not < C", ti[j]));
             }
+            if let Some(v) = r.tail_stored(j) {
+                // a tail class ranks below the top-K: its value is at most the K-th one, within rounding
+                let last = self.stored[k - 1];
+                let tol = 2.0 * spec.logit_dtype.eps() as f32 * last.abs().max(v.abs());
+                if tc[j] == 0 && v != f32::NEG_INFINITY {
+                    return Err(format!("tail_logit[{j}] = {v} in an unused slot (count 0); expected -inf"));
+                }
+                if tc[j] > 0 && !(v.is_finite() && v <= last + tol && (!log_prob || v <= 0.0)) {
+                    return Err(format!("tail_logit[{j}] = {v} is not a tail value (at most topk_logit[{}] = {last}, finite)", k - 1));
+                }
+            }
         }
         if let Some(a) = r.aug().iter().find(|a| !a.is_finite()) {
             return Err(format!("aug value {a} is not finite"));
@@ -653,7 +742,7 @@ mod tests {
         let log_tail: Vec<f32> = temps.iter().zip(&lse).map(|(&t, l)| ((996.0f64).ln() + tail_z / t as f64 - l) as f32).collect();
         let lse32: Vec<f32> = lse.iter().map(|&l| l as f32).collect();
         let z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
-        let spec = RowSpec { classes: 1000, k: 4, temperatures: temps.to_vec(), tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F16 };
+        let spec = RowSpec { classes: 1000, k: 4, temperatures: temps.to_vec(), tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F16, tail_logit: true };
         let truth = |j: usize, ti: usize| (z[j] / temps[ti] as f64 - lse[ti]).exp();
         let mut v2 = RowBatch::new(&spec);
         v2.push_row(0, 0, 0, &[1, 2, 3, 4], &z32, &lse32, &log_tail, None);
@@ -692,7 +781,7 @@ mod tests {
     #[test]
     fn log_probs_equals_log_prob() {
         for dtype in [LogitDtype::F16, LogitDtype::Bf16, LogitDtype::F32] {
-            let spec = RowSpec { classes: 100, k: 3, temperatures: vec![1.5, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: dtype };
+            let spec = RowSpec { classes: 100, k: 3, temperatures: vec![1.5, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: dtype, tail_logit: true };
             for absolute in [false, true] {
                 let mut b = RowBatch::new(&spec);
                 if absolute {
@@ -726,7 +815,7 @@ mod tests {
     /// The bitset and sorting duplicate checks agree, and the bitset is clean after every row.
     #[test]
     fn duplicate_check_by_bitset_and_by_sort() {
-        let spec = RowSpec { classes: 1000, k: 4, temperatures: vec![1.0], tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F32 };
+        let spec = RowSpec { classes: 1000, k: 4, temperatures: vec![1.0], tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F32, tail_logit: true };
         let mut bits = RowChecker::new(&spec);
         let mut sort = RowChecker::new(&spec);
         sort.seen.clear();
@@ -740,7 +829,7 @@ mod tests {
 
     #[test]
     fn permuted_moves_whole_rows() {
-        let spec = RowSpec { classes: 10, k: 2, temperatures: vec![1.0], tail_samples: 1, aug_dim: 1, logit_dtype: LogitDtype::Bf16 };
+        let spec = RowSpec { classes: 10, k: 2, temperatures: vec![1.0], tail_samples: 1, aug_dim: 1, logit_dtype: LogitDtype::Bf16, tail_logit: true };
         let mut b = RowBatch::new(&spec);
         for i in 0..4u32 {
             b.row.push(i as u64);
@@ -753,6 +842,7 @@ mod tests {
             b.log_tail.push(-(i as f32));
             b.tail_idx.push(9 - i);
             b.tail_cnt.push(i + 1);
+            b.tail_logit.push(-(i as f32) - 3.0);
             b.aug.push(i as f32 / 2.0);
         }
         let p = b.permuted(&[2, 0, 3, 1]);
@@ -762,5 +852,52 @@ mod tests {
         }
         assert_eq!(p, want);
         assert_eq!(p.topk_idx, vec![2, 7, 0, 5, 3, 8, 1, 6]);
+    }
+
+    #[test]
+    fn tail_values_give_the_samples_probability_at_every_temperature() {
+        // C = 6 logits; K = 2; samples of classes 4 and 1 (outside the top-2)
+        let z = [3.0f32, 0.5, 2.0, -1.0, 1.0, -0.5];
+        let temps = [1.0f32, 2.5];
+        let r = crate::rank::rank_row(&z, 2, &temps, None).unwrap();
+        for dtype in [LogitDtype::F16, LogitDtype::Bf16, LogitDtype::F32] {
+            let spec = RowSpec { classes: 6, k: 2, temperatures: temps.to_vec(), tail_samples: 3, aug_dim: 0, logit_dtype: dtype, tail_logit: true };
+            let mut b = RowBatch::new(&spec);
+            let tail = Tail { idx: &[1, 4, 0], cnt: &[2, 1, 0], logit: &[z[1], z[4], 0.0] };
+            b.push_row(0, 0, -1, &r.idx, &r.logit, &r.lse, &r.log_tail, Some(tail));
+            let row = b.get(0);
+            for (ti, &t) in temps.iter().enumerate() {
+                let lse = z.iter().map(|&v| (v as f64 / t as f64).exp()).sum::<f64>().ln();
+                for (s, c) in [(0, 1), (1, 4)] {
+                    let want = z[c] as f64 / t as f64 - lse;
+                    let got = row.tail_log_prob(s, ti, t as f64).unwrap();
+                    assert!((got - want).abs() < 4.0 * dtype.eps() * (1.0 + want.abs()), "{dtype:?} T={t} class {c}: {got} vs {want}");
+                }
+                assert_eq!(row.tail_log_prob(2, ti, t as f64), Some(f64::NEG_INFINITY), "an unused slot");
+            }
+            // at T0 the weights are the draws' shares of the tail mass; at T they are reweighted
+            let mut w = [0f64; 3];
+            assert!(row.tail_weights(0, 1.0, &mut w));
+            let tau0 = row.tail_mass(0);
+            assert!((w[0] - tau0 * 2.0 / 3.0).abs() < 1e-12 && (w[1] - tau0 / 3.0).abs() < 1e-12 && w[2] == 0.0);
+            assert!(row.tail_weights(1, 2.5, &mut w));
+            let p = |c: usize, t: f64| -> f64 { (z[c] as f64 / t).exp() / z.iter().map(|&v| (v as f64 / t).exp()).sum::<f64>() };
+            let want = (2.0 / 3.0) * tau0 * p(1, 2.5) / p(1, 1.0);
+            assert!((w[0] - want).abs() < 8.0 * dtype.eps() * want, "{dtype:?}: {} vs {want}", w[0]);
+            assert_eq!(check_row(row, &spec), Ok(()));
+            // a tail value above the K-th rank's, or a value in an unused slot, is refused
+            let mut bad = b.clone();
+            bad.tail_logit = Logits::new(dtype);
+            for v in [row.stored(0), row.tail_stored(1).unwrap(), f32::NEG_INFINITY] {
+                bad.tail_logit.push(v);
+            }
+            assert!(check_row(bad.get(0), &spec).unwrap_err().contains("tail_logit[0]"));
+            let mut bad = b.clone();
+            bad.tail_logit = Logits::new(dtype);
+            for v in [row.tail_stored(0).unwrap(), row.tail_stored(1).unwrap(), -1.0] {
+                bad.tail_logit.push(v);
+            }
+            assert!(check_row(bad.get(0), &spec).unwrap_err().contains("unused slot"));
+        }
     }
 }

@@ -71,6 +71,14 @@ pub fn compare(runs: &[PathBuf], plot: Option<&Path>, target: Option<&Path>, out
         )
         .map_err(io)?;
     }
+    // runs along a route of anchors: where each moved on
+    for r in runs {
+        let s = Summary::load(r)?;
+        if !s.route.is_empty() {
+            let stops: Vec<String> = s.route.iter().map(|w| format!("{} from epoch {} (step {})", w.cache, w.epoch + 1, w.step)).collect();
+            writeln!(out, "\nroute of {}: {}", r.display(), stops.join(" → ")).map_err(io)?;
+        }
+    }
     let bests: Vec<Option<f64>> = runs.iter().map(|r| best_top1(r)).collect::<Result<_>>()?;
     let chosen = match target {
         Some(t) => {
@@ -145,6 +153,7 @@ mod tests {
                 eval_rows: 5,
                 bands,
                 retrieval: None,
+                route: vec![],
             };
             std::fs::write(d.join("summary.json"), serde_json::to_string(&s).unwrap()).unwrap();
             std::fs::write(d.join("metrics.jsonl"), evals(&pts)).unwrap();

@@ -16,6 +16,8 @@ struct Series {
     top1: Vec<(f64, f64)>,
     /// Held-out top-1 against seconds of training (runs that record it).
     top1_s: Vec<(f64, f64)>,
+    /// Where a route of anchors moved on to the next cache: step, and seconds of training when recorded.
+    switches: Vec<(f64, Option<f64>)>,
 }
 
 fn read_run(dir: &Path) -> Result<Series> {
@@ -30,6 +32,12 @@ fn read_run(dir: &Path) -> Result<Series> {
         let step = m.step as f64;
         if let Some(l) = m.loss {
             s.loss.push((step, l));
+        }
+        if let Some(place) = m.anchor
+            && place > 0
+            && !s.switches.iter().any(|w| w.0 == step)
+        {
+            s.switches.push((step, m.train_s));
         }
         if let Some(e) = m.eval {
             s.top1.push((step, e.top1));
@@ -111,6 +119,12 @@ impl Ticks {
 
 /// Draws one line-chart panel (420×300 plot area) at horizontal offset `x0`.
 pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(String, &[(f64, f64)])]) {
+    panel_marked(svg, x0, title, xlabel, series, &[]);
+}
+
+/// [`panel`] with vertical dashed marks at `marks` (series index, x), in that series' colour: where a
+/// run's route of anchors moved on to the next cache.
+pub fn panel_marked(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(String, &[(f64, f64)])], marks: &[(usize, f64)]) {
     let (w, h, pad) = (420.0, 300.0, 50.0);
     let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.1.iter().copied()).filter(|p| p.1.is_finite()).collect();
     let _ = write!(svg, r#"<g transform="translate({x0},0)"><text x="{}" y="20" text-anchor="middle" font-size="14">{title}</text>"#, w / 2.0 + pad / 2.0);
@@ -157,6 +171,10 @@ pub fn panel(svg: &mut String, x0: f64, title: &str, xlabel: &str, series: &[(St
     let covered = |y0: f64| pts.iter().filter(|p| sx(p.0) > lx - 10.0 && (y0 - 16.0..=y0 + lh + 8.0).contains(&sy(p.1))).count();
     let legend_y0 = [46.0, 30.0 + (h - lh) / 2.0, 30.0 + h - 10.0 - lh].into_iter().min_by_key(|&y0| covered(y0)).unwrap_or(46.0);
     let _ = write!(svg, r#"<text x="{}" y="{}" text-anchor="middle" font-size="11">{xlabel}</text>"#, pad + w / 2.0, 30.0 + h + 30.0);
+    for &(i, x) in marks.iter().filter(|m| (xmin..=xmax).contains(&m.1)) {
+        let c = COLORS[i % COLORS.len()];
+        let _ = write!(svg, r#"<line class="switch" x1="{0:.1}" x2="{0:.1}" y1="30" y2="{1}" stroke="{c}" stroke-dasharray="4 3"/>"#, sx(x), 30.0 + h);
+    }
     for (i, (name, s)) in series.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
         let path: Vec<String> = s.iter().filter(|p| p.1.is_finite()).map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
@@ -192,10 +210,20 @@ pub fn training_curves_svg(runs: &[PathBuf]) -> Result<String> {
     let mut svg = String::from(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="1440" height="380" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>"#,
     );
-    panel(&mut svg, 0.0, "training loss", "step", &series.iter().map(|s| (s.name.clone(), s.loss.as_slice())).collect::<Vec<_>>());
-    panel(&mut svg, 480.0, "held-out top-1 (full softmax)", "step", &series.iter().map(|s| (s.name.clone(), s.top1.as_slice())).collect::<Vec<_>>());
+    // a route of anchors: a dashed line where each run moved on to its next cache
+    let at_step: Vec<(usize, f64)> = series.iter().enumerate().flat_map(|(i, s)| s.switches.iter().map(move |w| (i, w.0))).collect();
+    let at_time: Vec<(usize, f64)> = series.iter().enumerate().flat_map(|(i, s)| s.switches.iter().filter_map(move |w| w.1.map(|t| (i, t)))).collect();
+    panel_marked(&mut svg, 0.0, "training loss", "step", &series.iter().map(|s| (s.name.clone(), s.loss.as_slice())).collect::<Vec<_>>(), &at_step);
+    panel_marked(
+        &mut svg,
+        480.0,
+        "held-out top-1 (full softmax)",
+        "step",
+        &series.iter().map(|s| (s.name.clone(), s.top1.as_slice())).collect::<Vec<_>>(),
+        &at_step,
+    );
     let by_time: Vec<(String, &[(f64, f64)])> = series.iter().map(|s| (s.name.clone(), s.top1_s.as_slice())).collect();
-    panel(&mut svg, 960.0, "top-1 against training time", "seconds of training (no evaluation)", &by_time);
+    panel_marked(&mut svg, 960.0, "top-1 against training time", "seconds of training (no evaluation)", &by_time, &at_time);
     svg.push_str("</svg>\n");
     Ok(svg)
 }

@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 use crate::data::source::Dataset;
 use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::{Manifest, Signature};
-use crate::format::rows::{LogitDtype, RowBatch, RowSpec};
+use crate::format::rows::{LogitDtype, RowBatch, RowSpec, Tail};
 use crate::format::writer::{CacheWriter, WriterOptions};
 use crate::nn::rows_tensor;
 use crate::teacher::Teacher;
@@ -76,6 +76,8 @@ struct Ranked {
     lse: Vec<f32>,
     log_tail: Vec<f32>,
     tail: Vec<i64>,
+    /// The teacher's logit of each tail sample (M per row, beside `tail`).
+    tail_logit: Vec<f32>,
     prior: Vec<f64>,
 }
 
@@ -134,7 +136,7 @@ fn rank_on_host(z: &Tensor, b0: usize, k: usize, temps: &[f32], nan: NanPolicy) 
     let flat: Vec<f32> = Vec::<f32>::try_from(&z.f_flatten(0, -1)?)?;
     let (rows, prior) = crate::rank::rank_block(&flat, c, k, temps);
     let t = temps.len();
-    let mut out = Ranked { first: b0, keep: vec![], idx: vec![], logit: vec![], lse: vec![], log_tail: vec![], tail: vec![], prior };
+    let mut out = Ranked { first: b0, keep: vec![], idx: vec![], logit: vec![], lse: vec![], log_tail: vec![], tail: vec![], tail_logit: vec![], prior };
     for (r, res) in rows.into_iter().enumerate() {
         match res {
             Ok(x) => {
@@ -176,8 +178,17 @@ fn rank_batch(mut z: Tensor, b0: usize, k: usize, temps: &[f32], m: usize, nan: 
     let packed = Tensor::f_cat(&[vals, idx.f_view_dtype(Kind::Float)?, lse, tail, first_bad.f_unsqueeze(1)?, finite.f_unsqueeze(1)?], 1)?;
     let packed: Vec<f32> = to_vec(&packed)?;
     let w = 2 * k + 2 * t + 2;
-    let mut out =
-        Ranked { first: b0, keep: Vec::with_capacity(b), idx: vec![], logit: vec![], lse: vec![], log_tail: vec![], tail: vec![], prior: to_vec(&prior)? };
+    let mut out = Ranked {
+        first: b0,
+        keep: Vec::with_capacity(b),
+        idx: vec![],
+        logit: vec![],
+        lse: vec![],
+        log_tail: vec![],
+        tail: vec![],
+        tail_logit: vec![],
+        prior: to_vec(&prior)?,
+    };
     for (r, row) in packed.chunks_exact(w).enumerate() {
         let keep = row[w - 1] != 0.0;
         if !keep && nan == NanPolicy::Fail {
@@ -190,6 +201,7 @@ fn rank_batch(mut z: Tensor, b0: usize, k: usize, temps: &[f32], m: usize, nan: 
         out.log_tail.extend_from_slice(&row[2 * k + t..2 * k + 2 * t]);
     }
     if let Some(s) = samples {
+        out.tail_logit = to_vec(&z.f_gather(1, &s, false)?.f_to_kind(Kind::Float)?)?;
         out.tail = to_vec(&s)?;
     }
     Ok(out)
@@ -236,7 +248,7 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let batch_size = o.batch_size.unwrap_or_else(|| auto_batch(o.device, classes));
     ds.check_labels(classes)?;
     let k = crate::import::clamp_k(o.k, classes, o.progress);
-    let spec = RowSpec { classes, k, temperatures: o.temperatures.clone(), tail_samples: o.tail_samples, aug_dim: 0, logit_dtype: o.dtype };
+    let spec = RowSpec { classes, k, temperatures: o.temperatures.clone(), tail_samples: o.tail_samples, aug_dim: 0, logit_dtype: o.dtype, tail_logit: true };
     spec.validate()?;
     if o.tail_samples > 0 && k as u64 == classes {
         return Err(Error::invalid("--tail-samples needs K < C: with K = C there is no tail to sample"));
@@ -316,23 +328,25 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
             let (lse, log_tail) = (&r.lse[j * t..(j + 1) * t], &r.log_tail[j * t..(j + 1) * t]);
             let mut tail = None;
             if m > 0 {
-                let mut s: Vec<i64> = r.tail[j * m..(j + 1) * m].to_vec();
-                s.sort_unstable();
-                let mut ids = vec![];
-                let mut cnt = vec![];
-                for c in s {
+                // the draws as distinct classes with counts, each with its logit
+                let mut s: Vec<(i64, f32)> = r.tail[j * m..(j + 1) * m].iter().copied().zip(r.tail_logit[j * m..(j + 1) * m].iter().copied()).collect();
+                s.sort_unstable_by_key(|e| e.0);
+                let (mut ids, mut cnt, mut zs) = (vec![], vec![], vec![]);
+                for (c, zc) in s {
                     if ids.last() == Some(&(c as u32)) {
                         *cnt.last_mut().expect("paired") += 1;
                     } else {
                         ids.push(c as u32);
                         cnt.push(1u32);
+                        zs.push(zc);
                     }
                 }
                 ids.resize(m, 0);
                 cnt.resize(m, 0);
-                tail = Some((ids, cnt));
+                zs.resize(m, f32::NEG_INFINITY);
+                tail = Some((ids, cnt, zs));
             }
-            let tail_ref = tail.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice()));
+            let tail_ref = tail.as_ref().map(|(a, b, c)| Tail { idx: a, cnt: b, logit: c });
             batch.push_row(i as u64, 0, labels[i], &ids, &r.logit[j * k..(j + 1) * k], lse, log_tail, tail_ref);
         }
         if tx.send((batch, r.prior)).is_err() {

@@ -70,10 +70,9 @@ pub struct Targets {
 }
 
 impl Targets {
-    /// Rows `rows` of `batch`, at temperature `temp` (the `ti`-th of the cache). Tail samples were drawn
-    /// from the teacher's tail at the cache's first temperature T0; at another T each is reweighted by
-    /// p_T(j)/p_T0(j|tail) — which needs the sample's logit, so caches without it serve only T0 (the
-    /// trainer checks).
+    /// Rows `rows` of `batch`, at temperature `temp` (the `ti`-th of the cache); the tail samples' target
+    /// masses as [`crate::format::rows::RowRef::tail_weights`] gives them (caches whose samples carry no
+    /// values, before format 3, serve the first temperature only: the trainer checks).
     pub fn from_rows(batch: &RowBatch, rows: &[usize], ti: usize, temp: f64, classes: usize) -> Self {
         let (k, m) = (batch.k, batch.m);
         let mut t = Targets { b: rows.len(), k, m, classes, idx: vec![], p: vec![], tau: vec![], label: vec![], tail_idx: vec![], tail_w: vec![] };
@@ -84,10 +83,10 @@ impl Targets {
             t.p.extend((0..k).map(|j| r.prob(j, ti, temp)));
             t.tau.push(tau);
             t.label.push(r.label());
-            let cnt = r.tail_cnt();
-            let total: u32 = cnt.iter().sum();
             t.tail_idx.extend(r.tail_idx().iter().map(|&c| c as i64));
-            t.tail_w.extend(cnt.iter().map(|&c| if total > 0 { tau * c as f64 / total as f64 } else { 0.0 }));
+            let at = t.tail_w.len();
+            t.tail_w.resize(at + m, 0.0);
+            r.tail_weights(ti, temp, &mut t.tail_w[at..]);
         }
         t
     }

@@ -36,7 +36,16 @@ use student::Student;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainOptions {
+    /// The cache of the (final) teacher.
     pub cache: PathBuf,
+    /// Route anchors: caches of the teacher's earlier checkpoints on the same data, easiest first,
+    /// trained through in order before `cache` (`--cache a1,…,an,final`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anchors: Vec<PathBuf>,
+    /// Epochs on each anchor, in order (`--anchor-epochs`; empty = an equal share of `--epochs` each,
+    /// the final cache taking the rest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anchor_epochs: Vec<usize>,
     pub data: PathBuf,
     /// Labels for a features `.npy` (`--labels`); the cache's own labels are used for training either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,6 +229,9 @@ struct Inputs {
     man: Manifest,
     /// Index of the training temperature among the cache's.
     ti: usize,
+    /// The route anchors before `reader`, each with its index of the training temperature and the epoch
+    /// (0-based) where it stops training.
+    anchors: Vec<Anchor>,
     ds: Dataset,
     eval_ds: Option<Dataset>,
     teacher_eval: Option<Vec<i64>>,
@@ -246,14 +258,83 @@ pub(crate) fn check_estimator(man: &Manifest, loss: Estimator, temperature: f64,
         if man.tail_samples == 0 {
             return Err(Error::invalid("--loss rs needs tail samples: build the cache with --tail-samples M"));
         }
-        if ti != 0 {
+        if ti != 0 && !man.spec().has_tail_logit() {
             return Err(Error::invalid(format!(
-                "--loss rs at --temperature {temperature}: the cache's tail samples were drawn at its first temperature {} and are only unbiased there",
-                man.temperatures[0]
+                "--loss rs at --temperature {temperature}: the cache's tail samples were drawn at its first temperature {} and, in a format {} cache, carry no logits to reweight them to another; train at {} or rebuild the cache",
+                man.temperatures[0], man.format_version, man.temperatures[0]
             )));
         }
     }
     Ok(ti)
+}
+
+/// A route anchor: a cache of an earlier checkpoint of the teacher, trained through before the next.
+struct Anchor {
+    reader: Arc<CacheReader>,
+    ti: usize,
+    /// The first epoch (0-based) after this anchor's.
+    until: usize,
+}
+
+impl Inputs {
+    /// The cache that trains epoch `epoch` (0-based), its temperature index, and its place on the route
+    /// (0 = the first anchor; the number of anchors = the final cache).
+    fn source(&self, epoch: usize) -> (&Arc<CacheReader>, usize, usize) {
+        match self.anchors.iter().position(|a| epoch < a.until) {
+            Some(i) => (&self.anchors[i].reader, self.anchors[i].ti, i),
+            None => (&self.reader, self.ti, self.anchors.len()),
+        }
+    }
+}
+
+/// The route anchors of `o` checked against the final cache `man`: the same dataset (signature, rows,
+/// classes), a valid estimator at the training temperature, and epochs that leave the final cache at
+/// least one.
+fn open_anchors(o: &TrainOptions, man: &Manifest) -> Result<Vec<Anchor>> {
+    let n = o.anchors.len();
+    if n == 0 {
+        if !o.anchor_epochs.is_empty() {
+            return Err(Error::invalid("--anchor-epochs needs route anchors: --cache ANCHOR1,…,FINAL"));
+        }
+        return Ok(vec![]);
+    }
+    let epochs: Vec<usize> = if o.anchor_epochs.is_empty() { vec![o.epochs / (n + 1); n] } else { o.anchor_epochs.clone() };
+    if epochs.len() != n {
+        return Err(Error::invalid(format!("--anchor-epochs gives {} values for {n} route anchor(s) (one per cache before the last)", epochs.len())));
+    }
+    let total: usize = epochs.iter().sum();
+    if epochs.contains(&0) || total >= o.epochs {
+        return Err(Error::invalid(format!(
+            "--anchor-epochs {epochs:?} with --epochs {}: each anchor needs at least one epoch and the final cache too (raise --epochs to {} or more)",
+            o.epochs,
+            total.max(n) + 1
+        )));
+    }
+    let mut out = vec![];
+    let mut until = 0;
+    for (p, e) in o.anchors.iter().zip(epochs) {
+        let reader = Arc::new(CacheReader::open(p)?);
+        let m = reader.manifest();
+        let what = |w: &str| format!("{w} of route anchor {}", p.display());
+        if m.signature.dataset != man.signature.dataset || m.examples != man.examples || m.rows != man.rows {
+            return Err(Error::Mismatch {
+                what: what("dataset"),
+                cache: format!("{} ({} rows)", m.signature.dataset, m.rows),
+                given: format!("{} ({} rows) in the final cache {}", man.signature.dataset, man.rows, o.cache.display()),
+            });
+        }
+        if m.classes != man.classes || m.signature.classes != man.signature.classes {
+            return Err(Error::Mismatch {
+                what: what("classes"),
+                cache: format!("C = {}", m.classes),
+                given: format!("C = {} in the final cache", man.classes),
+            });
+        }
+        let ti = check_estimator(m, o.loss, o.temperature, o.alpha, &o.dis).map_err(|e| Error::invalid(format!("route anchor {}: {e}", p.display())))?;
+        until += e;
+        out.push(Anchor { reader, ti, until });
+    }
+    Ok(out)
 }
 
 /// Checks the options against the cache and the data; every failure is one line naming the option.
@@ -266,6 +347,7 @@ fn validate(o: &TrainOptions) -> Result<Inputs> {
     let man = reader.manifest().clone();
     let classes = man.classes as usize;
     let ti = check_estimator(&man, o.loss, o.temperature, o.alpha, &o.dis)?;
+    let anchors = open_anchors(o, &man)?;
     // the cache must belong to the data
     let ds = Dataset::open(&o.data, o.labels.as_deref(), "train")?;
     if man.examples != ds.len() as u64 {
@@ -309,7 +391,7 @@ fn validate(o: &TrainOptions) -> Result<Inputs> {
         (Some(c), Some(e)) => Some(teacher_top1(c, e.len())?),
         _ => None,
     };
-    Ok(Inputs { device, reader, man, ti, ds, eval_ds, teacher_eval })
+    Ok(Inputs { device, reader, man, ti, anchors, ds, eval_ds, teacher_eval })
 }
 
 /// The options that differ between a run's recorded configuration and a resume's, as `--flag old (now
@@ -478,9 +560,9 @@ impl Batches {
 }
 
 /// One optimisation step on `batch`; returns the step's output (nothing read back from the device).
-fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch) -> Result<loss::StepOut> {
+fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch, ti: usize) -> Result<loss::StepOut> {
     let rows: Vec<usize> = (0..batch.len()).collect();
-    let tg = Targets::from_rows(batch, &rows, inp.ti, o.temperature, inp.man.classes as usize);
+    let tg = Targets::from_rows(batch, &rows, ti, o.temperature, inp.man.classes as usize);
     let x = gather(&inp.ds, &batch.row, inp.device)?;
     let step_seed = o.seed ^ st.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step_seed);
@@ -555,7 +637,23 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     };
     'epochs: while st.epoch < o.epochs {
         bar.set_message(format!("epoch {}/{}", st.epoch + 1, o.epochs));
-        let mut batches = Batches::new(&inp.reader, o.seed, st.epoch, o.batch_size);
+        let (reader, ti, place) = inp.source(st.epoch);
+        if !inp.anchors.is_empty() && st.step_in_epoch == 0 && (st.epoch == 0 || inp.source(st.epoch - 1).2 != place) {
+            // the route moves on to the next cache here (its first epoch)
+            let line = MetricsLine {
+                step: st.step,
+                epoch: st.epoch,
+                train_s: Some(train_s + since.elapsed().as_secs_f64()),
+                cache: Some(reader.dir().display().to_string()),
+                anchor: Some(place),
+                ..Default::default()
+            };
+            writeln!(metrics, "{}", serde_json::to_string(&line).map_err(|e| Error::Internal(e.to_string()))?).ctx(&metrics_path)?;
+            if o.progress && st.epoch > 0 {
+                bar.println(format!("epoch {}: the route moves on to {}", st.epoch + 1, reader.dir().display()));
+            }
+        }
+        let mut batches = Batches::new(reader, o.seed, st.epoch, o.batch_size);
         let mut skip = st.step_in_epoch;
         while let Some(batch) = batches.next_batch()? {
             if skip > 0 {
@@ -566,7 +664,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
                 break 'epochs;
             }
             let ts = Instant::now();
-            let out = step(&mut st, o, &inp, &batch)?;
+            let out = step(&mut st, o, &inp, &batch, ti)?;
             if o.progress && !noted_dense && out.plan.as_ref().is_some_and(|p| p.dense) {
                 noted_dense = true;
                 let dense = if o.dis.tail == crate::sample::Tail::Bucket { "ghost" } else { "full" };
@@ -642,8 +740,9 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     st.save(&ckpt)?;
     drop(metrics);
     // the best epoch-end evaluation, over every process of a resumed run
-    let evals: Vec<(usize, f64)> =
-        crate::run::read_metrics(&o.out)?.into_iter().filter(|m| !m.within_epoch).filter_map(|m| m.eval.map(|e| (m.epoch, e.top1))).collect();
+    let lines = crate::run::read_metrics(&o.out)?;
+    let route = crate::run::route(&lines);
+    let evals: Vec<(usize, f64)> = lines.into_iter().filter(|m| !m.within_epoch).filter_map(|m| m.eval.map(|e| (m.epoch, e.top1))).collect();
     let best = evals.iter().copied().fold(None, |b: Option<(usize, f64)>, (e, t)| if b.is_none_or(|b| t > b.1) { Some((e, t)) } else { b });
     let ev = last_eval.as_ref();
     let wall = train_t0.elapsed().as_secs_f64();
@@ -668,6 +767,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
         eval_rows: ev.map(|e| e.rows).unwrap_or(0),
         bands: ev.and_then(|e| e.bands),
         retrieval: ev.and_then(|e| e.retrieval),
+        route,
     };
     write_atomic(&o.out.join("summary.json"), serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?.as_bytes())?;
     crate::report::plot::training_curves(std::slice::from_ref(&o.out), &o.out.join("curves.svg"))?;
@@ -814,4 +914,25 @@ pub fn export_metadata(cfg: &TrainOptions, ckpt: &Checkpoint, classes: i64, d: i
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::manifest::{Encoding, Signature};
+    use crate::format::rows::{LogitDtype, RowSpec};
+
+    #[test]
+    fn rs_away_from_the_first_temperature_needs_tail_values() {
+        let spec = RowSpec { classes: 10, k: 2, temperatures: vec![1.0, 2.0], tail_samples: 3, aug_dim: 0, logit_dtype: LogitDtype::F16, tail_logit: true };
+        let mut man = Manifest::new(&spec, Encoding::Kds, 8, Signature::default());
+        let dis = DisConfig::default();
+        assert_eq!(check_estimator(&man, Estimator::Rs, 2.0, 0.5, &dis).unwrap(), 1);
+        man.format_version = 2; // samples without their logits
+        assert_eq!(check_estimator(&man, Estimator::Rs, 1.0, 0.5, &dis).unwrap(), 0);
+        let e = check_estimator(&man, Estimator::Rs, 2.0, 0.5, &dis).unwrap_err().to_string();
+        assert!(e.contains("first temperature 1") && e.contains("format 2"), "{e}");
+        man.tail_samples = 0;
+        assert!(check_estimator(&man, Estimator::Rs, 1.0, 0.5, &dis).unwrap_err().to_string().contains("--tail-samples"));
+    }
 }

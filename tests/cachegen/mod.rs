@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use kdcache::format::{CacheReader, CacheWriter, Encoding, Manifest, Order, RowBatch, RowSpec, Signature, WriterOptions};
+use kdcache::format::{CacheReader, CacheWriter, Encoding, Manifest, Order, RowBatch, RowSpec, Signature, Tail, WriterOptions};
 use kdcache::rank::rank_row;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -34,9 +34,12 @@ pub fn random_rows(spec: &RowSpec, n: usize, seed: u64) -> (RowBatch, Vec<f64>) 
         let r = rank_row(&z, spec.k, &spec.temperatures, Some(&mut prior)).expect("finite logits");
         let view = rng.random_range(0..3);
         let label = rng.random_range(-1..c as i64);
-        let tail_idx: Vec<u32> = (0..spec.tail_samples).map(|_| rng.random_range(0..c as u32)).collect();
-        let tail_cnt: Vec<u32> = (0..spec.tail_samples).map(|_| rng.random_range(0..4)).collect();
-        b.push_row(i as u64, view, label, &r.idx, &r.logit, &r.lse, &r.log_tail, Some((&tail_idx, &tail_cnt)));
+        // tail samples: classes outside the top-K (none when K = C), with their logits
+        let outside: Vec<u32> = (0..c as u32).filter(|j| !r.idx.contains(j)).collect();
+        let tail_idx: Vec<u32> = (0..spec.tail_samples).map(|_| if outside.is_empty() { 0 } else { outside[rng.random_range(0..outside.len())] }).collect();
+        let tail_cnt: Vec<u32> = (0..spec.tail_samples).map(|_| if outside.is_empty() { 0 } else { rng.random_range(0..4) }).collect();
+        let tail_logit: Vec<f32> = tail_idx.iter().map(|&j| z[j as usize]).collect();
+        b.push_row(i as u64, view, label, &r.idx, &r.logit, &r.lse, &r.log_tail, Some(Tail { idx: &tail_idx, cnt: &tail_cnt, logit: &tail_logit }));
         for _ in 0..spec.aug_dim {
             b.aug.push(rng.random::<f32>() * 4.0 - 2.0);
         }

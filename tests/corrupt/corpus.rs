@@ -99,7 +99,7 @@ fn write_corpus() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     // tiny caches: C = 20, K = 4, T = [1, 2], f16, 24 rows in blocks of 8 and shards of 16 (2 shards)
-    let s = RowSpec { classes: 20, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F16 };
+    let s = RowSpec { classes: 20, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F16, tail_logit: true };
     let cache = |name: &str, enc: Encoding, damage: &dyn Fn(&mut RowBatch)| -> PathBuf {
         let (mut b, prior) = random_rows(&s, 24, 11);
         damage(&mut b);
@@ -191,8 +191,8 @@ fn write_corpus() {
     add("kds-version-2/", "cache", "Version", &["shard-00000.kds", "version 2"], "shard 0 claims kds version 2");
 
     let d = cache("manifest-newer-version", Encoding::Kds, &none);
-    edit_manifest(&d, |m| m["format_version"] = json!(3));
-    add("manifest-newer-version/", "cache", "Version", &["format version 3 is newer", "(2)"], "manifest format_version 3");
+    edit_manifest(&d, |m| m["format_version"] = json!(4));
+    add("manifest-newer-version/", "cache", "Version", &["format version 4 is newer", "(3)"], "manifest format_version 4");
 
     let d = cache("manifest-wrong-xxh3", Encoding::Kds, &none);
     edit_manifest(&d, |m| {

@@ -281,7 +281,16 @@ fn wrong_schema() {
 #[test]
 fn thrift_with_huge_lists_is_refused_fast() {
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/parquet_shard");
-    let spec = RowSpec { classes: 50, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 2, aug_dim: 1, logit_dtype: kdcache::format::LogitDtype::F16 };
+    let spec = RowSpec {
+        classes: 50,
+        k: 4,
+        temperatures: vec![1.0, 2.0],
+        tail_samples: 2,
+        aug_dim: 1,
+        logit_dtype: kdcache::format::LogitDtype::F16,
+        // these seeds were found in the format-2 layout (tail samples without their logits)
+        tail_logit: false,
+    };
     for name in ["slow-footer-bool-list", "timeout-found-footer-bool-list", "timeout-found-typed-field-bool-list"] {
         let t0 = std::time::Instant::now();
         let e = kdcache::format::parquet::ParquetShard::open(&seeds.join(name), &spec, 40, 16).err().unwrap_or_else(|| panic!("{name}: accepted"));
@@ -298,7 +307,7 @@ fn thrift_with_huge_lists_is_refused_fast() {
         assert!(t0.elapsed().as_millis() < 100, "{name}: page header refused only after {:?}", t0.elapsed());
     }
     // and a valid shard reads
-    let s = kdcache::format::parquet::ParquetShard::open(&seeds.join("valid-block16"), &spec, 40, 16).expect("a valid shard");
+    let s = kdcache::format::parquet::ParquetShard::open(&seeds.join("valid-block16"), &crate::fuzz_shape::spec(), 40, 16).expect("a valid shard");
     for b in 0..s.num_blocks() {
         s.read_block(b).expect("valid pages");
     }
