@@ -67,7 +67,8 @@ pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: 
     let man = crate::format::Manifest::load(&crate::format::manifest::manifest_path(cache))?;
     let ests: Vec<Estimator> = [Estimator::Dis, Estimator::Full, Estimator::Ghost, Estimator::Topk, Estimator::Rs]
         .into_iter()
-        .filter(|e| *e != Estimator::Rs || (man.tail_samples > 0 && (man.temperatures[0] - 2.0).abs() < 1e-6))
+        // rs trains at T = 2 here: caches whose tail samples carry their logits serve any temperature
+        .filter(|e| *e != Estimator::Rs || (man.tail_samples > 0 && (man.spec().has_tail_logit() || (man.temperatures[0] - 2.0).abs() < 1e-6)))
         .collect();
     let mut rows = vec![];
     let row = |run: &str, s: &crate::train::Summary| QualityRow {
