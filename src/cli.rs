@@ -382,6 +382,11 @@ pub struct TeachArgs {
     /// Output weights (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
+    /// Also keep the teacher as it was after these epochs, as OUT's name with `.e<E>` before the
+    /// extension (teacher.e1.safetensors, …): anchors along its training route, for `train --cache
+    /// a1,…,final` (route-constrained optimisation).
+    #[arg(long, value_delimiter = ',')]
+    pub anchors: Vec<usize>,
 }
 
 #[cfg(feature = "torch")]

@@ -79,6 +79,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 seed: a.run.seed,
                 device: kdcache::nn::parse_device(&a.run.device)?,
                 out: a.out.clone(),
+                anchors: a.anchors,
                 progress,
             })?;
             println!("{}", serde_json::to_string(&r)?);

@@ -758,6 +758,13 @@ fn a_route_of_anchors_switches_caches_at_the_stated_epochs() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path().join("data");
     synth(&d, 20, 20, 400); // features of dim 20 are the logits of the identity teacher
+    // teach keeps the teacher after the anchor epochs
+    let teacher = t.path().join("teacher.safetensors");
+    let rep: serde_json::Value =
+        serde_json::from_str(&ok(&["teach", "--data", p(&d), "--hidden", "16", "--epochs", "3", "--anchors", "1,2", "--out", p(&teacher)])).unwrap();
+    assert_eq!(rep["anchors"][0][0], p(&t.path().join("teacher.e1.safetensors")));
+    assert!(t.path().join("teacher.e2.safetensors").exists() && teacher.exists());
+    bad(&["teach", "--data", p(&d), "--epochs", "2", "--anchors", "2", "--out", p(&teacher)], "--anchors 2");
     // two teachers on the same data: an easy anchor (the raw features as logits) and the final oracle
     let (a, fin) = (t.path().join("anchor"), t.path().join("final"));
     ok(&["cache", "--teacher", "identity", "--data", p(&d), "--out", p(&a), "--top-k", "4"]);

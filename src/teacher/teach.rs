@@ -25,7 +25,17 @@ pub struct TeachOptions {
     pub seed: u64,
     pub device: Device,
     pub out: PathBuf,
+    /// Epochs after which the teacher is also kept, at [`anchor_path`] (route anchors).
+    pub anchors: Vec<usize>,
     pub progress: bool,
+}
+
+/// Where `teach --anchors` keeps the teacher after epoch `epoch`: `out`'s name with `.e<epoch>` before
+/// its extension.
+pub fn anchor_path(out: &std::path::Path, epoch: usize) -> PathBuf {
+    let stem = out.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let ext = out.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    out.with_file_name(format!("{stem}.e{epoch}{ext}"))
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -34,6 +44,9 @@ pub struct TeachReport {
     pub epochs: usize,
     pub test_top1: Option<f64>,
     pub train_rows: usize,
+    /// The route anchors kept (`--anchors`), with each one's held-out top-1.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub anchors: Vec<(PathBuf, Option<f64>)>,
 }
 
 /// Top-1 accuracy of `f` over a labelled dataset, in batches.
@@ -99,6 +112,10 @@ pub fn teach(o: &TeachOptions) -> Result<TeachReport> {
     if o.batch_size == 0 || o.epochs == 0 {
         return Err(Error::invalid("--batch-size and --epochs must be at least 1"));
     }
+    if let Some(e) = o.anchors.iter().find(|&&e| e == 0 || e >= o.epochs) {
+        return Err(Error::invalid(format!("--anchors {e}: an anchor is an epoch before the last, 1..{} (--epochs {})", o.epochs, o.epochs)));
+    }
+    let mut anchors = vec![];
     tch::manual_seed(o.seed as i64);
     let in_dim: i64 = train.feature_shape().iter().product::<usize>() as i64;
     let mut dims = vec![in_dim];
@@ -145,7 +162,12 @@ pub fn teach(o: &TeachOptions) -> Result<TeachReport> {
         }
         let acc = test_top1.map(|a| format!(", held-out top-1 {:.4}", a)).unwrap_or_default();
         eprintln!("teach: epoch {}/{}: train loss {:.4}{acc}", epoch + 1, o.epochs, loss_sum / steps.max(1) as f64);
+        if o.anchors.contains(&(epoch + 1)) {
+            let p = anchor_path(&o.out, epoch + 1);
+            save_atomic(&vs, &p)?;
+            anchors.push((p, test_top1));
+        }
         save_atomic(&vs, &o.out)?;
     }
-    Ok(TeachReport { classes, epochs: o.epochs, test_top1, train_rows: train.len() })
+    Ok(TeachReport { classes, epochs: o.epochs, test_top1, train_rows: train.len(), anchors })
 }
