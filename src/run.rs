@@ -174,6 +174,10 @@ pub struct RouteStop {
     /// The step count when it took over, and the epoch (0-based) it started.
     pub step: u64,
     pub epoch: usize,
+    /// Seconds of training when it took over, from `metrics.jsonl` (for the curves; not written to
+    /// `summary.json`, which records where the route went, not how long it took).
+    #[serde(skip)]
+    pub train_s: Option<f64>,
 }
 
 /// The route a run's metrics record (each cache once, at its first switch line: a resumed run may
@@ -184,7 +188,7 @@ pub fn route(lines: &[MetricsLine]) -> Vec<RouteStop> {
         if let (Some(place), Some(cache)) = (m.anchor, &m.cache)
             && !out.iter().any(|(p, _)| *p == place)
         {
-            out.push((place, RouteStop { cache: cache.clone(), step: m.step, epoch: m.epoch }));
+            out.push((place, RouteStop { cache: cache.clone(), step: m.step, epoch: m.epoch, train_s: m.train_s }));
         }
     }
     out.into_iter().map(|(_, r)| r).collect()

@@ -267,21 +267,29 @@ impl<'a> RowRef<'a> {
         (self.logit_f64(r)) as f32
     }
     fn logit_f64(&self, r: usize) -> f64 {
-        let s = self.stored(r) as f64;
+        self.value_logit(self.stored(r) as f64)
+    }
+    /// The logit z a stored value (top-K or tail) measures.
+    fn value_logit(&self, v: f64) -> f64 {
         match self.batch.base {
-            LogitBase::Absolute => s,
-            LogitBase::LogProb { t0 } => s + t0 as f64 * self.batch.lse[self.i * self.batch.t] as f64,
+            LogitBase::Absolute => v,
+            LogitBase::LogProb { t0 } => v + t0 as f64 * self.batch.lse[self.i * self.batch.t] as f64,
         }
     }
-    /// The teacher's log-probability of rank r at the `ti`-th cached temperature `temp`:
-    /// z/T − lse(T), never above 0. The one place the format's formula is written.
-    pub fn log_prob(&self, r: usize, ti: usize, temp: f64) -> f64 {
+    /// The log-probability a stored value (top-K or tail) measures at the `ti`-th cached temperature
+    /// `temp`: z/T − lse(T), never above 0. The one place the format's formula is written.
+    fn value_log_prob(&self, v: f64, ti: usize, temp: f64) -> f64 {
         let x = match self.batch.base {
             // at T0 the stored value is T0·log p itself: no cancellation
-            LogitBase::LogProb { t0 } if ti == 0 => self.stored(r) as f64 / t0 as f64,
-            _ => self.logit_f64(r) / temp - self.lse()[ti] as f64,
+            LogitBase::LogProb { t0 } if ti == 0 => v / t0 as f64,
+            _ => self.value_logit(v) / temp - self.lse()[ti] as f64,
         };
         x.min(0.0)
+    }
+    /// The teacher's log-probability of rank r at the `ti`-th cached temperature `temp`:
+    /// z/T − lse(T), never above 0.
+    pub fn log_prob(&self, r: usize, ti: usize, temp: f64) -> f64 {
+        self.value_log_prob(self.stored(r) as f64, ti, temp)
     }
     /// [`RowRef::log_prob`] of all K ranks, into `out` (K values): the same formula, in one pass over the
     /// row (`scratch` holds the stored values as f32).
@@ -345,36 +353,34 @@ impl<'a> RowRef<'a> {
     pub fn tail_stored(&self, s: usize) -> Option<f32> {
         self.batch.tail_values.then(|| self.batch.tail_logit.get(self.i * self.batch.m + s))
     }
+    /// The teacher's logit z of tail sample slot s's class (−inf for an unused slot); None when the
+    /// cache stores no tail values (before format 3).
+    pub fn tail_logit(&self, s: usize) -> Option<f64> {
+        Some(self.value_logit(self.tail_stored(s)? as f64))
+    }
     /// The teacher's log-probability of tail sample slot s's class at the `ti`-th cached temperature
     /// `temp` (−inf for an unused slot); None when the cache stores no tail values (before format 3).
     pub fn tail_log_prob(&self, s: usize, ti: usize, temp: f64) -> Option<f64> {
-        let v = self.tail_stored(s)? as f64;
-        let x = match self.batch.base {
-            LogitBase::LogProb { t0 } if ti == 0 => v / t0 as f64,
-            LogitBase::LogProb { t0 } => (v + t0 as f64 * self.lse()[0] as f64) / temp - self.lse()[ti] as f64,
-            LogitBase::Absolute => v / temp - self.lse()[ti] as f64,
-        };
-        Some(x.min(0.0))
+        Some(self.value_log_prob(self.tail_stored(s)? as f64, ti, temp))
     }
     /// The target mass of each tail sample slot at the `ti`-th temperature `temp`, into `out` (M values):
     /// the samples were drawn from the tail distribution at T0, q0(j) = p_T0(j)/τ_T0, so slot j, drawn
     /// n_j of n times, carries τ_T·(n_j/n)·q(j)/q0(j) = (n_j/n)·τ_T0·p_T(j)/p_T0(j) (an importance
     /// weight: unbiased for the tail at T; at T0 it is τ_T0·n_j/n). 0 for unused slots. Without stored
-    /// tail values (before format 3) the weights are T0's, unbiased only there; returns whether the
-    /// weights hold at `ti`.
-    pub fn tail_weights(&self, ti: usize, temp: f64, out: &mut [f64]) -> bool {
+    /// tail values (before format 3) the weights are T0's, unbiased only there (the trainer refuses
+    /// another temperature on such caches).
+    pub fn tail_weights(&self, ti: usize, temp: f64, out: &mut [f64]) {
         let cnt = self.tail_cnt();
         let total: u32 = cnt.iter().sum();
         let (tau, lt0) = (self.tail_mass(ti), self.log_tail()[0] as f64);
         for (s, (o, &c)) in out.iter_mut().zip(cnt).enumerate() {
             let share = if total > 0 { c as f64 / total as f64 } else { 0.0 };
-            *o = match (ti, self.tail_log_prob(s, ti, temp), self.tail_log_prob(s, 0, temp)) {
+            *o = match (self.tail_log_prob(s, ti, temp), self.tail_log_prob(s, 0, temp)) {
                 _ if c == 0 => 0.0,
-                (0, _, _) | (_, None, _) | (_, _, None) => tau * share,
-                (_, Some(lp), Some(lp0)) => share * (lp - lp0 + lt0).exp(),
+                (Some(lp), Some(lp0)) if ti != 0 => share * (lp - lp0 + lt0).exp(),
+                _ => tau * share,
             };
         }
-        ti == 0 || self.batch.tail_values
     }
     pub fn aug(&self) -> &'a [f32] {
         let a = self.batch.aug_dim;
@@ -420,10 +426,11 @@ impl RowBatch {
             LogitBase::Absolute => 0.0,
             LogitBase::LogProb { t0 } => t0 as f64 * lse[0] as f64,
         };
+        // T0·log p is ≤ 0 by construction; rounding must not carry a value above the normaliser
+        let log_prob = matches!(self.base, LogitBase::LogProb { .. });
+        let store = |z: f64| (if log_prob { (z - shift).min(0.0) } else { z - shift }) as f32;
         for &z in logits {
-            // ≤ 0 by construction; rounding must not carry a value above the normaliser
-            let v = z as f64 - shift;
-            self.topk_logit.push(if matches!(self.base, LogitBase::LogProb { .. }) { v.min(0.0) as f32 } else { v as f32 });
+            self.topk_logit.push(store(z as f64));
         }
         self.lse.extend_from_slice(lse);
         self.log_tail.extend_from_slice(log_tail);
@@ -432,8 +439,7 @@ impl RowBatch {
             self.tail_cnt.extend_from_slice(t.cnt);
             if self.tail_values {
                 for (&z, &c) in t.logit.iter().zip(t.cnt) {
-                    let v = if c == 0 { f64::NEG_INFINITY } else { z as f64 - shift };
-                    self.tail_logit.push(if matches!(self.base, LogitBase::LogProb { .. }) { v.min(0.0) as f32 } else { v as f32 });
+                    self.tail_logit.push(if c == 0 { f32::NEG_INFINITY } else { store(z as f64) });
                 }
             }
         }
@@ -535,6 +541,13 @@ impl RowBatch {
             }
             out
         }
+        fn gather_logits(l: &Logits, per: usize, perm: &[usize]) -> Logits {
+            match l {
+                Logits::F16(v) => Logits::F16(gather(v, per, perm)),
+                Logits::Bf16(v) => Logits::Bf16(gather(v, per, perm)),
+                Logits::F32(v) => Logits::F32(gather(v, per, perm)),
+            }
+        }
         let (k, t, m, a) = (self.k, self.t, self.m, self.aug_dim);
         RowBatch {
             k,
@@ -545,20 +558,12 @@ impl RowBatch {
             view: gather(&self.view, 1, perm),
             label: gather(&self.label, 1, perm),
             topk_idx: gather(&self.topk_idx, k, perm),
-            topk_logit: match &self.topk_logit {
-                Logits::F16(v) => Logits::F16(gather(v, k, perm)),
-                Logits::Bf16(v) => Logits::Bf16(gather(v, k, perm)),
-                Logits::F32(v) => Logits::F32(gather(v, k, perm)),
-            },
+            topk_logit: gather_logits(&self.topk_logit, k, perm),
             lse: gather(&self.lse, t, perm),
             log_tail: gather(&self.log_tail, t, perm),
             tail_idx: gather(&self.tail_idx, m, perm),
             tail_cnt: gather(&self.tail_cnt, m, perm),
-            tail_logit: match &self.tail_logit {
-                Logits::F16(v) => Logits::F16(gather(v, if self.tail_values { m } else { 0 }, perm)),
-                Logits::Bf16(v) => Logits::Bf16(gather(v, if self.tail_values { m } else { 0 }, perm)),
-                Logits::F32(v) => Logits::F32(gather(v, if self.tail_values { m } else { 0 }, perm)),
-            },
+            tail_logit: gather_logits(&self.tail_logit, if self.tail_values { m } else { 0 }, perm),
             tail_values: self.tail_values,
             aug: gather(&self.aug, a, perm),
             base: self.base,
@@ -877,10 +882,10 @@ mod tests {
             }
             // at T0 the weights are the draws' shares of the tail mass; at T they are reweighted
             let mut w = [0f64; 3];
-            assert!(row.tail_weights(0, 1.0, &mut w));
+            row.tail_weights(0, 1.0, &mut w);
             let tau0 = row.tail_mass(0);
             assert!((w[0] - tau0 * 2.0 / 3.0).abs() < 1e-12 && (w[1] - tau0 / 3.0).abs() < 1e-12 && w[2] == 0.0);
-            assert!(row.tail_weights(1, 2.5, &mut w));
+            row.tail_weights(1, 2.5, &mut w);
             let p = |c: usize, t: f64| -> f64 { (z[c] as f64 / t).exp() / z.iter().map(|&v| (v as f64 / t).exp()).sum::<f64>() };
             let want = (2.0 / 3.0) * tau0 * p(1, 2.5) / p(1, 1.0);
             assert!((w[0] - want).abs() < 8.0 * dtype.eps() * want, "{dtype:?}: {} vs {want}", w[0]);

@@ -39,8 +39,13 @@ pub fn compare(runs: &[PathBuf], plot: Option<&Path>, target: Option<&Path>, out
     .map_err(io)?;
     writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|").map_err(io)?;
     let f = |x: Option<f64>, d: usize| x.map(|x| format!("{x:.d$}")).unwrap_or("–".into());
+    let mut routes = vec![];
     for r in runs {
         let s = Summary::load(r)?;
+        if !s.route.is_empty() {
+            let stops: Vec<String> = s.route.iter().map(|w| format!("{} from epoch {} (step {})", w.cache, w.epoch + 1, w.step)).collect();
+            routes.push(format!("route of {}: {}", r.display(), stops.join(" → ")));
+        }
         let retr = s.retrieval.map(|r| format!("{:.3}/{:.3}", r.rank1, r.map)).unwrap_or("–".into());
         let bands = s.bands.map(|b| format!("{}/{}/{}", f(b.many, 3), f(b.medium, 3), f(b.few, 3))).unwrap_or("–".into());
         let best = match (s.best_top1, s.best_epoch) {
@@ -72,12 +77,8 @@ pub fn compare(runs: &[PathBuf], plot: Option<&Path>, target: Option<&Path>, out
         .map_err(io)?;
     }
     // runs along a route of anchors: where each moved on
-    for r in runs {
-        let s = Summary::load(r)?;
-        if !s.route.is_empty() {
-            let stops: Vec<String> = s.route.iter().map(|w| format!("{} from epoch {} (step {})", w.cache, w.epoch + 1, w.step)).collect();
-            writeln!(out, "\nroute of {}: {}", r.display(), stops.join(" → ")).map_err(io)?;
-        }
+    for line in routes {
+        writeln!(out, "\n{line}").map_err(io)?;
     }
     let bests: Vec<Option<f64>> = runs.iter().map(|r| best_top1(r)).collect::<Result<_>>()?;
     let chosen = match target {

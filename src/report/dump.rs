@@ -50,9 +50,7 @@ fn row_json(r: RowRef<'_>, temps: &[f32], shown: usize) -> serde_json::Value {
         v["tail_cnt"] = json!(r.tail_cnt());
         if r.batch.tail_values {
             // each sample's logit z (unused slots: null)
-            let z: Vec<Option<f64>> = (0..r.batch.m)
-                .map(|s| r.tail_log_prob(s, 0, temps[0] as f64).filter(|x| x.is_finite()).map(|lp| temps[0] as f64 * (lp + r.lse()[0] as f64)))
-                .collect();
+            let z: Vec<Option<f64>> = (0..r.batch.m).map(|s| r.tail_logit(s).filter(|x| x.is_finite())).collect();
             v["tail_logit"] = json!(z);
         }
     }

@@ -27,17 +27,13 @@ fn read_run(dir: &Path) -> Result<Series> {
         .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
         .and_then(|v| v.get("loss").and_then(|l| l.as_str()).map(String::from))
         .unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
-    let mut s = Series { name, ..Default::default() };
+    // where the route moved on (its first cache starts the run: no mark)
+    let switches = crate::run::route(&lines).iter().skip(1).map(|w| (w.step as f64, w.train_s)).collect();
+    let mut s = Series { name, switches, ..Default::default() };
     for m in lines {
         let step = m.step as f64;
         if let Some(l) = m.loss {
             s.loss.push((step, l));
-        }
-        if let Some(place) = m.anchor
-            && place > 0
-            && !s.switches.iter().any(|w| w.0 == step)
-        {
-            s.switches.push((step, m.train_s));
         }
         if let Some(e) = m.eval {
             s.top1.push((step, e.top1));
