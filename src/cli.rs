@@ -358,6 +358,15 @@ pub struct SynthArgs {
     /// Spread of superclass centres around their coarse centre (with --coarse).
     #[arg(long, default_value_t = 0.7)]
     pub coarse_spread: f32,
+    /// The image world: rows are float32 images C×H×W (e.g. 3x16x16) of N(0, noise²) pixels holding
+    /// their class's template (a patch of C × --patch × --patch, mirrored half the time) at a random
+    /// place, so crops change what a teacher sees; oracle.safetensors is then the template-matching
+    /// Bayes-optimal teacher. --dim is ignored.
+    #[arg(long, value_parser = kdcache::data::synth::parse_image)]
+    pub image: Option<[usize; 3]>,
+    /// The side of a class's template in the image world [default: a quarter of the image's smaller side, at least 2].
+    #[arg(long)]
+    pub patch: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
@@ -422,9 +431,22 @@ pub struct CacheArgs {
     /// What to do with rows whose logits are NaN or infinite.
     #[arg(long, value_enum, default_value = "fail")]
     pub nan: kdcache::teacher::pipeline::NanPolicy,
-    /// Seed of the tail samples.
+    /// Seed of the tail samples and of the views' parameters.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Augmented views to cache per example (image rows [C, H, W] or [H, W] only): each view is a random
+    /// resized crop, back to H × W, and a random horizontal flip, drawn from --augment and the seed;
+    /// the teacher sees the view, and the row keeps `view` and its parameters `aug`
+    /// ([top, left, height, width, flip]), which `train` replays on the student's input [default: 0,
+    /// the examples as they are].
+    #[arg(long, default_value_t = 0)]
+    pub views: u32,
+    /// The views' distribution: scale=LO:HI (the crop's share of the area), ratio=LO:HI (its
+    /// width / height, log-uniform), flip=P (the probability of a horizontal flip), comma-separated,
+    /// any subset; a key left out takes torchvision's default (scale=0.08:1, ratio=0.75:1.3333,
+    /// flip=0.5), as does `default`. Needs --views.
+    #[arg(long)]
+    pub augment: Option<String>,
     #[command(flatten)]
     pub out: OutArgs,
 }

@@ -48,9 +48,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             eprintln!("merged {} parts: {} rows in {} shards at {}", a.parts.len(), m.rows, m.shards.len(), a.out.display());
         }
         Cmd::Synth(a) => {
+            if a.patch.is_some() && a.image.is_none() {
+                return Err(kdcache::Error::invalid("--patch needs --image C×H×W").into());
+            }
+            let patch = a.image.map_or(0, |[_, h, w]| a.patch.unwrap_or((h.min(w) / 4).max(2)));
             let cfg = kdcache::data::synth::SynthConfig {
                 classes: a.classes,
-                dim: a.dim,
+                dim: a.image.map_or(a.dim, |[c, ..]| c * patch * patch),
                 train: a.train,
                 test: a.test,
                 seed: a.seed,
@@ -60,9 +64,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 zipf: a.zipf,
                 coarse: a.coarse,
                 coarse_spread: a.coarse_spread,
+                image: a.image,
+                patch,
             };
             kdcache::data::synth::generate(&cfg, &a.out)?;
-            eprintln!("synth: {} train + {} test rows, {} classes, dim {} in {}", a.train, a.test, a.classes, a.dim, a.out.display());
+            let shape = a.image.map_or(format!("dim {}", a.dim), |[c, h, w]| format!("images {c}×{h}×{w}, templates {patch}×{patch}"));
+            eprintln!("synth: {} train + {} test rows, {} classes, {shape} in {}", a.train, a.test, a.classes, a.out.display());
         }
         #[cfg(feature = "torch")]
         Cmd::Teach(a) => {
@@ -201,6 +208,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 part: a.part,
                 nan: a.nan,
                 seed: a.seed,
+                views: a.views,
+                augment: a.augment.as_deref().map(kdcache::data::augment::AugmentSpec::parse).transpose()?,
                 progress,
             })?;
             eprintln!(

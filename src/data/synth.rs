@@ -14,7 +14,7 @@
 //! few. The oracle teacher then adds each class's log prior to its logit (it stays Bayes-optimal).
 use std::path::Path;
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 use rayon::prelude::*;
@@ -42,6 +42,13 @@ pub struct SynthConfig {
     pub coarse: usize,
     #[serde(default = "default_coarse_spread")]
     pub coarse_spread: f32,
+    /// The image world: rows are images [channels, height, width] (see [`generate`]); `dim` is then
+    /// the template's size channels × patch².
+    #[serde(default)]
+    pub image: Option<[usize; 3]>,
+    /// The side of a class's template in the image world.
+    #[serde(default)]
+    pub patch: usize,
 }
 
 fn default_coarse_spread() -> f32 {
@@ -62,6 +69,8 @@ impl Default for SynthConfig {
             zipf: 0.0,
             coarse: 0,
             coarse_spread: 0.7,
+            image: None,
+            patch: 0,
         }
     }
 }
@@ -108,8 +117,38 @@ impl ClassPrior {
 /// Rows generated per parallel chunk; each chunk has its own RNG stream, so output is independent of threads.
 const CHUNK: usize = 8192;
 
+/// Parses an image shape `C×H×W` (or `CxHxW`).
+pub fn parse_image(s: &str) -> std::result::Result<[usize; 3], String> {
+    let v: Vec<usize> =
+        s.split(['x', '×', 'X']).map(|p| p.trim().parse::<usize>().ok().filter(|&d| d > 0)).collect::<Option<_>>().ok_or("use C×H×W, e.g. 3x16x16")?;
+    match v[..] {
+        [c, h, w] => Ok([c, h, w]),
+        _ => Err("use C×H×W, e.g. 3x16x16".into()),
+    }
+}
+
 /// Writes `{train,test}_x.npy` (f32 [N, dim]), `{train,test}_y.npy` (i64 [N]) and `synth.json` into `dir`.
+///
+/// The image world (`image` = [c, h, w]): a class is a template of c × patch × patch values, drawn as
+/// the vector world's centres are (superclasses, spread, coarse scale: `dim` = c·patch²); an image is
+/// N(0, noise²) pixels plus its class's template, mirrored left–right with probability ½, at a uniformly
+/// random place. The class evidence sits somewhere in the image, so a crop can keep it, cut it or
+/// magnify it: views of an image carry what one view does not. Its Bayes-optimal teacher matches the
+/// templates everywhere: log p(x | c) = logsumexp over places and mirrorings of ⟨x_place, t_c⟩/σ², less
+/// |t_c|²/(2σ²) (`oracle.safetensors` with `template.weight` [C, c, patch, patch] = t_c/σ² and
+/// `template.bias` [C]; see [`crate::teacher`]).
 pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
+    if let Some([c, h, w]) = cfg.image {
+        if cfg.patch == 0 || cfg.patch > h.min(w) || c == 0 {
+            return Err(Error::invalid(format!("synth --image {c}x{h}x{w}: --patch {} must be in 1..={}", cfg.patch, h.min(w))));
+        }
+        if cfg.dim != c * cfg.patch * cfg.patch {
+            return Err(Error::Internal(format!("image world: dim {} is not channels × patch²", cfg.dim)));
+        }
+        if (cfg.train.max(cfg.test)).checked_mul(c * h * w).is_none_or(|n| n > 1 << 31) {
+            return Err(Error::invalid(format!("synth --image {c}x{h}x{w}: {} images would not fit in memory (limit 2^31 pixels)", cfg.train.max(cfg.test))));
+        }
+    }
     if cfg.classes < 2 || cfg.dim == 0 || cfg.train == 0 || cfg.group == 0 {
         return Err(Error::invalid("synth needs --classes >= 2, --dim >= 1, --train >= 1"));
     }
@@ -147,6 +186,7 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
             super_c[(c / cfg.group) * d + j] + cfg.class_spread * std.sample(&mut rng)
         })
         .collect();
+    let row_len = cfg.image.map_or(d, |[c, h, w]| c * h * w);
     for (split, n, salt) in [("train", cfg.train, 1u64), ("test", cfg.test, 2u64)] {
         if n == 0 {
             continue;
@@ -157,7 +197,7 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
                 let mut r = ChaCha8Rng::seed_from_u64(cfg.seed ^ (salt << 56) ^ (ci as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let rows = CHUNK.min(n - ci * CHUNK);
                 let cls = Uniform::new(0, cfg.classes).expect("classes >= 2");
-                let mut x = Vec::with_capacity(rows * d);
+                let mut x = Vec::with_capacity(rows * row_len);
                 let mut y = Vec::with_capacity(rows);
                 for _ in 0..rows {
                     let c = match &prior {
@@ -165,14 +205,36 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
                         None => cls.sample(&mut r),
                     };
                     y.push(c as i64);
-                    x.extend((0..d).map(|j| centres[c * d + j] + cfg.noise * std.sample(&mut r)));
+                    match cfg.image {
+                        None => x.extend((0..d).map(|j| centres[c * d + j] + cfg.noise * std.sample(&mut r))),
+                        Some([ch, h, w]) => {
+                            let p = cfg.patch;
+                            let (py, px) = (r.random_range(0..=h - p), r.random_range(0..=w - p));
+                            let mirror = r.random::<bool>();
+                            let at = x.len();
+                            x.extend((0..row_len).map(|_| cfg.noise * std.sample(&mut r)));
+                            let t = &centres[c * d..(c + 1) * d];
+                            for k in 0..ch {
+                                for yy in 0..p {
+                                    for xx in 0..p {
+                                        let tx = if mirror { p - 1 - xx } else { xx };
+                                        x[at + k * h * w + (py + yy) * w + px + xx] += t[(k * p + yy) * p + tx];
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
                 (x, y)
             })
             .collect();
         let x: Vec<f32> = chunks.iter().flat_map(|c| c.0.iter().copied()).collect();
         let y: Vec<i64> = chunks.iter().flat_map(|c| c.1.iter().copied()).collect();
-        array::write_npy(&dir.join(format!("{split}_x.npy")), ArrayDtype::F32, &[n, d], bytemuck::cast_slice(&x))?;
+        let shape: Vec<usize> = match cfg.image {
+            Some([c, h, w]) => vec![n, c, h, w],
+            None => vec![n, d],
+        };
+        array::write_npy(&dir.join(format!("{split}_x.npy")), ArrayDtype::F32, &shape, bytemuck::cast_slice(&x))?;
         array::write_npy(&dir.join(format!("{split}_y.npy")), ArrayDtype::I64, &[n], bytemuck::cast_slice(&y))?;
     }
     write_oracle(cfg, &centres, prior.as_ref().map(|p| p.log_prior()), &dir.join("oracle.safetensors"))?;
@@ -184,15 +246,21 @@ pub fn generate(cfg: &SynthConfig, dir: &Path) -> Result<()> {
 /// `l0.bias` [C]): with equal class priors and isotropic noise σ, the log-posterior of class c is
 /// x·μ_c/σ² − |μ_c|²/(2σ²) + const, plus log π_c with unequal priors. A teacher that needs no
 /// training, for large class counts.
+/// In the image world the same weights are the templates (`template.weight` [C, c, patch, patch],
+/// `template.bias` [C]).
 fn write_oracle(cfg: &SynthConfig, centres: &[f32], log_prior: Option<&[f64]>, path: &Path) -> Result<()> {
     let d = cfg.dim;
     let s2 = cfg.noise * cfg.noise;
     let w: Vec<f32> = centres.iter().map(|m| m / s2).collect();
     let b: Vec<f32> =
         centres.chunks(d).enumerate().map(|(c, mu)| -mu.iter().map(|x| x * x).sum::<f32>() / (2.0 * s2) + log_prior.map_or(0.0, |lp| lp[c] as f32)).collect();
+    let (wname, bname, wshape) = match cfg.image {
+        Some([ch, ..]) => ("template.weight", "template.bias", vec![cfg.classes, ch, cfg.patch, cfg.patch]),
+        None => ("l0.weight", "l0.bias", vec![cfg.classes, d]),
+    };
     let views = [
-        ("l0.weight", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![cfg.classes, d], bytemuck::cast_slice(&w))),
-        ("l0.bias", safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![cfg.classes], bytemuck::cast_slice(&b))),
+        (wname, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, wshape, bytemuck::cast_slice(&w))),
+        (bname, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![cfg.classes], bytemuck::cast_slice(&b))),
     ];
     let mut tensors = vec![];
     for (n, v) in views {

@@ -532,7 +532,7 @@ impl RowBatch {
         }
     }
 
-    /// Rows reordered by `perm` (a permutation of 0..len), column by column.
+    /// The rows `perm` (indices into 0..len: a permutation, or a subset in any order), column by column.
     pub fn permuted(&self, perm: &[usize]) -> RowBatch {
         fn gather<T: Copy>(v: &[T], per: usize, perm: &[usize]) -> Vec<T> {
             let mut out = Vec::with_capacity(perm.len() * per);

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::data::augment::{AUG_DIM, AugmentSpec, ImageShape};
 use crate::data::source::Dataset;
 use crate::error::{Error, IoContext, Result};
 use crate::format::manifest::{Manifest, Signature};
@@ -45,6 +46,9 @@ pub struct CacheOptions {
     pub part: Option<(usize, usize)>,
     pub nan: NanPolicy,
     pub seed: u64,
+    /// Augmented views per example (0 = the example as is, no `aug` column), drawn from `augment`.
+    pub views: u32,
+    pub augment: Option<crate::data::augment::AugmentSpec>,
     pub progress: bool,
 }
 
@@ -69,7 +73,6 @@ pub struct CacheReport {
 
 /// One batch's ranked output, on the host.
 struct Ranked {
-    first: usize,
     keep: Vec<bool>,
     idx: Vec<i32>,
     logit: Vec<f32>,
@@ -136,7 +139,7 @@ fn rank_on_host(z: &Tensor, b0: usize, k: usize, temps: &[f32], nan: NanPolicy) 
     let flat: Vec<f32> = Vec::<f32>::try_from(&z.f_flatten(0, -1)?)?;
     let (rows, prior) = crate::rank::rank_block(&flat, c, k, temps);
     let t = temps.len();
-    let mut out = Ranked { first: b0, keep: vec![], idx: vec![], logit: vec![], lse: vec![], log_tail: vec![], tail: vec![], tail_logit: vec![], prior };
+    let mut out = Ranked { keep: vec![], idx: vec![], logit: vec![], lse: vec![], log_tail: vec![], tail: vec![], tail_logit: vec![], prior };
     for (r, res) in rows.into_iter().enumerate() {
         match res {
             Ok(x) => {
@@ -179,7 +182,6 @@ fn rank_batch(mut z: Tensor, b0: usize, k: usize, temps: &[f32], m: usize, nan: 
     let packed: Vec<f32> = to_vec(&packed)?;
     let w = 2 * k + 2 * t + 2;
     let mut out = Ranked {
-        first: b0,
         keep: Vec::with_capacity(b),
         idx: vec![],
         logit: vec![],
@@ -223,6 +225,53 @@ pub fn auto_batch(device: Device, classes: u64) -> usize {
     1 << fit.ilog2()
 }
 
+/// The views a cache holds: `count` per example, drawn from `spec` (see [`crate::data::augment`]).
+struct Views {
+    count: u32,
+    spec: AugmentSpec,
+    shape: ImageShape,
+}
+
+impl Views {
+    fn new(o: &CacheOptions, ds: &Dataset) -> Result<Option<Self>> {
+        match (o.views, &o.augment) {
+            (0, None) => Ok(None),
+            (0, Some(_)) => Err(Error::invalid("--augment needs --views V (how many augmented views of each example to cache)")),
+            (v, _) if v > 4096 => Err(Error::invalid(format!("--views {v}: at most 4,096 views per example"))),
+            (v, spec) => {
+                let shape = ImageShape::of(ds.feature_shape())?;
+                Ok(Some(Views { count: v, spec: spec.clone().unwrap_or_default(), shape }))
+            }
+        }
+    }
+
+    /// The signature's augmentation part: the transform, its spec, the view count and the seed.
+    fn signature(&self, seed: u64) -> String {
+        format!("rrc+flip:{};views={};seed={seed}", self.spec.canonical(), self.count)
+    }
+
+    /// Every view of the examples `range`, example-major, as the teacher's input [B·V, …]; their
+    /// parameters into `augs` (AUG_DIM per row).
+    fn tensor(&self, ds: &Dataset, range: std::ops::Range<usize>, seed: u64, buf: &mut Vec<f32>, augs: &mut Vec<f32>, device: Device) -> Result<Tensor> {
+        let per = self.shape.len();
+        let mut x = Vec::with_capacity(range.len() * self.count as usize * per);
+        let mut out = vec![];
+        augs.clear();
+        for i in range.clone() {
+            ds.x.f32_rows(i..i + 1, buf);
+            for v in 0..self.count {
+                let a = self.spec.draw(self.shape, seed, i as u64, v);
+                crate::data::augment::apply(self.shape, buf, &a, &mut out).map_err(Error::Internal)?;
+                x.extend_from_slice(&out);
+                augs.extend_from_slice(&a);
+            }
+        }
+        let mut shape = vec![(range.len() * self.count as usize) as i64];
+        shape.extend(ds.feature_shape().iter().map(|&d| d as i64));
+        Ok(Tensor::f_from_slice(&x)?.f_reshape(&shape)?.f_to_device(device)?)
+    }
+}
+
 pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let t0 = Instant::now();
     let ds = Dataset::open(&o.data, o.labels.as_deref(), &o.split)?;
@@ -246,9 +295,21 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     }
     let classes = probe.size()[1] as u64;
     let batch_size = o.batch_size.unwrap_or_else(|| auto_batch(o.device, classes));
+    let views = Views::new(o, &ds)?;
+    // the teacher sees `vv` rows per example: a batch of `batch_size` rows holds `eb` examples
+    let vv = views.as_ref().map_or(1, |v| v.count as usize);
+    let eb = (batch_size / vv).max(1);
     ds.check_labels(classes)?;
     let k = crate::import::clamp_k(o.k, classes, o.progress);
-    let spec = RowSpec { classes, k, temperatures: o.temperatures.clone(), tail_samples: o.tail_samples, aug_dim: 0, logit_dtype: o.dtype, tail_logit: true };
+    let spec = RowSpec {
+        classes,
+        k,
+        temperatures: o.temperatures.clone(),
+        tail_samples: o.tail_samples,
+        aug_dim: if views.is_some() { AUG_DIM } else { 0 },
+        logit_dtype: o.dtype,
+        tail_logit: true,
+    };
     spec.validate()?;
     if o.tail_samples > 0 && k as u64 == classes {
         return Err(Error::invalid("--tail-samples needs K < C: with K = C there is no tail to sample"));
@@ -261,12 +322,12 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
         teacher: if o.tail_samples > 0 { format!("{teacher_fp};path={path};seed={}", o.seed) } else { format!("{teacher_fp};path={path}") },
         dataset: ds.signature(),
         classes: format!("C={classes}"),
-        augmentation: "none".into(),
+        augmentation: views.as_ref().map_or("none".into(), |v| v.signature(o.seed)),
     };
     let part = o.part.map(|(i, p)| format!("{i}/{p}"));
     // shards hold whole batches, so a resumed run recomputes exactly the batches it lost
     let mut wopts = o.writer.clone();
-    wopts.shard_rows = wopts.shard_rows.div_ceil(batch_size) * batch_size;
+    wopts.shard_rows = wopts.shard_rows.div_ceil(eb * vv) * eb * vv;
     std::fs::create_dir_all(&o.out).ctx(&o.out)?;
     let _lock = crate::fsio::DirLock::acquire(&o.out, "cache")?;
     let mut writer = CacheWriter::create(&o.out, &spec, signature, wopts, part)?;
@@ -289,25 +350,34 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let mut skipped = 0u64;
     let mut result: Result<()> = Ok(());
     // batches are aligned to lo + j·B whatever the resume point, so tail samples (seeded per batch) repeat
-    let first_batch = lo + (resumed - lo) / batch_size * batch_size;
-    for b0 in (first_batch..hi).step_by(batch_size) {
-        let b1 = (b0 + batch_size).min(hi);
+    let first_batch = lo + (resumed - lo) / eb * eb;
+    let mut augs: Vec<f32> = vec![];
+    for b0 in (first_batch..hi).step_by(eb) {
+        let b1 = (b0 + eb).min(hi);
+        let nr = (b1 - b0) * vv; // the teacher's rows: every view of every example
         let mut step = || -> Result<Ranked> {
-            let x = rows_tensor(&ds, b0..b1, &mut buf, o.device)?;
+            let x = match &views {
+                Some(v) => v.tensor(&ds, b0..b1, o.seed, &mut buf, &mut augs, o.device)?,
+                None => rows_tensor(&ds, b0..b1, &mut buf, o.device)?,
+            };
             sync(o.device);
             let tf = Instant::now();
             let z = teacher.forward(&x).map_err(|e| Error::invalid(format!("the teacher rejected rows {b0}..{b1}: {e}")))?;
             sync(o.device);
             forward_s += tf.elapsed().as_secs_f64();
-            if z.size() != [(b1 - b0) as i64, classes as i64] {
-                return Err(Error::invalid(format!("the teacher gave logits of shape {:?} for {} rows; expected [{}, {classes}]", z.size(), b1 - b0, b1 - b0)));
+            if z.size() != [nr as i64, classes as i64] {
+                return Err(Error::invalid(format!("the teacher gave logits of shape {:?} for {nr} rows; expected [{nr}, {classes}]", z.size())));
             }
             if o.device == Device::Cpu && m == 0 {
-                return rank_on_host(&z, b0, k, &o.temperatures, o.nan);
+                return rank_on_host(&z, b0 * vv, k, &o.temperatures, o.nan);
             }
-            rank_batch(z, b0, k, &o.temperatures, m, o.nan, o.seed ^ b0 as u64)
+            rank_batch(z, b0 * vv, k, &o.temperatures, m, o.nan, o.seed ^ b0 as u64)
         };
-        let r = match step() {
+        // a row of the teacher's batch is view j % vv of example b0 + j / vv: errors name the example
+        let r = match step().map_err(|e| match e {
+            Error::NonFinite { row, class } => Error::NonFinite { row: row / vv as u64, class },
+            e => e,
+        }) {
             Ok(r) => r,
             Err(e) => {
                 result = Err(e);
@@ -316,7 +386,7 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
         };
         let mut batch = RowBatch::new(&spec);
         for (j, &keep) in r.keep.iter().enumerate() {
-            let i = r.first + j;
+            let i = b0 + j / vv;
             if !keep {
                 skipped += 1;
                 continue;
@@ -347,12 +417,15 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
                 tail = Some((ids, cnt, zs));
             }
             let tail_ref = tail.as_ref().map(|(a, b, c)| Tail { idx: a, cnt: b, logit: c });
-            batch.push_row(i as u64, 0, labels[i], &ids, &r.logit[j * k..(j + 1) * k], lse, log_tail, tail_ref);
+            batch.push_row(i as u64, (j % vv) as u32, labels[i], &ids, &r.logit[j * k..(j + 1) * k], lse, log_tail, tail_ref);
+            if views.is_some() {
+                batch.aug.extend_from_slice(&augs[j * AUG_DIM..(j + 1) * AUG_DIM]);
+            }
         }
         if tx.send((batch, r.prior)).is_err() {
             break; // the writer failed; its error is reported below
         }
-        bar.advance_to((r.first + r.keep.len() - lo) as u64, "");
+        bar.advance_to((b1 - lo) as u64, "");
         if crate::progress::interrupted() {
             result = Err(Error::Interrupted);
             break;
@@ -363,7 +436,7 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let writer = writer_thread.join().map_err(|_| Error::Internal("writer thread panicked".into()))??;
     result?;
     bar.finish_and_clear();
-    let m = writer.finish((hi - lo) as u64, 1, &format!("kdcache cache --teacher {}", o.teacher))?;
+    let m = writer.finish((hi - lo) as u64, vv as u32, &format!("kdcache cache --teacher {}", o.teacher))?;
     let wall_s = t0.elapsed().as_secs_f64();
     let done = (hi - resumed) as f64;
     let report = CacheReport {
@@ -395,5 +468,68 @@ mod tests {
         assert_eq!(auto_batch(Device::Cuda(0), 100_000), 2048);
         assert_eq!(auto_batch(Device::Cuda(0), 1_000_000), 256);
         assert_eq!(auto_batch(Device::Cuda(0), 1000), 4096);
+    }
+
+    /// A replayed view is the very tensor the teacher saw: the cache's stored parameters, re-applied by
+    /// the trainer's gather, give the teacher's input bit for bit, for every row.
+    #[test]
+    fn a_replayed_view_is_the_input_the_teacher_saw() {
+        let t = tempfile::tempdir().unwrap();
+        let (n, shape) = (7usize, [2usize, 5, 6]);
+        let per: usize = shape.iter().product();
+        let x: Vec<f32> = (0..n * per).map(|i| ((i as f32) * 0.7311).sin()).collect();
+        let data = t.path().join("x.npy");
+        crate::data::array::write_npy(&data, crate::data::array::ArrayDtype::F32, &[n, 2, 5, 6], bytemuck::cast_slice(&x)).unwrap();
+        let opts = |views: u32, out: &str| CacheOptions {
+            teacher: "identity".into(),
+            data: data.clone(),
+            labels: None,
+            split: "train".into(),
+            out: t.path().join(out),
+            k: 4,
+            temperatures: vec![1.0],
+            tail_samples: 0,
+            dtype: LogitDtype::F32,
+            writer: WriterOptions { block_rows: 4, ..Default::default() },
+            device: Device::Cpu,
+            batch_size: Some(6), // two examples of three views a batch: views of one example never split
+            part: None,
+            nan: NanPolicy::Fail,
+            seed: 11,
+            views,
+            augment: Some(AugmentSpec::parse("scale=0.2:0.9,ratio=0.5:2,flip=0.5").unwrap()),
+            progress: false,
+        };
+        let (m, _) = build_cache(&opts(3, "c")).unwrap();
+        assert_eq!((m.rows, m.examples, m.views, m.aug_dim), (21, 7, 3, AUG_DIM));
+        assert!(m.signature.augmentation.contains("views=3;seed=11"), "{}", m.signature.augmentation);
+        let ds = Dataset::open(&data, None, "train").unwrap();
+        let v = Views::new(&opts(3, "c"), &ds).unwrap().unwrap();
+        let (mut buf, mut augs) = (vec![], vec![]);
+        let seen: Vec<f32> = Vec::try_from(&v.tensor(&ds, 0..n, 11, &mut buf, &mut augs, Device::Cpu).unwrap().f_flatten(0, -1).unwrap()).unwrap();
+        let reader = crate::format::CacheReader::open(&t.path().join("c")).unwrap();
+        let rows = reader.get_rows(0..reader.rows()).unwrap();
+        let replayed: Vec<f32> = Vec::try_from(&crate::train::gather(&ds, &rows, reader.dir(), Device::Cpu).unwrap().f_flatten(0, -1).unwrap()).unwrap();
+        let mut flips = 0;
+        for j in 0..rows.len() {
+            let (e, view) = (rows.row[j] as usize, rows.view[j] as usize);
+            let teacher_saw = &seen[(e * 3 + view) * per..(e * 3 + view + 1) * per];
+            let student_gets = &replayed[j * per..(j + 1) * per];
+            assert!(teacher_saw.iter().zip(student_gets).all(|(a, b)| a.to_bits() == b.to_bits()), "example {e} view {view}");
+            // and the identity teacher ranked exactly those pixels
+            let top = teacher_saw.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+            assert_eq!(rows.topk_idx[j * rows.k] as usize, top, "example {e} view {view}");
+            flips += rows.aug[j * AUG_DIM + 4] as usize;
+        }
+        assert!(flips > 0 && flips < rows.len(), "{flips} flipped views of {}", rows.len());
+        // the views differ from the untransformed example
+        assert_ne!(&seen[..per], &x[..per]);
+        // --views on vector rows, --augment alone: refused
+        let flat = t.path().join("v.npy");
+        crate::data::array::write_npy(&flat, crate::data::array::ArrayDtype::F32, &[n, per], bytemuck::cast_slice(&x)).unwrap();
+        let mut o = opts(3, "d");
+        o.data = flat;
+        assert!(build_cache(&o).unwrap_err().to_string().contains("--views needs image rows"));
+        assert!(build_cache(&opts(0, "e")).unwrap_err().to_string().contains("--augment needs --views"));
     }
 }

@@ -24,6 +24,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use crate::data::augment;
 use crate::data::source::Dataset;
 use crate::error::{Error, IoContext, Result};
 use crate::format::{CacheReader, Manifest, Order, RowBatch};
@@ -92,17 +93,29 @@ pub struct TrainOptions {
 use crate::run::MetricsLine;
 pub use crate::run::Summary;
 
-fn gather(ds: &Dataset, rows: &[u64], device: Device) -> Result<Tensor> {
+/// The student's inputs for a batch of cache rows: each row's example, as the teacher saw it (the
+/// row's view re-applied from its stored parameters, when the cache holds views).
+pub(crate) fn gather(ds: &Dataset, batch: &RowBatch, cache: &Path, device: Device) -> Result<Tensor> {
     let per: usize = ds.feature_shape().iter().product();
+    let rows = &batch.row;
     let mut x = Vec::with_capacity(rows.len() * per);
-    let mut buf = vec![];
-    for &r in rows {
+    let (mut buf, mut view) = (vec![], vec![]);
+    let shape = if batch.aug_dim > 0 { Some(augment::ImageShape::of(ds.feature_shape())?) } else { None };
+    for (j, &r) in rows.iter().enumerate() {
         let r = r as usize;
         if r >= ds.len() {
             return Err(Error::Mismatch { what: "row index".into(), cache: format!("row {r}"), given: format!("data of {} rows", ds.len()) });
         }
         ds.x.f32_rows(r..r + 1, &mut buf);
-        x.extend_from_slice(&buf);
+        match shape {
+            Some(shape) => {
+                let aug = &batch.aug[j * batch.aug_dim..(j + 1) * batch.aug_dim];
+                augment::apply(shape, &buf, aug, &mut view)
+                    .map_err(|w| Error::corrupt(cache, Some(format!("example {r}, view {}", batch.view[j])), format!("its augmentation: {w}")))?;
+                x.extend_from_slice(&view);
+            }
+            None => x.extend_from_slice(&buf),
+        }
     }
     let mut shape = vec![rows.len() as i64];
     shape.extend(ds.feature_shape().iter().map(|&d| d as i64));
@@ -357,6 +370,18 @@ fn validate(o: &TrainOptions) -> Result<Inputs> {
             given: format!("{} rows in {}", ds.len(), ds.source.display()),
         });
     }
+    for m in std::iter::once(&man).chain(anchors.iter().map(|a| a.reader.manifest())) {
+        if m.aug_dim > 0 && m.aug_dim != augment::AUG_DIM {
+            return Err(Error::invalid(format!(
+                "the cache's views carry {} augmentation values each; this kdcache replays views of {} [top, left, height, width, flip]",
+                m.aug_dim,
+                augment::AUG_DIM
+            )));
+        }
+        if m.aug_dim > 0 {
+            augment::ImageShape::of(ds.feature_shape())?;
+        }
+    }
     if ds.check_signature(&man.signature.dataset)? == crate::data::source::Binding::RowsOnly && o.progress {
         eprintln!("note: {} binds no dataset (imported without --data): its rows are matched to {} by position only", o.cache.display(), ds.source.display());
     }
@@ -523,18 +548,23 @@ pub(crate) fn dis_prior(man: &Manifest, dis: &DisConfig, temperature: f64) -> Op
 }
 
 /// Batches of B rows from the cache's block stream in the epoch's shuffled order (the last may be short).
+/// In a cache with several views per example, only the view [`augment::epoch_view`] picks for the
+/// epoch passes: an epoch visits every example once.
 struct Batches {
     stream: crate::format::reader::Prefetch,
     carry: Option<RowBatch>,
     spec: crate::format::RowSpec,
     size: usize,
     done: bool,
+    /// (views per example, seed, epoch) when the cache holds several views.
+    views: Option<(u32, u64, usize)>,
 }
 
 impl Batches {
     fn new(reader: &Arc<CacheReader>, seed: u64, epoch: usize, size: usize) -> Self {
         let stream = reader.batches(Order::Shuffled { seed: seed.wrapping_add(epoch as u64) }, 1);
-        Batches { stream, carry: None, spec: reader.manifest().spec(), size, done: false }
+        let v = reader.manifest().views;
+        Batches { stream, carry: None, spec: reader.manifest().spec(), size, done: false, views: (v > 1).then_some((v, seed, epoch)) }
     }
 
     fn next_batch(&mut self) -> Result<Option<RowBatch>> {
@@ -542,7 +572,11 @@ impl Batches {
         while batch.len() < self.size && !self.done {
             match self.stream.next() {
                 Some(b) => {
-                    let b = b?;
+                    let mut b = b?;
+                    if let Some((v, seed, epoch)) = self.views {
+                        let pick: Vec<usize> = (0..b.len()).filter(|&i| b.view[i] == augment::epoch_view(seed, epoch, b.row[i], v)).collect();
+                        b = b.permuted(&pick);
+                    }
                     batch.extend_rows(&b, 0..b.len());
                 }
                 None => self.done = true,
@@ -560,10 +594,10 @@ impl Batches {
 }
 
 /// One optimisation step on `batch`; returns the step's output (nothing read back from the device).
-fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch, ti: usize) -> Result<loss::StepOut> {
+fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch, cache: &Path, ti: usize) -> Result<loss::StepOut> {
     let rows: Vec<usize> = (0..batch.len()).collect();
     let tg = Targets::from_rows(batch, &rows, ti, o.temperature, inp.man.classes as usize);
-    let x = gather(&inp.ds, &batch.row, inp.device)?;
+    let x = gather(&inp.ds, batch, cache, inp.device)?;
     let step_seed = o.seed ^ st.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step_seed);
     // torch's own generator (dropout in a TorchScript backbone) restarts from the step too, so a
@@ -599,7 +633,9 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
     let mut computed = vec![];
     let mut rows_done = 0u64;
     let train_t0 = Instant::now();
-    let steps_per_epoch = (inp.man.rows as usize).div_ceil(o.batch_size) as u64;
+    // an epoch of a cache with views visits each example once, in one of its views
+    let per_epoch = if inp.man.views > 1 { inp.man.examples } else { inp.man.rows };
+    let steps_per_epoch = (per_epoch as usize).div_ceil(o.batch_size) as u64;
     let total_steps = if o.max_steps > 0 { (o.max_steps as u64).min(steps_per_epoch * o.epochs as u64) } else { steps_per_epoch * o.epochs as u64 };
     let mut bar = crate::progress::Progress::new(total_steps, &format!("train {}", o.loss.name()), "steps", o.progress);
     bar.set_position(st.step);
@@ -664,7 +700,7 @@ pub fn train(o: &TrainOptions) -> Result<Summary> {
                 break 'epochs;
             }
             let ts = Instant::now();
-            let out = step(&mut st, o, &inp, &batch, ti)?;
+            let out = step(&mut st, o, &inp, &batch, reader.dir(), ti)?;
             if o.progress && !noted_dense && out.plan.as_ref().is_some_and(|p| p.dense) {
                 noted_dense = true;
                 let dense = if o.dis.tail == crate::sample::Tail::Bucket { "ghost" } else { "full" };
