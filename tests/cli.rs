@@ -805,3 +805,69 @@ fn a_route_of_anchors_switches_caches_at_the_stated_epochs() {
     bad(&[&["train", "--cache", &route, "--anchor-epochs", "1,1", "--out", &out][..], &common[..]].concat(), "--anchor-epochs");
     bad(&[&["train", "--cache", p(&fin), "--anchor-epochs", "1", "--out", &out][..], &common[..]].concat(), "--anchor-epochs");
 }
+
+#[test]
+fn views_of_an_image_world_are_cached_and_replayed() {
+    let t = tempfile::tempdir().unwrap();
+    let (d, d2) = (t.path().join("img"), t.path().join("img2"));
+    let world = |out: &Path| ok(&["synth", "--out", p(out), "--image", "3x12x12", "--classes", "10", "--train", "300", "--test", "100", "--seed", "4"]);
+    world(&d);
+    world(&d2);
+    for f in ["train_x.npy", "train_y.npy", "test_x.npy", "oracle.safetensors"] {
+        assert_eq!(std::fs::read(d.join(f)).unwrap(), std::fs::read(d2.join(f)).unwrap(), "synth --image is deterministic: {f}");
+    }
+    let c = t.path().join("views");
+    let cache = |out: &Path, extra: &[&str]| {
+        ok(&[&["cache", "--teacher", p(&d.join("oracle.safetensors")), "--data", p(&d), "--out", p(out), "--top-k", "5", "--seed", "9"][..], extra].concat())
+    };
+    cache(&c, &["--views", "4", "--augment", "scale=0.5:1,flip=0.5"]);
+    ok(&["verify", p(&c)]);
+    let rows = rows_json(&c);
+    assert_eq!(rows.as_array().unwrap().len(), 1200);
+    for (i, r) in rows.as_array().unwrap().iter().enumerate() {
+        assert_eq!((r["row"].as_u64().unwrap(), r["view"].as_u64().unwrap()), ((i / 4) as u64, (i % 4) as u64));
+        let a: Vec<f64> = r["aug"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(a[0] + a[2] <= 12.0 && a[1] + a[3] <= 12.0 && a[2] * a[3] >= 0.5 * 144.0 - 12.0, "row {i}: {a:?}");
+    }
+    // the same seed gives the same views; another seed other views
+    let (c2, c3) = (t.path().join("views2"), t.path().join("views3"));
+    cache(&c2, &["--views", "4", "--augment", "scale=0.5:1,flip=0.5"]);
+    assert_eq!(rows_json(&c2), rows);
+    ok(&[
+        "cache",
+        "--teacher",
+        p(&d.join("oracle.safetensors")),
+        "--data",
+        p(&d),
+        "--out",
+        p(&c3),
+        "--top-k",
+        "5",
+        "--views",
+        "4",
+        "--augment",
+        "scale=0.5:1",
+        "--seed",
+        "10",
+    ]);
+    assert_ne!(rows_json(&c3)[0]["aug"], rows[0]["aug"]);
+    // train replays one view per example an epoch: 300 examples in batches of 50 are 6 steps an epoch
+    let run = t.path().join("run");
+    ok(&["train", "--cache", p(&c), "--data", p(&d), "--epochs", "2", "--batch-size", "50", "--loss", "full", "--out", p(&run)]);
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["steps"], 12);
+    // bad input: one line, exit 2
+    let vec_data = t.path().join("vec");
+    synth(&vec_data, 10, 8, 100);
+    let out = t.path().join("bad");
+    let bad_cache = |data: &Path, extra: &[&str], needle: &str| {
+        bad(&[&["cache", "--teacher", "identity", "--data", p(data), "--out", p(&out), "--top-k", "3"][..], extra].concat(), needle);
+    };
+    bad_cache(&vec_data, &["--views", "2"], "--views needs image rows");
+    bad_cache(&d, &["--augment", "flip=0.5"], "--augment needs --views");
+    bad_cache(&d, &["--views", "2", "--augment", "scale=0.9:0.2"], "--augment scale");
+    bad_cache(&d, &["--views", "2", "--augment", "zoom=2"], "zoom");
+    bad_cache(&d, &["--views", "2", "--augment", "flip=1.5"], "flip");
+    bad(&["synth", "--out", p(&out), "--image", "3x16"], "--image");
+    bad(&["synth", "--out", p(&out), "--image", "3x16x16", "--patch", "17"], "--patch");
+}

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 
+from . import _kdcache
 from .cache import Cache, Rows
 from .head import ESTIMATORS, DistillHead, HeadOutput, RowAdam, default_head_lr, load_checkpoint, save_checkpoint
 
@@ -36,6 +37,7 @@ __all__ = [
     "BlockShuffleSampler",
     "rank_logits",
     "check_finite",
+    "replay",
     "DistillHead",
     "ESTIMATORS",
     "HeadOutput",
@@ -284,6 +286,48 @@ class BlockShuffleSampler(Sampler[int]):
         if self.drop_last_batch:
             return self.num_samples // self.batch_size
         return -(-self.num_samples // self.batch_size)
+
+
+def replay(image: torch.Tensor, aug: Any) -> torch.Tensor:
+    """The augmented view a cache row stores, re-applied to its example: what the teacher saw.
+
+    A cache written with `kdcache cache --views V --augment SPEC` holds V rows per example, each with its
+    view's parameters in `aug` ([top, left, height, width, flip]: the crop box in pixels of the source
+    image, and 1 for a horizontal flip). `replay` crops that box, resizes it bilinearly back to the image's
+    size (half-pixel centres, as `F.interpolate(mode="bilinear", align_corners=False)` without
+    antialiasing) and flips it, with the very code `kdcache cache` ran for the teacher and `kdcache train`
+    runs for its student, so the result is bit for bit the teacher's input.
+
+    image  one image [C, H, W] or [H, W] with aug [5], or a batch [B, C, H, W] with aug [B, 5]; any real
+           dtype, taken as float32 values unscaled (uint8 pixels stay 0..255, as `kdcache cache` reads
+           them)
+    aug    the row's (or batch's) `aug` field: tensor, NumPy array or sequence
+    Returns a float32 tensor of the image's shape on the image's device.
+    """
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
+    if image.is_complex() or image.dtype == torch.bool:
+        raise TypeError(f"image must hold real numbers, got {image.dtype}")
+    a = aug.detach().cpu().numpy() if isinstance(aug, torch.Tensor) else np.asarray(aug)
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    shape = tuple(image.shape)
+    if image.dim() == 2:
+        x = image.reshape(1, 1, *shape)
+    elif image.dim() == 3:
+        x = image.unsqueeze(0)
+    elif image.dim() == 4:
+        x = image
+    else:
+        raise ValueError(f"image must be [H, W], [C, H, W] or [B, C, H, W], got shape {list(shape)}")
+    if image.dim() < 4:
+        if a.shape != (5,):
+            raise ValueError(f"aug must be [5] ([top, left, height, width, flip]) for one image, got shape {list(a.shape)}")
+        a = a.reshape(1, 5)
+    elif a.ndim != 2:
+        raise ValueError(f"aug must be [B, 5] for a batch of images, got shape {list(a.shape)}")
+    host = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+    out = torch.from_numpy(_kdcache.replay(host, a)).reshape(shape)
+    return out.to(image.device)
 
 
 def check_finite(logits: torch.Tensor, rows: Optional[np.ndarray] = None) -> None:

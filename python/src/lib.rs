@@ -1021,6 +1021,38 @@ fn rank<'py>(py: Python<'py>, logits: PyReadonlyArray2<'py, f32>, top_k: usize, 
     Ok(tuple.into_pyobject(py)?.into_any())
 }
 
+/// Views re-applied from their stored parameters: `images` [B, C, H, W] float32 (contiguous), `augs`
+/// [B, 5] (a cache's `aug` column); returns the transformed images [B, C, H, W], bit for bit what the
+/// teacher saw (`kdcache.data.augment::apply`, the transform `kdcache cache --views` and `kdcache train`
+/// use).
+#[pyfunction]
+fn replay<'py>(py: Python<'py>, images: numpy::PyReadonlyArrayDyn<'py, f32>, augs: PyReadonlyArray2<'py, f32>) -> PyResult<Bound<'py, PyAny>> {
+    use kdcache::data::augment::{AUG_DIM, ImageShape, apply};
+    let shape = images.shape().to_vec();
+    let [b, c, h, w] = shape[..] else {
+        return Err(invalid(format!("images must be [B, C, H, W], got shape {shape:?}")));
+    };
+    let (a, ab, ad) = contiguous2(&augs, "aug")?;
+    if ab != b || ad != AUG_DIM {
+        return Err(invalid(format!("aug must be [{b}, {AUG_DIM}] ([top, left, height, width, flip] per image), got [{ab}, {ad}]")));
+    }
+    let x = images.as_slice().map_err(|_| invalid("images must be a contiguous array"))?;
+    let img = ImageShape { channels: c, height: h, width: w };
+    let per = img.len();
+    let out = py.detach(|| -> Result<Vec<f32>, String> {
+        let mut out = Vec::with_capacity(b * per);
+        let mut one = vec![];
+        for i in 0..b {
+            apply(img, &x[i * per..(i + 1) * per], &a[i * AUG_DIM..(i + 1) * AUG_DIM], &mut one).map_err(|e| format!("image {i}: {e}"))?;
+            out.extend_from_slice(&one);
+        }
+        Ok(out)
+    });
+    let out = out.map_err(invalid)?;
+    let arr = numpy::ndarray::Array4::from_shape_vec((b, c, h, w), out).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+    Ok(arr.into_pyarray(py).into_any())
+}
+
 /// The rows part `i` of `n` covers of `num_examples` examples, as `kdcache cache --part i/N` splits them.
 #[pyfunction]
 fn part_range(num_examples: u64, i: u64, n: u64) -> PyResult<(u64, u64)> {
@@ -1069,6 +1101,7 @@ fn _kdcache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sampler::step_seed_py, m)?)?;
     m.add_function(wrap_pyfunction!(rank, m)?)?;
     m.add_function(wrap_pyfunction!(part_range, m)?)?;
+    m.add_function(wrap_pyfunction!(replay, m)?)?;
     m.add_function(wrap_pyfunction!(merge, m)?)?;
     m.add_function(wrap_pyfunction!(core_version, m)?)?;
     m.add("KdcacheError", py.get_type::<KdcacheError>())?;
