@@ -100,8 +100,14 @@ pub struct BenchArgs {
     /// Cached ranks K of the dis-proposals table.
     #[arg(long, default_value_t = 12)]
     pub proposal_k: usize,
+    /// Training examples of the views table's image world (3×12×12, 20 classes).
+    #[arg(long, default_value_t = 40_000)]
+    pub views_train: usize,
+    /// Epochs of the views table's students; its online reference caches as many views.
+    #[arg(long, default_value_t = 32)]
+    pub views_epochs: usize,
     /// The tables to run.
-    #[arg(long, value_delimiter = ',', default_value = "fidelity,speed,io,quality,proposals", value_parser = ["fidelity", "speed", "io", "quality", "proposals"])]
+    #[arg(long, value_delimiter = ',', default_value = "fidelity,speed,io,quality,proposals,views", value_parser = ["fidelity", "speed", "io", "quality", "proposals", "views"])]
     pub only: Vec<String>,
 }
 

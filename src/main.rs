@@ -176,6 +176,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     quality_steps: a.quality_steps,
                     proposal_classes: a.proposal_classes,
                     proposal_k: a.proposal_k,
+                    views: kdcache::bench::ViewsOptions {
+                        train: if a.quick { a.views_train.min(4000) } else { a.views_train },
+                        epochs: if a.quick { a.views_epochs.min(4) } else { a.views_epochs },
+                        views: if a.quick { vec![1, 4] } else { vec![1, 4, 16] },
+                        ..Default::default()
+                    },
                     only: a.only,
                 },
             )?;

@@ -1,22 +1,26 @@
 //! `kdcache bench`: the figures users choose a method and a cache budget by, measured side by side in
 //! one run, written as `bench.md` and `bench.json` (keys documented on [`BenchReport`] and the row
-//! types). One file per table: [`fidelity`], [`speed`], [`io`], [`quality`], [`proposals`].
+//! types). One file per table: [`fidelity`], [`speed`], [`io`], [`quality`], [`proposals`], [`views`].
 pub mod fidelity;
 pub mod io;
 pub mod proposals;
 pub mod quality;
 pub mod speed;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::sample::DisConfig;
+use crate::train::loss::Estimator;
 pub use fidelity::FidelityRow;
 pub use io::{IoRow, realistic_rows};
 pub use proposals::ProposalRow;
 pub use quality::QualityRow;
 pub use speed::SpeedRow;
+pub use views::{ViewsOptions, ViewsRow};
 
 /// `bench.json`.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +40,8 @@ pub struct BenchReport {
     pub quality: Vec<QualityRow>,
     /// The `dis` proposals' gradient fidelity on a uniform and a power-law world.
     pub proposals: Vec<ProposalRow>,
+    /// Students distilled from augmented views of an image world, against the online reference.
+    pub views: Vec<ViewsRow>,
 }
 
 pub struct BenchOptions {
@@ -56,8 +62,58 @@ pub struct BenchOptions {
     /// Class count and cached ranks of the proposals table.
     pub proposal_classes: usize,
     pub proposal_k: usize,
-    /// The tables to run (fidelity, speed, io, quality, proposals); the others are left empty.
+    /// The views table's world and runs.
+    pub views: ViewsOptions,
+    /// The tables to run (fidelity, speed, io, quality, proposals, views); the others are left empty.
     pub only: Vec<String>,
+}
+
+/// Trains `train`'s default student (`mlp:256`, T = 2, α = 0.9, B = 256, Adam at 1e-3) on `cache` for
+/// `epochs` (or `max_steps` steps, when not 0) from scratch in `out`; the bench tables' one trainer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_student(
+    data: &Path,
+    cache: &Path,
+    eval_cache: Option<&Path>,
+    loss: Estimator,
+    dis: DisConfig,
+    epochs: usize,
+    max_steps: usize,
+    out: &Path,
+) -> Result<crate::train::Summary> {
+    let _ = std::fs::remove_dir_all(out);
+    crate::train::train(&crate::train::TrainOptions {
+        cache: cache.into(),
+        anchors: vec![],
+        anchor_epochs: vec![],
+        data: data.into(),
+        labels: None,
+        eval_data: None,
+        eval_labels: None,
+        eval_cache: eval_cache.map(Into::into),
+        student: Some("mlp:256".into()),
+        student_ts: None,
+        loss,
+        dis,
+        temperature: 2.0,
+        alpha: 0.9,
+        epochs,
+        batch_size: 256,
+        lr: 1e-3,
+        head_opt: crate::train::optim::OptKind::Adam,
+        head_lr: crate::train::default_head_lr(loss),
+        seed: 0,
+        device: "cpu".into(),
+        out: out.into(),
+        checkpoint_every: 0,
+        log_every: 50,
+        max_steps,
+        eval_every: 0,
+        retrieval: false,
+        resume: false,
+        overwrite: false,
+        progress: false,
+    })
 }
 
 fn machine() -> String {
@@ -158,6 +214,20 @@ pub fn markdown(r: &BenchReport) -> String {
             );
         }
     }
+    if !r.views.is_empty() {
+        let v0 = &r.views[0];
+        s += &format!(
+            "\n## 6. Augmented views (image world; `full` KD, T = 2, B = 256, {} epochs, equal steps; held-out top-1 on un-augmented images). `online`: a view no epoch saw before, every epoch (the live teacher on fresh augmentations)\n\n",
+            v0.epochs
+        );
+        s += "| run | views | steps | student top-1 | teacher top-1 on its views | bytes per image per view | cache s | train s |\n|---|---|---|---|---|---|---|---|\n";
+        for v in &r.views {
+            s += &format!(
+                "| {} | {} | {} | {:.4} | {:.4} | {:.1} | {:.1} | {:.1} |\n",
+                v.run, v.views, v.steps, v.top1, v.teacher_top1, v.bytes_per_view, v.cache_s, v.train_s
+            );
+        }
+    }
     s
 }
 
@@ -171,38 +241,44 @@ pub fn run_tables(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
         fidelity: if !on("fidelity") {
             vec![]
         } else {
-            eprintln!("bench 1/5: gradient fidelity at C = {:?}, K = {:?}", o.fidelity_classes, o.fidelity_k);
+            eprintln!("bench 1/6: gradient fidelity at C = {:?}, K = {:?}", o.fidelity_classes, o.fidelity_k);
             fidelity::fidelity(&o.fidelity_classes, &o.fidelity_k, o.draws, true)?
         },
         speed: if !on("speed") {
             vec![]
         } else {
-            eprintln!("bench 2/5: step time at C = {:?}", o.speed_classes);
+            eprintln!("bench 2/6: step time at C = {:?}", o.speed_classes);
             speed::speed(&o.speed_classes, o.fixed_budget, o.reps)?
         },
         speed_fixed_budget: o.fixed_budget,
         io: if !on("io") {
             vec![]
         } else {
-            eprintln!("bench 3/5: cache I/O, {} rows", o.io_rows);
+            eprintln!("bench 3/6: cache I/O, {} rows", o.io_rows);
             io::io(o.io_rows, out)?
         },
         quality: match &o.quality {
             _ if !on("quality") => vec![],
             Some((d, c, e)) if crate::format::manifest::manifest_path(c).exists() => {
-                eprintln!("bench 4/5: student quality, {} steps per estimator", o.quality_steps);
+                eprintln!("bench 4/6: student quality, {} steps per estimator", o.quality_steps);
                 quality::quality(d, c, e, o.quality_steps, out)?
             }
             _ => {
-                eprintln!("bench 4/5: skipped (no cache at {}; run make cache)", o.quality.as_ref().map(|q| q.1.display().to_string()).unwrap_or_default());
+                eprintln!("bench 4/6: skipped (no cache at {}; run make cache)", o.quality.as_ref().map(|q| q.1.display().to_string()).unwrap_or_default());
                 vec![]
             }
         },
         proposals: if !on("proposals") {
             vec![]
         } else {
-            eprintln!("bench 5/5: dis proposals at C = {}, K = {}", o.proposal_classes, o.proposal_k);
+            eprintln!("bench 5/6: dis proposals at C = {}, K = {}", o.proposal_classes, o.proposal_k);
             proposals::proposals(o.proposal_classes, o.proposal_k, (o.draws / 4).max(4), true)?
+        },
+        views: if !on("views") {
+            vec![]
+        } else {
+            eprintln!("bench 6/6: augmented views on an image world ({} examples, {} epochs)", o.views.train, o.views.epochs);
+            views::views(&o.views, out)?
         },
     };
     let md = markdown(&report);

@@ -27,40 +27,7 @@ pub struct QualityRow {
 }
 
 fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, dis: DisConfig, steps: usize, out: &Path) -> Result<crate::train::Summary> {
-    let _ = std::fs::remove_dir_all(out);
-    let o = crate::train::TrainOptions {
-        cache: cache.into(),
-        anchors: vec![],
-        anchor_epochs: vec![],
-        data: data.into(),
-        labels: None,
-        eval_data: None,
-        eval_labels: None,
-        eval_cache: Some(eval_cache.into()),
-        student: Some("mlp:256".into()),
-        student_ts: None,
-        loss: est,
-        dis,
-        temperature: 2.0,
-        alpha: 0.9,
-        epochs: 1000,
-        batch_size: 256,
-        lr: 1e-3,
-        head_opt: crate::train::optim::OptKind::Adam,
-        head_lr: crate::train::default_head_lr(est),
-        seed: 0,
-        device: "cpu".into(),
-        out: out.into(),
-        checkpoint_every: 0,
-        log_every: 50,
-        max_steps: steps,
-        eval_every: 0,
-        retrieval: false,
-        resume: false,
-        overwrite: false,
-        progress: false,
-    };
-    crate::train::train(&o)
+    super::train_student(data, cache, Some(eval_cache), est, dis, 1000, steps, out)
 }
 
 pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: &Path) -> Result<Vec<QualityRow>> {

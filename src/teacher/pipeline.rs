@@ -59,6 +59,7 @@ pub struct CacheReport {
     pub resumed_from: u64,
     pub wall_s: f64,
     pub forward_s: f64,
+    /// Cache rows (examples × views) written per second.
     pub rows_per_s: f64,
     /// Share of wall time spent outside the teacher's forward pass.
     pub overhead_share: f64,
@@ -438,7 +439,7 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     bar.finish_and_clear();
     let m = writer.finish((hi - lo) as u64, vv as u32, &format!("kdcache cache --teacher {}", o.teacher))?;
     let wall_s = t0.elapsed().as_secs_f64();
-    let done = (hi - resumed) as f64;
+    let done = ((hi - resumed) * vv) as f64; // cache rows: every view the teacher saw
     let report = CacheReport {
         rows: m.rows,
         skipped_nonfinite: skipped,
