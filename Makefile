@@ -101,8 +101,8 @@ demo: cache
 	$(KD) compare $(RUNS)/demo/dis $(RUNS)/demo/full $(RUNS)/demo/ghost $(RUNS)/demo/topk --plot $(RUNS)/demo/curves.svg --target $(RUNS)/demo/full
 	@echo "curves: $(RUNS)/demo/curves.svg"
 
-# criterion benchmarks of cache I/O, then kdcache bench's six tables (fidelity, step time vs C, cache I/O
-# against pyarrow, quality on the demo cache, dis proposals, augmented views) in results/bench.md and results/bench.json
+# criterion benchmarks of cache I/O, then kdcache bench's seven tables (fidelity, step time vs C, cache I/O
+# against pyarrow, quality on the demo cache, dis proposals, augmented views, ensembles) in results/bench.md and results/bench.json
 bench: cache
 	$(CARGO) bench --bench cache_io
 	$(KD) bench --out results --quality-data $(DATA)

@@ -13,8 +13,16 @@ fn rows() -> usize {
 fn bench(c: &mut Criterion) {
     let n = rows();
     let batch = kdcache::bench::realistic_rows(n, 131072, 64, 1);
-    let spec =
-        RowSpec { classes: 131072, k: 64, temperatures: vec![1.0, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F16, tail_logit: true };
+    let spec = RowSpec {
+        classes: 131072,
+        k: 64,
+        temperatures: vec![1.0, 2.0, 4.0],
+        tail_samples: 0,
+        aug_dim: 0,
+        logit_dtype: LogitDtype::F16,
+        tail_logit: true,
+        mixture: false,
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut g = c.benchmark_group("cache_io");
     g.sample_size(10).throughput(Throughput::Elements(n as u64));

@@ -107,7 +107,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 32)]
     pub views_epochs: usize,
     /// The tables to run.
-    #[arg(long, value_delimiter = ',', default_value = "fidelity,speed,io,quality,proposals,views", value_parser = ["fidelity", "speed", "io", "quality", "proposals", "views"])]
+    #[arg(long, value_delimiter = ',', default_value = "fidelity,speed,io,quality,proposals,views,ensemble", value_parser = ["fidelity", "speed", "io", "quality", "proposals", "views", "ensemble"])]
     pub only: Vec<String>,
 }
 
@@ -408,9 +408,17 @@ pub struct TeachArgs {
 #[derive(clap::Args)]
 pub struct CacheArgs {
     /// The teacher: a TorchScript module (.pt), a built-in MLP (.safetensors from `teach`), or `identity`
-    /// (the data rows are already logits). It computes in float32 whatever dtype its file stores.
-    #[arg(long)]
-    pub teacher: String,
+    /// (the data rows are already logits). It computes in float32 whatever dtype its file stores. Given
+    /// two or more times, an ensemble: the cache holds the weighted mixture of the teachers' tempered
+    /// distributions at each temperature, Σ_i w_i·softmax(z_i/T) (not the softmax of mean logits; see
+    /// schemas/FORMAT.md, Ensembles), and the manifest each teacher's agreement with the labels and with
+    /// the mixture. The teachers must give the same class count.
+    #[arg(long, required = true, action = clap::ArgAction::Append)]
+    pub teacher: Vec<String>,
+    /// An ensemble's weights, one per --teacher in order, comma-separated (normalised to sum 1)
+    /// [default: equal].
+    #[arg(long, value_delimiter = ',')]
+    pub teacher_weights: Vec<f64>,
     #[command(flatten)]
     pub input: DataArgs,
     /// Split of a synth directory.

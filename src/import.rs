@@ -76,7 +76,16 @@ pub fn import(o: &ImportOptions) -> Result<Manifest> {
         (None, None) => format!("rows={n}"),
     };
     let k = clamp_k(o.k, c as u64, o.progress);
-    let spec = RowSpec { classes: c as u64, k, temperatures: o.temperatures.clone(), tail_samples: 0, aug_dim: 0, logit_dtype: o.dtype, tail_logit: true };
+    let spec = RowSpec {
+        classes: c as u64,
+        k,
+        temperatures: o.temperatures.clone(),
+        tail_samples: 0,
+        aug_dim: 0,
+        logit_dtype: o.dtype,
+        tail_logit: true,
+        mixture: false,
+    };
     spec.validate()?;
     let signature =
         Signature { teacher: format!("logits:{}", crate::fingerprint::file(&o.logits)?), dataset, classes: format!("C={c}"), augmentation: "none".into() };

@@ -182,6 +182,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                         views: if a.quick { vec![1, 4] } else { vec![1, 4, 16] },
                         ..Default::default()
                     },
+                    ensemble: if a.quick {
+                        kdcache::bench::EnsembleOptions { classes: 100, train: 4000, teacher_epochs: 2, student_epochs: 1, ..Default::default() }
+                    } else {
+                        Default::default()
+                    },
                     only: a.only,
                 },
             )?;
@@ -199,7 +204,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "torch")]
         Cmd::Cache(a) => {
             let (m, r) = kdcache::teacher::pipeline::build_cache(&kdcache::teacher::pipeline::CacheOptions {
-                teacher: a.teacher,
+                teachers: a.teacher,
+                teacher_weights: a.teacher_weights,
                 data: a.input.data,
                 labels: a.input.labels,
                 split: a.split,

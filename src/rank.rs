@@ -191,6 +191,96 @@ pub fn rank_block(flat: &[f32], c: usize, k: usize, temps: &[f32]) -> (Vec<Resul
     (out, prior)
 }
 
+/// One row of an ensemble's cache: the weighted mixture of the members' tempered distributions,
+/// p_T(j) = Σ_i w_i·softmax(z_i/T)_j at each temperature (`schemas/FORMAT.md`, Ensembles).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixtureRow {
+    /// The mixture's top-K at T0 (ids by descending p_T0, ties to the lower id), `logit` = T0·log p_T0,
+    /// `lse` 0 at every temperature (the mixture is normalised), `log_tail` the tail's log mass per
+    /// temperature.
+    pub ranked: Ranked,
+    /// T·log p_T of the same ids at the temperatures after the first ((T−1)·K, temperature-major).
+    pub values: Vec<f32>,
+    /// Each member's argmax class (ties to the lower id).
+    pub argmax: Vec<u32>,
+}
+
+/// log p_T of the mixture over all classes, normalised (its log-sum over the classes, ≈ 0 by
+/// construction, divided out), in f64: per class a log-sum-exp over the members of
+/// log w_i + z_ij/T − lse_i(T).
+fn mixture_log_probs(zs: &[&[f32]], log_w: &[f64], temp: f64, max: &[f64]) -> Vec<f64> {
+    let c = zs[0].len();
+    let lse: Vec<f64> = zs.iter().zip(max).map(|(z, &m)| m / temp + z.iter().map(|&x| ((x as f64 - m) / temp).exp()).sum::<f64>().ln()).collect();
+    let mut out = vec![0f64; c];
+    for (j, o) in out.iter_mut().enumerate() {
+        let mut hi = f64::NEG_INFINITY;
+        for i in 0..zs.len() {
+            hi = hi.max(log_w[i] + zs[i][j] as f64 / temp - lse[i]);
+        }
+        let s: f64 = (0..zs.len()).map(|i| (log_w[i] + zs[i][j] as f64 / temp - lse[i] - hi).exp()).sum();
+        *o = hi + s.ln();
+    }
+    let top = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let norm = top + out.iter().map(|&x| (x - top).exp()).sum::<f64>().ln();
+    out.iter_mut().for_each(|x| *x -= norm);
+    out
+}
+
+/// Ranks an ensemble's row: `zs` the members' logits (C each), `weights` theirs (positive, summing to
+/// 1). Returns `Err((member, class))` for the first non-finite logit. `prior`, when given (length C),
+/// gets the mixture at T = 1 added to it. Sums run in f64.
+pub fn rank_mixture_row(zs: &[&[f32]], weights: &[f64], k: usize, temps: &[f32], prior: Option<&mut [f64]>) -> Result<MixtureRow, (usize, usize)> {
+    let c = zs[0].len();
+    assert!(k >= 1 && k <= c && zs.len() == weights.len() && zs.iter().all(|z| z.len() == c), "rank_mixture_row: members of C logits, 1 <= k <= C");
+    let mut max = vec![];
+    let mut argmax = vec![];
+    for (i, z) in zs.iter().enumerate() {
+        if let Some(j) = z.iter().position(|x| !x.is_finite()) {
+            return Err((i, j));
+        }
+        let (a, m) = z.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |(a, m), (j, &x)| if x > m { (j, x) } else { (a, m) });
+        max.push(m as f64);
+        argmax.push(a as u32);
+    }
+    let log_w: Vec<f64> = weights.iter().map(|w| w.ln()).collect();
+    let t0 = temps[0] as f64;
+    let lp0 = mixture_log_probs(zs, &log_w, t0, &max);
+    let lp0_f32: Vec<f32> = lp0.iter().map(|&x| x as f32).collect();
+    let idx: Vec<u32> = topk(&lp0_f32, k).into_iter().map(|(_, j)| j).collect();
+    let mut in_top = vec![false; c];
+    idx.iter().for_each(|&j| in_top[j as usize] = true);
+    let log_tail = |lp: &[f64]| -> f32 {
+        let hi = lp.iter().zip(&in_top).filter(|(_, t)| !**t).map(|(&x, _)| x).fold(f64::NEG_INFINITY, f64::max);
+        if hi == f64::NEG_INFINITY {
+            return f32::NEG_INFINITY;
+        }
+        (hi + lp.iter().zip(&in_top).filter(|(_, t)| !**t).map(|(&x, _)| (x - hi).exp()).sum::<f64>().ln()) as f32
+    };
+    let mut ranked = Ranked {
+        idx: idx.clone(),
+        logit: idx.iter().map(|&j| (t0 * lp0[j as usize]).min(0.0) as f32).collect(),
+        lse: vec![0.0; temps.len()],
+        log_tail: vec![],
+    };
+    ranked.log_tail.push(log_tail(&lp0));
+    let mut values = Vec::with_capacity((temps.len() - 1) * k);
+    let mut at_one = (t0 == 1.0).then(|| lp0.clone());
+    for &t in &temps[1..] {
+        let t = t as f64;
+        let lp = mixture_log_probs(zs, &log_w, t, &max);
+        values.extend(idx.iter().map(|&j| (t * lp[j as usize]).min(0.0) as f32));
+        ranked.log_tail.push(log_tail(&lp));
+        if t == 1.0 && at_one.is_none() {
+            at_one = Some(lp);
+        }
+    }
+    if let Some(p) = prior {
+        let lp1 = at_one.unwrap_or_else(|| mixture_log_probs(zs, &log_w, 1.0, &max));
+        p.iter_mut().zip(&lp1).for_each(|(a, &x)| *a += x.exp());
+    }
+    Ok(MixtureRow { ranked, values, argmax })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +365,60 @@ mod tests {
         rank_row(&z, 2, &[1.0], Some(&mut prior)).unwrap();
         assert!((prior.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         assert_eq!(rank_row(&[0.0, f32::NAN], 1, &[1.0], None), Err(1));
+    }
+
+    /// The mixture against its definition, p_T = Σ_i w_i softmax(z_i/T), computed plainly in f64.
+    #[test]
+    fn a_mixture_row_is_the_mixture_of_tempered_softmaxes() {
+        let c = 37;
+        let z1: Vec<f32> = (0..c).map(|j| ((j * 13 % 37) as f32 - 18.0) * 0.4).collect();
+        let z2: Vec<f32> = (0..c).map(|j| ((j * 7 % 37) as f32 - 18.0) * 0.9 + 30.0).collect(); // a large offset: lse differs
+        let z3: Vec<f32> = (0..c).map(|j| if j == 5 { 12.0 } else { 0.0 }).collect();
+        let w = [0.2, 0.5, 0.3];
+        let temps = [2.0f32, 1.0, 4.0];
+        let k = 6;
+        let mut prior = vec![0f64; c];
+        let r = rank_mixture_row(&[&z1, &z2, &z3], &w, k, &temps, Some(&mut prior)).unwrap();
+        let mix = |t: f64| -> Vec<f64> {
+            let mut p = vec![0f64; c];
+            for (z, wi) in [&z1, &z2, &z3].iter().zip(w) {
+                let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+                let e: Vec<f64> = z.iter().map(|&x| ((x as f64 - m) / t).exp()).collect();
+                let s: f64 = e.iter().sum();
+                p.iter_mut().zip(&e).for_each(|(a, b)| *a += wi * b / s);
+            }
+            p
+        };
+        // ids: the top-K of the mixture at T0, best first
+        let p0 = mix(2.0);
+        let mut order: Vec<usize> = (0..c).collect();
+        order.sort_by(|&a, &b| p0[b].partial_cmp(&p0[a]).unwrap().then(a.cmp(&b)));
+        assert_eq!(r.ranked.idx, order[..k].iter().map(|&j| j as u32).collect::<Vec<_>>());
+        assert_eq!(r.ranked.lse, vec![0.0; 3]);
+        let argmax = |z: &[f32]| (0..c).max_by(|&a, &b| z[a].partial_cmp(&z[b]).unwrap().then(b.cmp(&a))).unwrap() as u32;
+        assert_eq!(r.argmax, vec![argmax(&z1), argmax(&z2), 5]);
+        for (ti, &t) in temps.iter().enumerate() {
+            let p = mix(t as f64);
+            let vals: Vec<f32> = if ti == 0 { r.ranked.logit.clone() } else { r.values[(ti - 1) * k..ti * k].to_vec() };
+            let mut top = 0.0;
+            for (rank, &j) in r.ranked.idx.iter().enumerate() {
+                let got = (vals[rank] as f64 / t as f64).exp();
+                assert!((got - p[j as usize]).abs() <= 1e-6 * p[j as usize], "T = {t}, rank {rank}: {got} vs {}", p[j as usize]);
+                top += p[j as usize];
+            }
+            let tail: f64 = (0..c).filter(|j| !r.ranked.idx.contains(&(*j as u32))).map(|j| p[j]).sum();
+            assert!(((r.ranked.log_tail[ti] as f64).exp() - tail).abs() <= 1e-6 * tail, "T = {t}: tail");
+            assert!((top + tail - 1.0).abs() < 1e-12);
+        }
+        let p1 = mix(1.0);
+        assert!(prior.iter().zip(&p1).all(|(a, b)| (a - b).abs() < 1e-12));
+        // one member of weight 1 is that member's softmax
+        let one = rank_mixture_row(&[&z1, &z1], &[0.5, 0.5], k, &[1.0], None).unwrap();
+        let plain = rank_row(&z1, k, &[1.0], None).unwrap();
+        assert_eq!(one.ranked.idx, plain.idx);
+        for (a, (b, &i)) in one.ranked.logit.iter().zip(plain.logit.iter().zip(&plain.idx)) {
+            assert!((*a as f64 - (*b as f64 - plain.lse[0] as f64)).abs() < 1e-5, "rank of class {i}");
+        }
+        assert_eq!(rank_mixture_row(&[&z1, &[f32::NAN; 37]], &[0.5, 0.5], k, &[1.0], None), Err((1, 0)));
     }
 }

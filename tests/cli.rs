@@ -871,3 +871,62 @@ fn views_of_an_image_world_are_cached_and_replayed() {
     bad(&["synth", "--out", p(&out), "--image", "3x16"], "--image");
     bad(&["synth", "--out", p(&out), "--image", "3x16x16", "--patch", "17"], "--patch");
 }
+
+#[test]
+fn an_ensemble_caches_the_mixture_and_trains() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("data");
+    synth(&d, 20, 20, 400); // features of dim 20: the identity teacher's logits
+    let oracle = d.join("oracle.safetensors");
+    let ens = ["--teacher", "identity", "--teacher", p(&oracle), "--teacher-weights", "1,3", "--data", p(&d), "--top-k", "5"];
+    for format in ["kds", "parquet"] {
+        let c = t.path().join(format!("ens-{format}"));
+        ok(&[&["cache", "--out", p(&c), "--format", format][..], &ens[..]].concat());
+        assert!(ok(&["verify", p(&c)]).starts_with("ok:"));
+        let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(c.join("_manifest.json")).unwrap()).unwrap();
+        assert_eq!(m["format_version"], 4);
+        assert_eq!(m["ensemble"].as_array().unwrap().len(), 2);
+        assert_eq!(m["ensemble"][1]["weight"], 0.75);
+        assert!(ok(&["dump", p(&c), "--rows", "0..1"]).contains("ensemble"));
+    }
+    let c = t.path().join("ens-kds");
+    // the rows at every temperature: top-K and tail sum to one (dump's probabilities per T)
+    for r in rows_json(&c).as_array().unwrap().iter().take(50) {
+        for ti in 0..3 {
+            let top: f64 = r["ranks"].as_array().unwrap().iter().map(|x| x["p"][ti].as_f64().unwrap()).sum();
+            let tail = r["tail_mass"][ti].as_f64().unwrap();
+            assert!((top + tail - 1.0).abs() < 2e-3, "T index {ti}: {top} + {tail}");
+        }
+    }
+    // parts merge into the same cache
+    let parts: Vec<PathBuf> = (0..2).map(|i| t.path().join(format!("part{i}"))).collect();
+    for (i, part) in parts.iter().enumerate() {
+        ok(&[&["cache", "--out", p(part), "--part", &format!("{i}/2")][..], &ens[..]].concat());
+    }
+    let merged = t.path().join("merged");
+    ok(&["merge", "--out", p(&merged), p(&parts[0]), p(&parts[1])]);
+    assert_eq!(rows_json(&merged), rows_json(&c));
+    let (mm, mc): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&std::fs::read_to_string(merged.join("_manifest.json")).unwrap()).unwrap(),
+        serde_json::from_str(&std::fs::read_to_string(c.join("_manifest.json")).unwrap()).unwrap(),
+    );
+    for i in 0..2 {
+        for key in ["top1_agreement", "mixture_agreement"] {
+            let (a, b) = (mm["ensemble"][i][key].as_f64().unwrap(), mc["ensemble"][i][key].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-12, "{key} of member {i}: {a} vs {b}");
+        }
+    }
+    // a student trains on the mixture at a temperature after the first
+    let run = t.path().join("run");
+    ok(&["train", "--cache", p(&c), "--data", p(&d), "--epochs", "1", "--batch-size", "100", "--loss", "full", "--temperature", "4", "--out", p(&run)]);
+    // bad input: one line, exit 2
+    let other = t.path().join("other");
+    synth(&other, 12, 20, 100); // an oracle of 12 classes over the same features
+    let out = t.path().join("bad");
+    let base = ["cache", "--data", p(&d), "--out", p(&out), "--top-k", "3", "--teacher", "identity"];
+    bad(&[&base[..], &["--teacher", p(&other.join("oracle.safetensors"))]].concat(), "different class counts");
+    bad(&[&base[..], &["--teacher", p(&oracle), "--teacher-weights", "1"]].concat(), "--teacher-weights");
+    bad(&[&base[..], &["--teacher", p(&oracle), "--teacher-weights", "1,-2"]].concat(), "--teacher-weights");
+    bad(&[&base[..], &["--teacher-weights", "1"]].concat(), "--teacher-weights");
+    bad(&[&base[..], &["--teacher", p(&oracle), "--tail-samples", "4"]].concat(), "--tail-samples");
+}

@@ -222,7 +222,7 @@ fn bad_inputs_give_one_error_and_exit_2() {
     ok(&["import", "--logits", &z, "--top-k", "4", "--out", p(&out), "--overwrite"]);
     assert!(ok(&["dump", p(&out), "--json"]).contains("\"top_k\":4"));
     // a manifest from a newer format version
-    let m = std::fs::read_to_string(out.join("_manifest.json")).unwrap().replace("\"format_version\": 3", "\"format_version\": 7");
+    let m = std::fs::read_to_string(out.join("_manifest.json")).unwrap().replace("\"format_version\": 4", "\"format_version\": 7");
     std::fs::write(out.join("_manifest.json"), m).unwrap();
     bad(&["verify", p(&out)], "format version 7 is newer");
     bad(&["dump", p(&d.join("nowhere"))], "no such cache directory");

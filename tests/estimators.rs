@@ -351,7 +351,16 @@ fn rs_at_a_second_temperature_converges_through_the_stored_rows() {
     };
     let pt: Vec<f64> = zs.iter().flat_map(|z| soft(z, temp)).collect();
     let (_, _, gw_ref) = reference(&Tensor::from_slice(&pt).reshape([B as i64, C as i64]), &h, &head, &labels, temp, alpha);
-    let spec = RowSpec { classes: C as u64, k, temperatures: temps.to_vec(), tail_samples: m, aug_dim: 0, logit_dtype: LogitDtype::F32, tail_logit: true };
+    let spec = RowSpec {
+        classes: C as u64,
+        k,
+        temperatures: temps.to_vec(),
+        tail_samples: m,
+        aug_dim: 0,
+        logit_dtype: LogitDtype::F32,
+        tail_logit: true,
+        mixture: false,
+    };
     let ranked: Vec<_> = zs.iter().map(|z| rank_row(z, k, &temps, None).unwrap()).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let rows: Vec<usize> = (0..B).collect();

@@ -38,7 +38,17 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec((0.0f64..=1.0, 0.0f64..=1.0), 1..4),
     )
         .prop_map(|(k, extra, temperatures, m, aug, dtype, encoding, block_rows, shard_rows, rows, seed, ranges)| Case {
-            spec: RowSpec { classes: k as u64 + extra, k, temperatures, tail_samples: m, aug_dim: aug, logit_dtype: dtype, tail_logit: true },
+            // a third of the cases without tail samples hold an ensemble's mixture (format 4)
+            spec: RowSpec {
+                classes: k as u64 + extra,
+                k,
+                temperatures,
+                tail_samples: m,
+                aug_dim: aug,
+                logit_dtype: dtype,
+                tail_logit: true,
+                mixture: m == 0 && seed % 3 == 0,
+            },
             encoding,
             block_rows,
             shard_rows,
@@ -126,7 +136,8 @@ fn corner_cases() {
     for encoding in [Encoding::Kds, Encoding::Parquet] {
         for dtype in [LogitDtype::F16, LogitDtype::Bf16, LogitDtype::F32] {
             for (k, classes, block_rows, shard_rows, rows) in [(1, 1, 1, 1, 3), (5, 5, 7, 7, 7), (3, 10, 4, 1000, 9), (2, 30, 1000, 4, 9), (4, 9, 3, 5, 0)] {
-                let spec = RowSpec { classes, k, temperatures: vec![1.0, 0.5], tail_samples: 2, aug_dim: 1, logit_dtype: dtype, tail_logit: true };
+                let spec =
+                    RowSpec { classes, k, temperatures: vec![1.0, 0.5], tail_samples: 2, aug_dim: 1, logit_dtype: dtype, tail_logit: true, mixture: false };
                 let c = Case { spec, encoding, block_rows, shard_rows, rows, seed: n, ranges: vec![(0.1, 0.9)] };
                 run(&c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
                 n += 1;
@@ -142,7 +153,16 @@ fn corner_cases() {
 #[test]
 fn parquet_blocks_read_concurrently() {
     let t = tempfile::tempdir().unwrap();
-    let spec = RowSpec { classes: 40, k: 6, temperatures: vec![1.0, 2.0], tail_samples: 2, aug_dim: 1, logit_dtype: LogitDtype::F16, tail_logit: true };
+    let spec = RowSpec {
+        classes: 40,
+        k: 6,
+        temperatures: vec![1.0, 2.0],
+        tail_samples: 2,
+        aug_dim: 1,
+        logit_dtype: LogitDtype::F16,
+        tail_logit: true,
+        mixture: false,
+    };
     let (rows, prior) = random_rows(&spec, 2000, 3);
     write_cache(t.path(), &spec, Encoding::Parquet, 10, 2000, &rows, Some(&prior));
     let r = Arc::new(CacheReader::open(t.path()).unwrap());

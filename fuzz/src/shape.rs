@@ -5,7 +5,7 @@ use kdcache::format::{LogitDtype, RowSpec};
 
 /// C = 50, K = 4, T = [1, 2], M = 2 tail samples, one augmentation value, f16 logits (every column is present).
 pub fn spec() -> RowSpec {
-    RowSpec { classes: 50, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 2, aug_dim: 1, logit_dtype: LogitDtype::F16, tail_logit: true }
+    RowSpec { classes: 50, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 2, aug_dim: 1, logit_dtype: LogitDtype::F16, tail_logit: true, mixture: false }
 }
 /// Rows per shard, as the manifest would declare.
 pub const ROWS: u64 = 40;

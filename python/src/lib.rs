@@ -685,7 +685,7 @@ impl Writer {
         }
         let encoding: Encoding = encoding.parse().map_err(to_py)?;
         let logit_dtype: LogitDtype = dtype.parse().map_err(to_py)?;
-        let spec = RowSpec { classes: num_classes, k: top_k, temperatures, tail_samples: 0, aug_dim: 0, logit_dtype, tail_logit: true };
+        let spec = RowSpec { classes: num_classes, k: top_k, temperatures, tail_samples: 0, aug_dim: 0, logit_dtype, tail_logit: true, mixture: false };
         spec.validate().map_err(to_py)?;
         let allowed = match (part, num_examples) {
             (Some((i, n)), _) if n == 0 || i >= n => return Err(invalid(format!("part ({i}, {n}): need 0 <= i < n"))),
@@ -995,6 +995,7 @@ fn rank<'py>(py: Python<'py>, logits: PyReadonlyArray2<'py, f32>, top_k: usize, 
         aug_dim: 0,
         logit_dtype: LogitDtype::F32,
         tail_logit: true,
+        mixture: false,
     };
     spec.validate().map_err(to_py)?;
     if let Some(t) = temperatures.iter().find(|t| !(t.is_finite() && **t > 0.0)) {

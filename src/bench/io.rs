@@ -34,6 +34,7 @@ pub fn realistic_spec(classes: u32, k: usize) -> crate::format::RowSpec {
         aug_dim: 0,
         logit_dtype: crate::format::LogitDtype::F16,
         tail_logit: true,
+        mixture: false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `kdcache bench`: the figures users choose a method and a cache budget by, measured side by side in
 //! one run, written as `bench.md` and `bench.json` (keys documented on [`BenchReport`] and the row
-//! types). One file per table: [`fidelity`], [`speed`], [`io`], [`quality`], [`proposals`], [`views`].
+//! types). One file per table: [`fidelity`], [`speed`], [`io`], [`quality`], [`proposals`], [`views`], [`ensemble`].
+pub mod ensemble;
 pub mod fidelity;
 pub mod io;
 pub mod proposals;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::sample::DisConfig;
 use crate::train::loss::Estimator;
+pub use ensemble::{EnsembleOptions, EnsembleRow};
 pub use fidelity::FidelityRow;
 pub use io::{IoRow, realistic_rows};
 pub use proposals::ProposalRow;
@@ -42,6 +44,8 @@ pub struct BenchReport {
     pub proposals: Vec<ProposalRow>,
     /// Students distilled from augmented views of an image world, against the online reference.
     pub views: Vec<ViewsRow>,
+    /// Students distilled from each of three teachers and from their mixture.
+    pub ensemble: Vec<EnsembleRow>,
 }
 
 pub struct BenchOptions {
@@ -64,19 +68,25 @@ pub struct BenchOptions {
     pub proposal_k: usize,
     /// The views table's world and runs.
     pub views: ViewsOptions,
-    /// The tables to run (fidelity, speed, io, quality, proposals, views); the others are left empty.
+    /// The ensemble table's world, teachers and students.
+    pub ensemble: EnsembleOptions,
+    /// The tables to run (fidelity, speed, io, quality, proposals, views, ensemble); the others are left
+    /// empty.
     pub only: Vec<String>,
 }
 
-/// Trains `train`'s default student (`mlp:256`, T = 2, α = 0.9, B = 256, Adam at 1e-3) on `cache` for
-/// `epochs` (or `max_steps` steps, when not 0) from scratch in `out`; the bench tables' one trainer.
+/// Trains a built-in `student` (`train`'s defaults otherwise: α = 0.9, B = 256, Adam at 1e-3) on
+/// `cache` at `temperature` for `epochs` (or `max_steps` steps, when not 0) from scratch in `out`; the
+/// bench tables' one trainer.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn train_student(
     data: &Path,
     cache: &Path,
     eval_cache: Option<&Path>,
+    student: &str,
     loss: Estimator,
     dis: DisConfig,
+    temperature: f64,
     epochs: usize,
     max_steps: usize,
     out: &Path,
@@ -91,11 +101,11 @@ pub(crate) fn train_student(
         eval_data: None,
         eval_labels: None,
         eval_cache: eval_cache.map(Into::into),
-        student: Some("mlp:256".into()),
+        student: Some(student.into()),
         student_ts: None,
         loss,
         dis,
-        temperature: 2.0,
+        temperature,
         alpha: 0.9,
         epochs,
         batch_size: 256,
@@ -228,6 +238,13 @@ pub fn markdown(r: &BenchReport) -> String {
             );
         }
     }
+    if !r.ensemble.is_empty() {
+        s += "\n## 7. Ensembles (`full` KD, T = 4, equal steps; held-out top-1). Teachers: built-in MLPs on one world, seeds 0, 1, 2; the ensemble: their equal-weight mixture of tempered distributions\n\n";
+        s += "| teacher | teacher top-1 | student | steps | student top-1 |\n|---|---|---|---|---|\n";
+        for e in &r.ensemble {
+            s += &format!("| {} | {:.4} | {} | {} | {:.4} |\n", e.teacher, e.teacher_top1, e.student, e.steps, e.student_top1);
+        }
+    }
     s
 }
 
@@ -241,44 +258,50 @@ pub fn run_tables(out: &Path, o: &BenchOptions) -> Result<BenchReport> {
         fidelity: if !on("fidelity") {
             vec![]
         } else {
-            eprintln!("bench 1/6: gradient fidelity at C = {:?}, K = {:?}", o.fidelity_classes, o.fidelity_k);
+            eprintln!("bench 1/7: gradient fidelity at C = {:?}, K = {:?}", o.fidelity_classes, o.fidelity_k);
             fidelity::fidelity(&o.fidelity_classes, &o.fidelity_k, o.draws, true)?
         },
         speed: if !on("speed") {
             vec![]
         } else {
-            eprintln!("bench 2/6: step time at C = {:?}", o.speed_classes);
+            eprintln!("bench 2/7: step time at C = {:?}", o.speed_classes);
             speed::speed(&o.speed_classes, o.fixed_budget, o.reps)?
         },
         speed_fixed_budget: o.fixed_budget,
         io: if !on("io") {
             vec![]
         } else {
-            eprintln!("bench 3/6: cache I/O, {} rows", o.io_rows);
+            eprintln!("bench 3/7: cache I/O, {} rows", o.io_rows);
             io::io(o.io_rows, out)?
         },
         quality: match &o.quality {
             _ if !on("quality") => vec![],
             Some((d, c, e)) if crate::format::manifest::manifest_path(c).exists() => {
-                eprintln!("bench 4/6: student quality, {} steps per estimator", o.quality_steps);
+                eprintln!("bench 4/7: student quality, {} steps per estimator", o.quality_steps);
                 quality::quality(d, c, e, o.quality_steps, out)?
             }
             _ => {
-                eprintln!("bench 4/6: skipped (no cache at {}; run make cache)", o.quality.as_ref().map(|q| q.1.display().to_string()).unwrap_or_default());
+                eprintln!("bench 4/7: skipped (no cache at {}; run make cache)", o.quality.as_ref().map(|q| q.1.display().to_string()).unwrap_or_default());
                 vec![]
             }
         },
         proposals: if !on("proposals") {
             vec![]
         } else {
-            eprintln!("bench 5/6: dis proposals at C = {}, K = {}", o.proposal_classes, o.proposal_k);
+            eprintln!("bench 5/7: dis proposals at C = {}, K = {}", o.proposal_classes, o.proposal_k);
             proposals::proposals(o.proposal_classes, o.proposal_k, (o.draws / 4).max(4), true)?
         },
         views: if !on("views") {
             vec![]
         } else {
-            eprintln!("bench 6/6: augmented views on an image world ({} examples, {} epochs)", o.views.train, o.views.epochs);
+            eprintln!("bench 6/7: augmented views on an image world ({} examples, {} epochs)", o.views.train, o.views.epochs);
             views::views(&o.views, out)?
+        },
+        ensemble: if !on("ensemble") {
+            vec![]
+        } else {
+            eprintln!("bench 7/7: ensembles of {} teachers on C = {}", o.ensemble.hidden.len(), o.ensemble.classes);
+            ensemble::ensemble(&o.ensemble, out)?
         },
     };
     let md = markdown(&report);

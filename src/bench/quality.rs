@@ -27,7 +27,7 @@ pub struct QualityRow {
 }
 
 fn train_one(data: &Path, cache: &Path, eval_cache: &Path, est: Estimator, dis: DisConfig, steps: usize, out: &Path) -> Result<crate::train::Summary> {
-    super::train_student(data, cache, Some(eval_cache), est, dis, 1000, steps, out)
+    super::train_student(data, cache, Some(eval_cache), "mlp:256", est, dis, 2.0, 1000, steps, out)
 }
 
 pub fn quality(data: &Path, cache: &Path, eval_cache: &Path, steps: usize, out: &Path) -> Result<Vec<QualityRow>> {

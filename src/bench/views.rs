@@ -84,7 +84,7 @@ pub fn views(o: &ViewsOptions, out: &Path) -> Result<Vec<ViewsRow>> {
     generate(&cfg, &data)?;
     let teacher = data.join("oracle.safetensors");
     let mut runs: Vec<(String, u32)> = vec![("as is".into(), 0)];
-    runs.extend(o.views.iter().map(|&v| (format!("{v} views"), v)));
+    runs.extend(o.views.iter().map(|&v| (format!("{v} view{}", if v == 1 { "" } else { "s" }), v)));
     runs.push(("online".into(), o.epochs as u32));
     let mut rows = vec![];
     for (run, v) in runs {
@@ -93,7 +93,8 @@ pub fn views(o: &ViewsOptions, out: &Path) -> Result<Vec<ViewsRow>> {
         eprintln!("  views: {run}: caching {} rows", o.train * v.max(1) as usize);
         let t0 = Instant::now();
         let (m, _) = build_cache(&CacheOptions {
-            teacher: teacher.to_string_lossy().into(),
+            teachers: vec![teacher.to_string_lossy().into()],
+            teacher_weights: vec![],
             data: data.clone(),
             labels: None,
             split: "train".into(),
@@ -114,7 +115,8 @@ pub fn views(o: &ViewsOptions, out: &Path) -> Result<Vec<ViewsRow>> {
         })?;
         let cache_s = t0.elapsed().as_secs_f64();
         eprintln!("  views: {run}: training {} epochs", o.epochs);
-        let s = super::train_student(&data, &cache, None, Estimator::Full, DisConfig::default(), o.epochs, 0, &dir.join(format!("train_v{v}")))?;
+        let s =
+            super::train_student(&data, &cache, None, "mlp:256", Estimator::Full, DisConfig::default(), 2.0, o.epochs, 0, &dir.join(format!("train_v{v}")))?;
         rows.push(ViewsRow {
             run,
             views: v,

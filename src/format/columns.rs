@@ -14,6 +14,7 @@ pub enum Col {
     TailIdx,
     TailCnt,
     TailLogit,
+    TopkLogitT,
     Aug,
 }
 
@@ -30,6 +31,7 @@ impl Col {
             Col::TailIdx => "tail_idx",
             Col::TailCnt => "tail_cnt",
             Col::TailLogit => "tail_logit",
+            Col::TopkLogitT => "topk_logit_t",
             Col::Aug => "aug",
         }
     }
@@ -44,6 +46,7 @@ impl Col {
             Col::Lse | Col::LogTail => (4, spec.t()),
             Col::TailIdx | Col::TailCnt => (4, spec.tail_samples),
             Col::TailLogit => (spec.logit_dtype.width(), spec.tail_samples),
+            Col::TopkLogitT => (spec.logit_dtype.width(), spec.mixture_values()),
             Col::Aug => (4, spec.aug_dim),
         }
     }
@@ -57,6 +60,9 @@ pub fn columns(spec: &RowSpec) -> Vec<Col> {
         if spec.has_tail_logit() {
             c.push(Col::TailLogit);
         }
+    }
+    if spec.mixture_values() > 0 {
+        c.push(Col::TopkLogitT);
     }
     if spec.aug_dim > 0 {
         c.push(Col::Aug);
@@ -77,6 +83,7 @@ pub fn col_bytes(b: &RowBatch, col: Col) -> &[u8] {
         Col::TailIdx => bytemuck::cast_slice(&b.tail_idx),
         Col::TailCnt => bytemuck::cast_slice(&b.tail_cnt),
         Col::TailLogit => b.tail_logit.as_bytes(),
+        Col::TopkLogitT => b.topk_logit_t.as_bytes(),
         Col::Aug => bytemuck::cast_slice(&b.aug),
     }
 }
@@ -90,6 +97,7 @@ pub fn col_set_shuffled(b: &mut RowBatch, col: Col, src: &[u8]) {
         Col::TopkIdx => b.topk_idx = unshuffle_vec(src),
         Col::TopkLogit => set_logits(&mut b.topk_logit, src),
         Col::TailLogit => set_logits(&mut b.tail_logit, src),
+        Col::TopkLogitT => set_logits(&mut b.topk_logit_t, src),
         Col::Lse => b.lse = unshuffle_vec(src),
         Col::LogTail => b.log_tail = unshuffle_vec(src),
         Col::TailIdx => b.tail_idx = unshuffle_vec(src),

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, IoContext, Result};
 use crate::format::rows::{LogitDtype, RowSpec};
 
-/// 3: tail samples carry their values (`tail_logit`); 2: top-K values stored as T0·log p(T0)
-/// ([`crate::format::rows::LogitBase`]); 1: as raw logits. All three are read.
-pub const FORMAT_VERSION: u64 = 3;
+/// 4: an ensemble's mixture, one set of values per temperature (`topk_logit_t`); 3: tail samples carry
+/// their values (`tail_logit`); 2: top-K values stored as T0·log p(T0)
+/// ([`crate::format::rows::LogitBase`]); 1: as raw logits. All four are read.
+pub const FORMAT_VERSION: u64 = 4;
 /// The manifest's file name. Dataset readers (pyarrow, Spark, DuckDB's directory reads) skip names that
 /// start with `_`, so a Parquet cache directory opens as a dataset as it is.
 pub const MANIFEST: &str = "_manifest.json";
@@ -93,6 +94,20 @@ pub struct Stats {
     pub mean_topk_mass: f64,
 }
 
+/// A member of an ensemble whose mixture a cache holds (format 4; `schemas/FORMAT.md`, Ensembles).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleMember {
+    /// The member's fingerprint.
+    pub teacher: String,
+    pub weight: f64,
+    /// Labelled rows whose argmax (this member's) is the label.
+    #[serde(default)]
+    pub top1_agreement: Option<f64>,
+    /// Rows where this member's argmax is the mixture's.
+    #[serde(default)]
+    pub mixture_agreement: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
@@ -118,6 +133,9 @@ pub struct Manifest {
     pub created_by: String,
     #[serde(default)]
     pub part: Option<String>,
+    /// The members of an ensemble whose mixture the rows hold (None: one teacher).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<Vec<EnsembleMember>>,
 }
 
 fn one() -> u32 {
@@ -146,6 +164,7 @@ impl Manifest {
             stats: Stats::default(),
             created_by: String::new(),
             part: None,
+            ensemble: spec.mixture.then(Vec::new),
         }
     }
 
@@ -158,6 +177,7 @@ impl Manifest {
             aug_dim: self.aug_dim,
             logit_dtype: self.logit_dtype,
             tail_logit: self.format_version >= 3,
+            mixture: self.ensemble.is_some(),
         }
     }
 
@@ -188,6 +208,18 @@ impl Manifest {
     /// Internal consistency: spec limits, shards tiling 0..rows, file names, prior length.
     pub fn validate(&self) -> std::result::Result<(), String> {
         self.spec().validate().map_err(|e| e.to_string())?;
+        if let Some(e) = &self.ensemble {
+            if self.format_version < 4 {
+                return Err(format!("an ensemble in a format {} manifest (ensembles are format 4)", self.format_version));
+            }
+            if e.len() < 2 {
+                return Err(format!("an ensemble of {} members (at least 2)", e.len()));
+            }
+            let share = |x: Option<f64>| x.is_none_or(|x| (0.0..=1.0).contains(&x));
+            if let Some(m) = e.iter().find(|m| !(m.weight > 0.0 && m.weight <= 1.0 && share(m.top1_agreement) && share(m.mixture_agreement))) {
+                return Err(format!("ensemble member {:?}: weight {} or agreements out of range", m.teacher, m.weight));
+            }
+        }
         if self.block_rows == 0 || self.block_rows > MAX_BLOCK_ROWS {
             return Err(format!("block_rows = {} is out of range", self.block_rows));
         }

@@ -67,6 +67,8 @@ pub fn merge(parts: &[PathBuf], out: &Path, overwrite: bool) -> Result<Manifest>
     merged.examples = total;
     let mut stats = Stats { class_prior: vec![0.0; first.stats.class_prior.len()], ..Default::default() };
     let (mut agree, mut mass) = (0.0, 0.0);
+    // an ensemble's member agreements, weighted by each part's labelled rows and rows
+    let mut members = vec![[0.0f64; 2]; first.ensemble.as_ref().map_or(0, |e| e.len())];
     for (_, _, p, m) in &ms {
         for s in &m.shards {
             let src = p.join(&s.file);
@@ -86,6 +88,10 @@ pub fn merge(parts: &[PathBuf], out: &Path, overwrite: bool) -> Result<Manifest>
             *a += b * m.rows as f64;
         }
         agree += m.stats.top1_agreement.unwrap_or(0.0) * m.stats.labeled_rows as f64;
+        for (acc, e) in members.iter_mut().zip(m.ensemble.iter().flatten()) {
+            acc[0] += e.top1_agreement.unwrap_or(0.0) * m.stats.labeled_rows as f64;
+            acc[1] += e.mixture_agreement.unwrap_or(0.0) * m.rows as f64;
+        }
         stats.labeled_rows += m.stats.labeled_rows;
         mass += m.stats.mean_topk_mass * m.rows as f64;
     }
@@ -93,6 +99,12 @@ pub fn merge(parts: &[PathBuf], out: &Path, overwrite: bool) -> Result<Manifest>
     stats.class_prior.iter_mut().for_each(|x| *x /= rows);
     stats.top1_agreement = (stats.labeled_rows > 0).then(|| agree / stats.labeled_rows as f64);
     stats.mean_topk_mass = mass / rows;
+    if let Some(e) = &mut merged.ensemble {
+        for (m, acc) in e.iter_mut().zip(&members) {
+            m.top1_agreement = (stats.labeled_rows > 0).then(|| acc[0] / stats.labeled_rows as f64);
+            m.mixture_agreement = Some(acc[1] / rows);
+        }
+    }
     merged.stats = stats;
     merged.created_by = format!("kdcache merge of {n} parts");
     merged.validate().map_err(Error::Internal)?;

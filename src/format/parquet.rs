@@ -47,6 +47,7 @@ pub fn arrow_schema(spec: &RowSpec) -> SchemaRef {
             Col::TailIdx => list_field("tail_idx", DataType::UInt32, spec.tail_samples, None),
             Col::TailCnt => list_field("tail_cnt", DataType::UInt32, spec.tail_samples, None),
             Col::TailLogit => list_field("tail_logit", logit_item.clone(), spec.tail_samples, logit_meta),
+            Col::TopkLogitT => list_field("topk_logit_t", logit_item.clone(), spec.mixture_values(), logit_meta),
             Col::Aug => list_field("aug", DataType::Float32, spec.aug_dim, None),
         })
         .collect();
@@ -81,6 +82,7 @@ pub fn to_record_batch(spec: &RowSpec, b: &RowBatch) -> Result<RecordBatch> {
             Col::TopkIdx => fsl(&schema, "topk_idx", Arc::new(UInt32Array::from(b.topk_idx.clone())))?,
             Col::TopkLogit => fsl(&schema, "topk_logit", logit_array(&b.topk_logit))?,
             Col::TailLogit => fsl(&schema, "tail_logit", logit_array(&b.tail_logit))?,
+            Col::TopkLogitT => fsl(&schema, "topk_logit_t", logit_array(&b.topk_logit_t))?,
             Col::Lse => fsl(&schema, "lse", Arc::new(Float32Array::from(b.lse.clone())))?,
             Col::LogTail => fsl(&schema, "log_tail", Arc::new(Float32Array::from(b.log_tail.clone())))?,
             Col::TailIdx => fsl(&schema, "tail_idx", Arc::new(UInt32Array::from(b.tail_idx.clone())))?,
@@ -129,6 +131,9 @@ pub fn write(path: &Path, spec: &RowSpec, batch: &RowBatch, block_rows: usize) -
         split.push("topk_logit");
         if spec.has_tail_logit() {
             split.push("tail_logit");
+        }
+        if spec.mixture_values() > 0 {
+            split.push("topk_logit_t");
         }
     }
     for name in split {
@@ -259,6 +264,7 @@ impl ParquetShard {
                 "lse" | "log_tail" => spec.t(),
                 "tail_idx" | "tail_cnt" if spec.tail_samples > 0 => spec.tail_samples,
                 "tail_logit" if spec.has_tail_logit() => spec.tail_samples,
+                "topk_logit_t" if spec.mixture_values() > 0 => spec.mixture_values(),
                 "aug" if spec.aug_dim > 0 => spec.aug_dim,
                 _ => return None,
             })
@@ -401,6 +407,9 @@ fn append(out: &mut RowBatch, rb: &RecordBatch, spec: &RowSpec) -> std::result::
         if spec.has_tail_logit() {
             append_logits(&mut out.tail_logit, col("tail_logit")?.as_ref(), "tail_logit", spec.tail_samples)?;
         }
+    }
+    if spec.mixture_values() > 0 {
+        append_logits(&mut out.topk_logit_t, col("topk_logit_t")?.as_ref(), "topk_logit_t", spec.mixture_values())?;
     }
     if spec.aug_dim > 0 {
         out.aug.extend(list::<Float32Type>(col("aug")?.as_ref(), "aug", spec.aug_dim)?);

@@ -63,6 +63,10 @@ pub struct RowSpec {
     /// temperature than the first. Meaningless without tail samples.
     #[serde(default)]
     pub tail_logit: bool,
+    /// The rows hold an ensemble's mixture of tempered distributions (format 4): one set of values per
+    /// temperature (`topk_logit_t` beyond the first), `lse` 0.
+    #[serde(default)]
+    pub mixture: bool,
 }
 
 /// Limits that keep a hostile file from asking for absurd allocations.
@@ -82,8 +86,16 @@ impl RowSpec {
         self.tail_logit && self.tail_samples > 0
     }
 
+    /// Values per row in the `topk_logit_t` column: (T − 1)·K in a mixture's cache, else 0.
+    pub fn mixture_values(&self) -> usize {
+        if self.mixture { self.t().saturating_sub(1) * self.k } else { 0 }
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
+        if self.mixture && self.tail_samples > 0 {
+            return bad("an ensemble's cache holds no tail samples (their reweighting needs one logit per class)".into());
+        }
         if self.classes == 0 || self.classes > MAX_CLASSES {
             return bad(format!("class count C = {} is out of range 1..={MAX_CLASSES}", self.classes));
         }
@@ -232,6 +244,10 @@ pub struct RowBatch {
     /// has no `tail_logit` column ([`RowBatch::tail_values`] says which).
     pub tail_logit: Logits,
     pub tail_values: bool,
+    /// A mixture's values at the temperatures after the first ((T−1)·K per row, temperature-major:
+    /// `T·log p_T(r)`); empty unless [`RowBatch::mixture`].
+    pub topk_logit_t: Logits,
+    pub mixture: bool,
     pub aug: Vec<f32>,
     /// What `topk_logit` is measured from.
     pub base: LogitBase,
@@ -286,24 +302,43 @@ impl<'a> RowRef<'a> {
         };
         x.min(0.0)
     }
+    /// Rank r's value at the `ti`-th temperature in a mixture's cache, `T·log p_T(r)` (ti ≥ 1).
+    fn mixture_stored(&self, r: usize, ti: usize) -> f32 {
+        let k = self.batch.k;
+        self.batch.topk_logit_t.get(self.i * (self.batch.t - 1) * k + (ti - 1) * k + r)
+    }
     /// The teacher's log-probability of rank r at the `ti`-th cached temperature `temp`:
-    /// z/T − lse(T), never above 0.
+    /// z/T − lse(T), never above 0 (a mixture's: its own value at that temperature over T).
     pub fn log_prob(&self, r: usize, ti: usize, temp: f64) -> f64 {
+        if self.batch.mixture && ti > 0 {
+            return (self.mixture_stored(r, ti) as f64 / temp).min(0.0);
+        }
         self.value_log_prob(self.stored(r) as f64, ti, temp)
     }
     /// [`RowRef::log_prob`] of all K ranks, into `out` (K values): the same formula, in one pass over the
     /// row (`scratch` holds the stored values as f32).
     pub fn log_probs(&self, ti: usize, temp: f64, scratch: &mut Vec<f32>, out: &mut [f32]) {
         let k = self.batch.k;
-        let range = self.i * k..(self.i + 1) * k;
+        let (values, range) = if self.batch.mixture && ti > 0 {
+            let at = self.i * (self.batch.t - 1) * k + (ti - 1) * k;
+            (&self.batch.topk_logit_t, at..at + k)
+        } else {
+            (&self.batch.topk_logit, self.i * k..(self.i + 1) * k)
+        };
         scratch.clear();
-        match &self.batch.topk_logit {
+        match values {
             Logits::F16(v) => {
                 scratch.resize(k, 0.0);
                 half::slice::HalfFloatSliceExt::convert_to_f32_slice(&v[range], scratch);
             }
             Logits::Bf16(v) => scratch.extend(v[range].iter().map(|x| x.to_f32())),
             Logits::F32(v) => scratch.extend_from_slice(&v[range]),
+        }
+        if self.batch.mixture && ti > 0 {
+            for (o, &s) in out.iter_mut().zip(scratch.iter()) {
+                *o = (s as f64 / temp).min(0.0) as f32;
+            }
+            return;
         }
         match self.batch.base {
             LogitBase::LogProb { t0 } if ti == 0 => {
@@ -406,6 +441,8 @@ impl RowBatch {
             tail_cnt: vec![],
             tail_logit: Logits::new(spec.logit_dtype),
             tail_values: spec.has_tail_logit(),
+            topk_logit_t: Logits::new(spec.logit_dtype),
+            mixture: spec.mixture,
             aug: vec![],
             base: LogitBase::LogProb { t0: spec.temperatures.first().copied().unwrap_or(1.0) },
         }
@@ -445,6 +482,20 @@ impl RowBatch {
         }
     }
 
+    /// Appends the last pushed row's values at the temperatures after the first, in a mixture's cache:
+    /// (T−1)·K values `T·log p_T(r)`, temperature-major, in the order of its top-K ids.
+    pub fn push_mixture_values(&mut self, values: &[f32]) {
+        debug_assert!(self.mixture && values.len() == (self.t - 1) * self.k);
+        for &v in values {
+            self.topk_logit_t.push(v.min(0.0));
+        }
+    }
+
+    /// Values per row of `topk_logit_t`.
+    pub fn mixture_values(&self) -> usize {
+        if self.mixture { self.t.saturating_sub(1) * self.k } else { 0 }
+    }
+
     pub fn len(&self) -> usize {
         self.row.len()
     }
@@ -467,6 +518,7 @@ impl RowBatch {
             && self.tail_idx.len() == n * self.m
             && self.tail_cnt.len() == n * self.m
             && self.tail_logit.len() == if self.tail_values { n * self.m } else { 0 }
+            && self.topk_logit_t.len() == n * self.mixture_values()
             && self.aug.len() == n * self.aug_dim;
         if ok { Ok(()) } else { Err(Error::Internal("RowBatch columns have inconsistent lengths".into())) }
     }
@@ -501,6 +553,10 @@ impl RowBatch {
             // tail values exist from format 3 on, whose base is always T0·log p: nothing to re-express
             self.tail_logit.extend_from(&other.tail_logit, a * self.m..b * self.m);
         }
+        if self.mixture && other.mixture {
+            let mv = self.mixture_values();
+            self.topk_logit_t.extend_from(&other.topk_logit_t, a * mv..b * mv);
+        }
         self.aug.extend_from_slice(&other.aug[a * self.aug_dim..b * self.aug_dim]);
     }
 
@@ -527,6 +583,8 @@ impl RowBatch {
             tail_cnt: vec![],
             tail_logit: Logits::new(self.tail_logit.dtype()),
             tail_values: self.tail_values,
+            topk_logit_t: Logits::new(self.topk_logit_t.dtype()),
+            mixture: self.mixture,
             aug: vec![],
             base: self.base,
         }
@@ -565,6 +623,8 @@ impl RowBatch {
             tail_cnt: gather(&self.tail_cnt, m, perm),
             tail_logit: gather_logits(&self.tail_logit, if self.tail_values { m } else { 0 }, perm),
             tail_values: self.tail_values,
+            topk_logit_t: gather_logits(&self.topk_logit_t, self.mixture_values(), perm),
+            mixture: self.mixture,
             aug: gather(&self.aug, a, perm),
             base: self.base,
         }
@@ -637,6 +697,22 @@ impl RowChecker {
             let lt = log_tail[ti] as f64;
             if !lse.is_finite() {
                 return Err(format!("lse[{ti}] = {lse} is not finite"));
+            }
+            if spec.mixture && lse != 0.0 {
+                return Err(format!("lse[{ti}] = {lse} in an ensemble's row; a mixture's values are normalised (lse 0)"));
+            }
+            if spec.mixture && ti > 0 {
+                // the mixture's own values at this temperature, in the T0 order
+                max_abs = 0.0;
+                self.stored.clear();
+                for j in 0..k {
+                    let v = r.mixture_stored(j, ti);
+                    if !(v.is_finite() && v <= 0.0) {
+                        return Err(format!("topk_logit_t at temperature {ti}, rank {j} = {v} is not a finite value ≤ 0 (T·log p)"));
+                    }
+                    max_abs = max_abs.max(v.abs() as f64);
+                    self.stored.push(v);
+                }
             }
             if lt.is_nan() || lt > 1e-6 || lt == f64::INFINITY {
                 return Err(format!("log_tail[{ti}] = {lt} is not a log-probability"));
@@ -747,7 +823,16 @@ mod tests {
         let log_tail: Vec<f32> = temps.iter().zip(&lse).map(|(&t, l)| ((996.0f64).ln() + tail_z / t as f64 - l) as f32).collect();
         let lse32: Vec<f32> = lse.iter().map(|&l| l as f32).collect();
         let z32: Vec<f32> = z.iter().map(|&v| v as f32).collect();
-        let spec = RowSpec { classes: 1000, k: 4, temperatures: temps.to_vec(), tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F16, tail_logit: true };
+        let spec = RowSpec {
+            classes: 1000,
+            k: 4,
+            temperatures: temps.to_vec(),
+            tail_samples: 0,
+            aug_dim: 0,
+            logit_dtype: LogitDtype::F16,
+            tail_logit: true,
+            mixture: false,
+        };
         let truth = |j: usize, ti: usize| (z[j] / temps[ti] as f64 - lse[ti]).exp();
         let mut v2 = RowBatch::new(&spec);
         v2.push_row(0, 0, 0, &[1, 2, 3, 4], &z32, &lse32, &log_tail, None);
@@ -786,7 +871,16 @@ mod tests {
     #[test]
     fn log_probs_equals_log_prob() {
         for dtype in [LogitDtype::F16, LogitDtype::Bf16, LogitDtype::F32] {
-            let spec = RowSpec { classes: 100, k: 3, temperatures: vec![1.5, 2.0, 4.0], tail_samples: 0, aug_dim: 0, logit_dtype: dtype, tail_logit: true };
+            let spec = RowSpec {
+                classes: 100,
+                k: 3,
+                temperatures: vec![1.5, 2.0, 4.0],
+                tail_samples: 0,
+                aug_dim: 0,
+                logit_dtype: dtype,
+                tail_logit: true,
+                mixture: false,
+            };
             for absolute in [false, true] {
                 let mut b = RowBatch::new(&spec);
                 if absolute {
@@ -820,7 +914,16 @@ mod tests {
     /// The bitset and sorting duplicate checks agree, and the bitset is clean after every row.
     #[test]
     fn duplicate_check_by_bitset_and_by_sort() {
-        let spec = RowSpec { classes: 1000, k: 4, temperatures: vec![1.0], tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F32, tail_logit: true };
+        let spec = RowSpec {
+            classes: 1000,
+            k: 4,
+            temperatures: vec![1.0],
+            tail_samples: 0,
+            aug_dim: 0,
+            logit_dtype: LogitDtype::F32,
+            tail_logit: true,
+            mixture: false,
+        };
         let mut bits = RowChecker::new(&spec);
         let mut sort = RowChecker::new(&spec);
         sort.seen.clear();
@@ -834,7 +937,16 @@ mod tests {
 
     #[test]
     fn permuted_moves_whole_rows() {
-        let spec = RowSpec { classes: 10, k: 2, temperatures: vec![1.0], tail_samples: 1, aug_dim: 1, logit_dtype: LogitDtype::Bf16, tail_logit: true };
+        let spec = RowSpec {
+            classes: 10,
+            k: 2,
+            temperatures: vec![1.0],
+            tail_samples: 1,
+            aug_dim: 1,
+            logit_dtype: LogitDtype::Bf16,
+            tail_logit: true,
+            mixture: false,
+        };
         let mut b = RowBatch::new(&spec);
         for i in 0..4u32 {
             b.row.push(i as u64);
@@ -866,7 +978,8 @@ mod tests {
         let temps = [1.0f32, 2.5];
         let r = crate::rank::rank_row(&z, 2, &temps, None).unwrap();
         for dtype in [LogitDtype::F16, LogitDtype::Bf16, LogitDtype::F32] {
-            let spec = RowSpec { classes: 6, k: 2, temperatures: temps.to_vec(), tail_samples: 3, aug_dim: 0, logit_dtype: dtype, tail_logit: true };
+            let spec =
+                RowSpec { classes: 6, k: 2, temperatures: temps.to_vec(), tail_samples: 3, aug_dim: 0, logit_dtype: dtype, tail_logit: true, mixture: false };
             let mut b = RowBatch::new(&spec);
             let tail = Tail { idx: &[1, 4, 0], cnt: &[2, 1, 0], logit: &[z[1], z[4], 0.0] };
             b.push_row(0, 0, -1, &r.idx, &r.logit, &r.lse, &r.log_tail, Some(tail));

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
-use crate::format::manifest::{Encoding, MANIFEST, Manifest, PARTIAL, ShardInfo, Signature, Stats, xxh3_hex};
+use crate::format::manifest::{Encoding, EnsembleMember, MANIFEST, Manifest, PARTIAL, ShardInfo, Signature, Stats, xxh3_hex};
 use crate::format::rows::{RowBatch, RowSpec};
 use crate::format::{kds, parquet};
 use crate::fsio::{file_xxh3, tmp_path, write_atomic};
@@ -42,6 +42,10 @@ struct Accum {
     /// one sum, counted with the shard where the batch starts, even when its rows run into the next).
     #[serde(default)]
     prior_end: Option<u64>,
+    /// Per ensemble member: labelled rows whose argmax (the member's) is the label, rows where it is the
+    /// mixture's.
+    #[serde(default)]
+    members: Vec<[u64; 2]>,
 }
 
 impl Accum {
@@ -64,6 +68,15 @@ impl Accum {
         }
         for (a, b) in self.prior_sum.iter_mut().zip(p) {
             *a += b;
+        }
+    }
+    fn add_members(&mut self, m: &[[u64; 2]]) {
+        if self.members.len() != m.len() {
+            self.members = vec![[0, 0]; m.len()];
+        }
+        for (a, b) in self.members.iter_mut().zip(m) {
+            a[0] += b[0];
+            a[1] += b[1];
         }
     }
     fn stats(&self) -> Stats {
@@ -150,6 +163,7 @@ pub struct CacheWriter {
     pending: RowBatch,
     pending_prior: Vec<f64>,
     pending_prior_end: Option<u64>,
+    pending_members: Vec<[u64; 2]>,
     resumed_rows: u64,
     resumed_shards: usize,
 }
@@ -224,6 +238,7 @@ impl CacheWriter {
             pending: RowBatch::new(spec),
             pending_prior: vec![],
             pending_prior_end: None,
+            pending_members: vec![],
             opts,
             manifest,
             accum,
@@ -246,6 +261,24 @@ impl CacheWriter {
     /// resumed run must not give the prior of rows below it again.
     pub fn prior_end(&self) -> Option<u64> {
         self.accum.prior_end
+    }
+
+    /// An ensemble's members (fingerprint, weight), in order: called once, before the first row.
+    pub fn set_members(&mut self, members: &[(String, f64)]) {
+        self.manifest.ensemble =
+            Some(members.iter().map(|(t, w)| EnsembleMember { teacher: t.clone(), weight: *w, top1_agreement: None, mixture_agreement: None }).collect());
+    }
+
+    /// Counts of the rows about to be pushed, per ensemble member: labelled rows whose argmax (the
+    /// member's) is the label, and rows where it is the mixture's argmax.
+    pub fn add_member_counts(&mut self, counts: &[[u64; 2]]) {
+        if self.pending_members.len() != counts.len() {
+            self.pending_members = vec![[0, 0]; counts.len()];
+        }
+        for (a, b) in self.pending_members.iter_mut().zip(counts) {
+            a[0] += b[0];
+            a[1] += b[1];
+        }
     }
 
     pub fn rows_written(&self) -> u64 {
@@ -309,6 +342,10 @@ impl CacheWriter {
             self.accum.add_prior(&self.pending_prior);
             self.pending_prior.iter_mut().for_each(|x| *x = 0.0);
         }
+        if !self.pending_members.is_empty() {
+            self.accum.add_members(&self.pending_members);
+            self.pending_members.iter_mut().for_each(|x| *x = [0, 0]);
+        }
         if let Some(end) = self.pending_prior_end.take() {
             self.accum.prior_end = Some(self.accum.prior_end.unwrap_or(0).max(end));
         }
@@ -325,6 +362,12 @@ impl CacheWriter {
     pub fn finish(mut self, examples: u64, views: u32, created_by: &str) -> Result<Manifest> {
         self.flush_shard()?;
         self.manifest.stats = self.accum.stats();
+        if let Some(e) = &mut self.manifest.ensemble {
+            for (m, c) in e.iter_mut().zip(&self.accum.members) {
+                m.top1_agreement = (self.accum.labeled > 0).then(|| c[0] as f64 / self.accum.labeled as f64);
+                m.mixture_agreement = (self.accum.rows > 0).then(|| c[1] as f64 / self.accum.rows as f64);
+            }
+        }
         self.manifest.examples = examples;
         self.manifest.views = views;
         self.manifest.created_by = created_by.into();

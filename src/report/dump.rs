@@ -97,6 +97,21 @@ pub fn dump(reader: &CacheReader, range: std::ops::Range<u64>, as_json: bool, ra
         writeln!(out, "  teacher {}  dataset {}", m.signature.teacher, m.signature.dataset).map_err(io)?;
         let agree = m.stats.top1_agreement.map(|a| format!("{:.4}", a)).unwrap_or("n/a".into());
         writeln!(out, "  top-1 agreement with labels {agree}, mean top-K mass {:.4}", m.stats.mean_topk_mass).map_err(io)?;
+        if let Some(e) = &m.ensemble {
+            let pct = |x: Option<f64>| x.map(|a| format!("{:.1}%", 100.0 * a)).unwrap_or("n/a".into());
+            writeln!(out, "  ensemble of {} (the mixture of their tempered distributions; logits are T0·log p):", e.len()).map_err(io)?;
+            for t in e {
+                writeln!(
+                    out,
+                    "    weight {:.4}  {}  top-1 agreement with labels {}, with the mixture {}",
+                    t.weight,
+                    t.teacher,
+                    pct(t.top1_agreement),
+                    pct(t.mixture_agreement)
+                )
+                .map_err(io)?;
+            }
+        }
     }
     let mut first = true;
     let mut pos = range.start;

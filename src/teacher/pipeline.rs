@@ -30,7 +30,10 @@ pub enum NanPolicy {
 }
 
 pub struct CacheOptions {
-    pub teacher: String,
+    /// The teacher, or the members of an ensemble (two or more): the cache holds their mixture.
+    pub teachers: Vec<String>,
+    /// The ensemble's weights, one per teacher (empty: equal); normalised to sum 1.
+    pub teacher_weights: Vec<f64>,
     pub data: PathBuf,
     pub labels: Option<PathBuf>,
     pub split: String,
@@ -83,6 +86,10 @@ struct Ranked {
     /// The teacher's logit of each tail sample (M per row, beside `tail`).
     tail_logit: Vec<f32>,
     prior: Vec<f64>,
+    /// An ensemble's values at the temperatures after the first ((T−1)·K per row).
+    mixture: Vec<f32>,
+    /// An ensemble's members' argmax classes (one per member per row).
+    argmax: Vec<u32>,
 }
 
 fn sync(device: Device) {
@@ -140,7 +147,18 @@ fn rank_on_host(z: &Tensor, b0: usize, k: usize, temps: &[f32], nan: NanPolicy) 
     let flat: Vec<f32> = Vec::<f32>::try_from(&z.f_flatten(0, -1)?)?;
     let (rows, prior) = crate::rank::rank_block(&flat, c, k, temps);
     let t = temps.len();
-    let mut out = Ranked { keep: vec![], idx: vec![], logit: vec![], lse: vec![], log_tail: vec![], tail: vec![], tail_logit: vec![], prior };
+    let mut out = Ranked {
+        keep: vec![],
+        idx: vec![],
+        logit: vec![],
+        lse: vec![],
+        log_tail: vec![],
+        tail: vec![],
+        tail_logit: vec![],
+        prior,
+        mixture: vec![],
+        argmax: vec![],
+    };
     for (r, res) in rows.into_iter().enumerate() {
         match res {
             Ok(x) => {
@@ -162,6 +180,89 @@ fn rank_on_host(z: &Tensor, b0: usize, k: usize, temps: &[f32], nan: NanPolicy) 
     }
     debug_assert_eq!(out.keep.len(), b);
     Ok(out)
+}
+
+/// An ensemble's batch, on the host ([`crate::rank::rank_mixture_row`], rows in parallel): the members'
+/// logits `zs` ([B, C] each, any device) mixed with `weights`. The prior is summed over tasks of 16 rows
+/// in order, so the same logits give the same bits whatever the scheduling.
+fn rank_mixture_on_host(zs: &[Tensor], weights: &[f64], b0: usize, k: usize, temps: &[f32], nan: NanPolicy) -> Result<Ranked> {
+    use rayon::prelude::*;
+    let flats: Vec<Vec<f32>> =
+        zs.iter().map(|z| Vec::<f32>::try_from(&z.f_to_kind(Kind::Float)?.f_contiguous()?.f_flatten(0, -1)?).map_err(Error::from)).collect::<Result<_>>()?;
+    let (b, c) = (zs[0].size()[0] as usize, zs[0].size()[1] as usize);
+    let (t, n) = (temps.len(), zs.len());
+    let tasks: Vec<(Vec<std::result::Result<crate::rank::MixtureRow, (usize, usize)>>, Vec<f64>)> = (0..b.div_ceil(16))
+        .into_par_iter()
+        .map(|task| {
+            let mut p = vec![0f64; c];
+            let rows = (task * 16..(task * 16 + 16).min(b))
+                .map(|r| {
+                    let row: Vec<&[f32]> = flats.iter().map(|f| &f[r * c..(r + 1) * c]).collect();
+                    crate::rank::rank_mixture_row(&row, weights, k, temps, Some(&mut p))
+                })
+                .collect();
+            (rows, p)
+        })
+        .collect();
+    let mut out = Ranked {
+        keep: vec![],
+        idx: vec![],
+        logit: vec![],
+        lse: vec![],
+        log_tail: vec![],
+        tail: vec![],
+        tail_logit: vec![],
+        prior: vec![0.0; c],
+        mixture: vec![],
+        argmax: vec![],
+    };
+    let mut r = 0;
+    for (rows, p) in tasks {
+        out.prior.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+        for res in rows {
+            match res {
+                Ok(x) => {
+                    out.keep.push(true);
+                    out.idx.extend(x.ranked.idx.iter().map(|&i| i as i32));
+                    out.logit.extend(x.ranked.logit);
+                    out.lse.extend(x.ranked.lse);
+                    out.log_tail.extend(x.ranked.log_tail);
+                    out.mixture.extend(x.values);
+                    out.argmax.extend(x.argmax);
+                }
+                Err((_, class)) if nan == NanPolicy::Fail => return Err(Error::NonFinite { row: (b0 + r) as u64, class: class as u64 }),
+                Err(_) => {
+                    out.keep.push(false);
+                    out.idx.extend(std::iter::repeat_n(0, k));
+                    out.logit.extend(std::iter::repeat_n(0.0, k));
+                    out.lse.extend(std::iter::repeat_n(0.0, t));
+                    out.log_tail.extend(std::iter::repeat_n(0.0, t));
+                    out.mixture.extend(std::iter::repeat_n(0.0, (t - 1) * k));
+                    out.argmax.extend(std::iter::repeat_n(0, n));
+                }
+            }
+            r += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// The ensemble's weights: `given` (one per teacher, positive, finite) or equal ones, normalised.
+fn ensemble_weights(teachers: usize, given: &[f64]) -> Result<Vec<f64>> {
+    if given.is_empty() {
+        return Ok(vec![1.0 / teachers as f64; teachers]);
+    }
+    if teachers < 2 {
+        return Err(Error::invalid("--teacher-weights needs an ensemble: give --teacher two or more times"));
+    }
+    if given.len() != teachers {
+        return Err(Error::invalid(format!("--teacher-weights has {} values for {teachers} teachers", given.len())));
+    }
+    if let Some(w) = given.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
+        return Err(Error::invalid(format!("--teacher-weights: {w} is not a positive number")));
+    }
+    let sum: f64 = given.iter().sum();
+    Ok(given.iter().map(|w| w / sum).collect())
 }
 
 /// The device path for one batch: no host sync until its results are read, then three reads: one packed
@@ -191,6 +292,8 @@ fn rank_batch(mut z: Tensor, b0: usize, k: usize, temps: &[f32], m: usize, nan: 
         tail: vec![],
         tail_logit: vec![],
         prior: to_vec(&prior)?,
+        mixture: vec![],
+        argmax: vec![],
     };
     for (r, row) in packed.chunks_exact(w).enumerate() {
         let keep = row[w - 1] != 0.0;
@@ -276,7 +379,20 @@ impl Views {
 pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let t0 = Instant::now();
     let ds = Dataset::open(&o.data, o.labels.as_deref(), &o.split)?;
-    let (teacher, teacher_fp) = Teacher::load(&o.teacher, o.device)?;
+    if o.teachers.is_empty() {
+        return Err(Error::invalid("give a teacher (--teacher), or two or more for an ensemble"));
+    }
+    let weights = ensemble_weights(o.teachers.len(), &o.teacher_weights)?;
+    let ensemble = o.teachers.len() > 1;
+    if ensemble && o.tail_samples > 0 {
+        return Err(Error::invalid(
+            "--tail-samples with an ensemble: a mixture's tail samples would need one logit per class to reweight; cache an ensemble without them",
+        ));
+    }
+    let mut members = vec![];
+    for t in &o.teachers {
+        members.push(Teacher::load(t, o.device)?);
+    }
     if o.batch_size == Some(0) {
         return Err(Error::invalid("--batch-size must be at least 1"));
     }
@@ -288,13 +404,24 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     };
     // probe: the teacher must accept a data row and give logits [B, C]
     let mut buf = vec![];
-    let probe = teacher
-        .forward(&rows_tensor(&ds, 0..1, &mut buf, o.device)?)
-        .map_err(|e| Error::invalid(format!("the teacher rejected data row 0 (features of shape {:?}): {e}", ds.feature_shape())))?;
-    if probe.dim() != 2 || probe.size()[0] != 1 {
-        return Err(Error::invalid(format!("the teacher's output has shape {:?}; expected logits [B, C]", probe.size())));
+    let mut classes = 0u64;
+    for (i, (teacher, _)) in members.iter().enumerate() {
+        let who = if ensemble { format!("teacher {}", o.teachers[i]) } else { "the teacher".into() };
+        let probe = teacher
+            .forward(&rows_tensor(&ds, 0..1, &mut buf, o.device)?)
+            .map_err(|e| Error::invalid(format!("{who} rejected data row 0 (features of shape {:?}): {e}", ds.feature_shape())))?;
+        if probe.dim() != 2 || probe.size()[0] != 1 {
+            return Err(Error::invalid(format!("{who}'s output has shape {:?}; expected logits [B, C]", probe.size())));
+        }
+        let c = probe.size()[1] as u64;
+        if i > 0 && c != classes {
+            return Err(Error::invalid(format!(
+                "the ensemble's teachers give different class counts: {} gives C = {classes}, {} gives C = {c}",
+                o.teachers[0], o.teachers[i]
+            )));
+        }
+        classes = c;
     }
-    let classes = probe.size()[1] as u64;
     let batch_size = o.batch_size.unwrap_or_else(|| auto_batch(o.device, classes));
     let views = Views::new(o, &ds)?;
     // the teacher sees `vv` rows per example: a batch of `batch_size` rows holds `eb` examples
@@ -310,6 +437,7 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
         aug_dim: if views.is_some() { AUG_DIM } else { 0 },
         logit_dtype: o.dtype,
         tail_logit: true,
+        mixture: ensemble,
     };
     spec.validate()?;
     if o.tail_samples > 0 && k as u64 == classes {
@@ -319,6 +447,12 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     // GPU in f32 with torch's) and on the tail samples' seed: both are part of the teacher's identity,
     // so a resume or a merge never mixes rows of two paths
     let path = if o.device == Device::Cpu { "cpu" } else { "cuda" };
+    let teacher_fp = if ensemble {
+        let parts: Vec<String> = members.iter().zip(&weights).map(|((_, fp), w)| format!("{w}*{fp}")).collect();
+        format!("ensemble({})", parts.join("+"))
+    } else {
+        members[0].1.clone()
+    };
     let signature = Signature {
         teacher: if o.tail_samples > 0 { format!("{teacher_fp};path={path};seed={}", o.seed) } else { format!("{teacher_fp};path={path}") },
         dataset: ds.signature(),
@@ -332,15 +466,22 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     std::fs::create_dir_all(&o.out).ctx(&o.out)?;
     let _lock = crate::fsio::DirLock::acquire(&o.out, "cache")?;
     let mut writer = CacheWriter::create(&o.out, &spec, signature, wopts, part)?;
+    if ensemble {
+        let m: Vec<(String, f64)> = members.iter().zip(&weights).map(|((_, fp), &w)| (fp.clone(), w)).collect();
+        writer.set_members(&m);
+    }
     let resumed = writer.next_example().map(|r| r as usize).unwrap_or(lo).max(lo);
     let resumed_from = writer.rows_written();
     let mut bar = crate::progress::Progress::new((hi - lo) as u64, "cache", "rows", o.progress);
     bar.set_position((resumed - lo) as u64);
 
     let setup_s = t0.elapsed().as_secs_f64();
-    let (tx, rx) = mpsc::sync_channel::<(RowBatch, Vec<f64>)>(2);
+    let (tx, rx) = mpsc::sync_channel::<(RowBatch, Vec<f64>, Vec<[u64; 2]>)>(2);
     let writer_thread = std::thread::spawn(move || -> Result<CacheWriter> {
-        for (batch, prior) in rx {
+        for (batch, prior, counts) in rx {
+            if !counts.is_empty() {
+                writer.add_member_counts(&counts);
+            }
             writer.push(&batch, Some(&prior))?;
         }
         Ok(writer)
@@ -363,12 +504,21 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
             };
             sync(o.device);
             let tf = Instant::now();
-            let z = teacher.forward(&x).map_err(|e| Error::invalid(format!("the teacher rejected rows {b0}..{b1}: {e}")))?;
+            let mut zs = vec![];
+            for (i, (teacher, _)) in members.iter().enumerate() {
+                let who = if ensemble { format!("teacher {}", o.teachers[i]) } else { "the teacher".into() };
+                let z = teacher.forward(&x).map_err(|e| Error::invalid(format!("{who} rejected rows {b0}..{b1}: {e}")))?;
+                if z.size() != [nr as i64, classes as i64] {
+                    return Err(Error::invalid(format!("{who} gave logits of shape {:?} for {nr} rows; expected [{nr}, {classes}]", z.size())));
+                }
+                zs.push(z);
+            }
             sync(o.device);
             forward_s += tf.elapsed().as_secs_f64();
-            if z.size() != [nr as i64, classes as i64] {
-                return Err(Error::invalid(format!("the teacher gave logits of shape {:?} for {nr} rows; expected [{nr}, {classes}]", z.size())));
+            if ensemble {
+                return rank_mixture_on_host(&zs, &weights, b0 * vv, k, &o.temperatures, o.nan);
             }
+            let z = zs.pop().expect("one teacher");
             if o.device == Device::Cpu && m == 0 {
                 return rank_on_host(&z, b0 * vv, k, &o.temperatures, o.nan);
             }
@@ -386,6 +536,8 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
             }
         };
         let mut batch = RowBatch::new(&spec);
+        let (nm, mv) = (members.len(), spec.mixture_values());
+        let mut counts = vec![[0u64; 2]; if ensemble { nm } else { 0 }];
         for (j, &keep) in r.keep.iter().enumerate() {
             let i = b0 + j / vv;
             if !keep {
@@ -422,8 +574,17 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
             if views.is_some() {
                 batch.aug.extend_from_slice(&augs[j * AUG_DIM..(j + 1) * AUG_DIM]);
             }
+            if ensemble {
+                if mv > 0 {
+                    batch.push_mixture_values(&r.mixture[j * mv..(j + 1) * mv]);
+                }
+                for (c, &a) in counts.iter_mut().zip(&r.argmax[j * nm..(j + 1) * nm]) {
+                    c[0] += (labels[i] >= 0 && a as i64 == labels[i]) as u64;
+                    c[1] += (a as i32 == r.idx[j * k]) as u64;
+                }
+            }
         }
-        if tx.send((batch, r.prior)).is_err() {
+        if tx.send((batch, r.prior, counts)).is_err() {
             break; // the writer failed; its error is reported below
         }
         bar.advance_to((b1 - lo) as u64, "");
@@ -437,7 +598,7 @@ pub fn build_cache(o: &CacheOptions) -> Result<(Manifest, CacheReport)> {
     let writer = writer_thread.join().map_err(|_| Error::Internal("writer thread panicked".into()))??;
     result?;
     bar.finish_and_clear();
-    let m = writer.finish((hi - lo) as u64, vv as u32, &format!("kdcache cache --teacher {}", o.teacher))?;
+    let m = writer.finish((hi - lo) as u64, vv as u32, &format!("kdcache cache --teacher {}", o.teachers.join(" --teacher ")))?;
     let wall_s = t0.elapsed().as_secs_f64();
     let done = ((hi - resumed) * vv) as f64; // cache rows: every view the teacher saw
     let report = CacheReport {
@@ -482,7 +643,8 @@ mod tests {
         let data = t.path().join("x.npy");
         crate::data::array::write_npy(&data, crate::data::array::ArrayDtype::F32, &[n, 2, 5, 6], bytemuck::cast_slice(&x)).unwrap();
         let opts = |views: u32, out: &str| CacheOptions {
-            teacher: "identity".into(),
+            teachers: vec!["identity".into()],
+            teacher_weights: vec![],
             data: data.clone(),
             labels: None,
             split: "train".into(),

@@ -960,7 +960,16 @@ mod tests {
 
     #[test]
     fn rs_away_from_the_first_temperature_needs_tail_values() {
-        let spec = RowSpec { classes: 10, k: 2, temperatures: vec![1.0, 2.0], tail_samples: 3, aug_dim: 0, logit_dtype: LogitDtype::F16, tail_logit: true };
+        let spec = RowSpec {
+            classes: 10,
+            k: 2,
+            temperatures: vec![1.0, 2.0],
+            tail_samples: 3,
+            aug_dim: 0,
+            logit_dtype: LogitDtype::F16,
+            tail_logit: true,
+            mixture: false,
+        };
         let mut man = Manifest::new(&spec, Encoding::Kds, 8, Signature::default());
         let dis = DisConfig::default();
         assert_eq!(check_estimator(&man, Estimator::Rs, 2.0, 0.5, &dis).unwrap(), 1);

@@ -31,6 +31,20 @@ pub fn random_rows(spec: &RowSpec, n: usize, seed: u64) -> (RowBatch, Vec<f64>) 
             let (a, s) = (rng.random_range(0..c), rng.random_range(0..c));
             z[a] = z[s];
         }
+        if spec.mixture {
+            // an ensemble of two: these logits and a reshuffled, rescaled copy
+            let z2: Vec<f32> = (0..c).map(|j| z[(j * 7 + 3) % c] * 0.6 + rng.random::<f32>()).collect();
+            let r = kdcache::rank::rank_mixture_row(&[&z, &z2], &[0.3, 0.7], spec.k, &spec.temperatures, Some(&mut prior)).expect("finite logits");
+            let (view, label) = (rng.random_range(0..3), rng.random_range(-1..c as i64));
+            b.push_row(i as u64, view, label, &r.ranked.idx, &r.ranked.logit, &r.ranked.lse, &r.ranked.log_tail, None);
+            if !r.values.is_empty() {
+                b.push_mixture_values(&r.values);
+            }
+            for _ in 0..spec.aug_dim {
+                b.aug.push(rng.random::<f32>() * 4.0 - 2.0);
+            }
+            continue;
+        }
         let r = rank_row(&z, spec.k, &spec.temperatures, Some(&mut prior)).expect("finite logits");
         let view = rng.random_range(0..3);
         let label = rng.random_range(-1..c as i64);
@@ -53,6 +67,9 @@ pub fn write_cache(dir: &Path, spec: &RowSpec, encoding: Encoding, block_rows: u
     let opts = WriterOptions { encoding, block_rows, shard_rows, overwrite: false };
     let sig = Signature { teacher: "test-teacher".into(), dataset: "test-data".into(), classes: format!("C={}", spec.classes), augmentation: "none".into() };
     let mut w = CacheWriter::create(dir, spec, sig, opts, None).expect("create cache");
+    if spec.mixture {
+        w.set_members(&[("teacher-a".into(), 0.3), ("teacher-b".into(), 0.7)]);
+    }
     w.push(batch, prior).expect("push rows");
     w.finish(batch.len() as u64, 1, "kdcache tests").expect("finish cache")
 }

@@ -99,7 +99,16 @@ fn write_corpus() {
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).unwrap();
     // tiny caches: C = 20, K = 4, T = [1, 2], f16, 24 rows in blocks of 8 and shards of 16 (2 shards)
-    let s = RowSpec { classes: 20, k: 4, temperatures: vec![1.0, 2.0], tail_samples: 0, aug_dim: 0, logit_dtype: LogitDtype::F16, tail_logit: true };
+    let s = RowSpec {
+        classes: 20,
+        k: 4,
+        temperatures: vec![1.0, 2.0],
+        tail_samples: 0,
+        aug_dim: 0,
+        logit_dtype: LogitDtype::F16,
+        tail_logit: true,
+        mixture: false,
+    };
     let cache = |name: &str, enc: Encoding, damage: &dyn Fn(&mut RowBatch)| -> PathBuf {
         let (mut b, prior) = random_rows(&s, 24, 11);
         damage(&mut b);
@@ -192,7 +201,7 @@ fn write_corpus() {
 
     let d = cache("manifest-newer-version", Encoding::Kds, &none);
     edit_manifest(&d, |m| m["format_version"] = json!(4));
-    add("manifest-newer-version/", "cache", "Version", &["format version 4 is newer", "(3)"], "manifest format_version 4");
+    add("manifest-newer-version/", "cache", "Version", &["format version 5 is newer", "(4)"], "manifest format_version 5");
 
     let d = cache("manifest-wrong-xxh3", Encoding::Kds, &none);
     edit_manifest(&d, |m| {

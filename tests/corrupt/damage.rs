@@ -16,7 +16,7 @@ pub use xxhash_rust::xxh3::xxh3_64;
 // fixtures
 
 pub fn spec(dtype: LogitDtype) -> RowSpec {
-    RowSpec { classes: 50, k: 8, temperatures: vec![1.0, 2.0], tail_samples: 0, aug_dim: 0, logit_dtype: dtype, tail_logit: true }
+    RowSpec { classes: 50, k: 8, temperatures: vec![1.0, 2.0], tail_samples: 0, aug_dim: 0, logit_dtype: dtype, tail_logit: true, mixture: false }
 }
 
 pub const ROWS: usize = 300;

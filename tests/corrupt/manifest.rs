@@ -11,7 +11,7 @@ fn versions_and_garbage() {
     let set = |k: &'static str, v: Value| -> Edit { Box::new(move |d: &Path| edit_manifest(d, |m| m[k] = v.clone())) };
     let raw = |s: &'static [u8]| -> Edit { Box::new(move |d: &Path| std::fs::write(d.join("_manifest.json"), s).unwrap()) };
     let cases: Vec<(&str, ErrorKind, Edit)> = vec![
-        ("format_version 4", ErrorKind::Version, set("format_version", json!(4))),
+        ("format_version 5", ErrorKind::Version, set("format_version", json!(5))),
         ("format_version 1000", ErrorKind::Version, set("format_version", json!(1000))),
         ("format_version 0", ErrorKind::Corrupt, set("format_version", json!(0))),
         ("format_version -1", ErrorKind::Corrupt, set("format_version", json!(-1))),
@@ -51,7 +51,7 @@ fn versions_and_garbage() {
         // Manifest::load agrees with CacheReader::open
         judge(at_open(kdcache::format::Manifest::load(&d.path().join("_manifest.json"))), &Expect::err(*kind), name);
     }
-    let newer = Expect::err(ErrorKind::Version).at(Stage::Open).naming(["format version 7 is newer", "(3)"]);
+    let newer = Expect::err(ErrorKind::Version).at(Stage::Open).naming(["format version 7 is newer", "(4)"]);
     check(t.path(), "newer", false, manifest_json(|m| m["format_version"] = json!(7)), &newer);
 }
 

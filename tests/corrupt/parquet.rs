@@ -290,6 +290,7 @@ fn thrift_with_huge_lists_is_refused_fast() {
         logit_dtype: kdcache::format::LogitDtype::F16,
         // these seeds were found in the format-2 layout (tail samples without their logits)
         tail_logit: false,
+        mixture: false,
     };
     for name in ["slow-footer-bool-list", "timeout-found-footer-bool-list", "timeout-found-typed-field-bool-list"] {
         let t0 = std::time::Instant::now();

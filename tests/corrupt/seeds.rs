@@ -39,7 +39,7 @@ fn write_fuzz_seeds() {
             }
         }
     }
-    put("manifest", "newer.json", br#"{"format":"kdcache","format_version":4}"#);
+    put("manifest", "newer.json", br#"{"format":"kdcache","format_version":5}"#);
     put("manifest", "not-kdcache.json", br#"{"format":"other","format_version":1}"#);
     put("manifest", "empty-object.json", b"{}");
     let f: Vec<f32> = (0..24).map(|x| x as f32 * 0.25 - 2.0).collect();
