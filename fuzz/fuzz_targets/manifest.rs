@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
             m.store(&again).expect("store");
             let m2 = Manifest::load(&again).unwrap_or_else(|e| panic!("a stored manifest does not load again: {e}"));
             // (floats may move by an ulp through JSON; the structure may not)
-            assert_eq!((&m2.shards, m2.rows, m2.encoding, m2.classes, m2.top_k, m2.format_version), (&m.shards, m.rows, m.encoding, m.classes, m.top_k, m.format_version));
+            assert_eq!(
+                (&m2.shards, m2.rows, m2.encoding, m2.classes, m2.top_k, m2.format_version),
+                (&m.shards, m.rows, m.encoding, m.classes, m.top_k, m.format_version)
+            );
         }
     }
 });

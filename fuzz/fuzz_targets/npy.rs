@@ -2,7 +2,7 @@
 //! whose data matches its shape, readable the way kdcache's callers read it.
 #![no_main]
 use kdcache::ErrorKind;
-use kdcache::data::array::{MappedArray, ArrayDtype};
+use kdcache::data::array::{ArrayDtype, MappedArray};
 use kdcache_fuzz::{check_kind, input_file};
 use libfuzzer_sys::fuzz_target;
 

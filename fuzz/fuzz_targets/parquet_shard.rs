@@ -3,7 +3,7 @@
 #![no_main]
 use kdcache::ErrorKind;
 use kdcache::format::parquet::{ParquetShard, in_guard};
-use kdcache_fuzz::{BLOCK_ROWS, ROWS, check_kind, check_rows, input_file, spec};
+use kdcache_fuzz::{BLOCK_ROWS, ROWS, check_kind, check_rows, input_file, specs};
 use libfuzzer_sys::fuzz_target;
 
 /// libfuzzer-sys aborts on every panic, even one that is caught. kdcache runs the parquet crate under
@@ -24,17 +24,18 @@ fn let_guarded_panics_unwind() {
 fuzz_target!(|data: &[u8]| {
     let_guarded_panics_unwind();
     let path = input_file("shard-00000.parquet", data);
-    let spec = spec();
-    match ParquetShard::open(&path, &spec, ROWS, BLOCK_ROWS) {
-        Err(e) => check_kind(&e, &[ErrorKind::Corrupt], &path),
-        Ok(s) => {
-            for b in 0..s.num_blocks() {
-                match s.read_block(b) {
-                    Ok(batch) => {
-                        assert_eq!(batch.len(), s.block_len(b));
-                        check_rows(&batch, &spec);
+    for spec in specs() {
+        match ParquetShard::open(&path, &spec, ROWS, BLOCK_ROWS) {
+            Err(e) => check_kind(&e, &[ErrorKind::Corrupt], &path),
+            Ok(s) => {
+                for b in 0..s.num_blocks() {
+                    match s.read_block(b) {
+                        Ok(batch) => {
+                            assert_eq!(batch.len(), s.block_len(b));
+                            check_rows(&batch, &spec);
+                        }
+                        Err(e) => check_kind(&e, &[ErrorKind::Corrupt], &path),
                     }
-                    Err(e) => check_kind(&e, &[ErrorKind::Corrupt], &path),
                 }
             }
         }

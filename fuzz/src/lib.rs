@@ -7,7 +7,7 @@ use kdcache::format::{RowBatch, RowSpec};
 use kdcache::{Error, ErrorKind};
 
 pub mod shape;
-pub use shape::{BLOCK_ROWS, ROWS, spec};
+pub use shape::{BLOCK_ROWS, ROWS, mixture_spec, spec, specs};
 
 /// Writes `data` to `name` in this process's scratch directory and returns its path.
 pub fn input_file(name: &str, data: &[u8]) -> PathBuf {

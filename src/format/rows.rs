@@ -867,6 +867,64 @@ mod tests {
         assert_eq!(check_row(r2, &spec), Ok(()));
     }
 
+    /// A mixture's row: each temperature's own values, read back by both formulas, checked by `verify`'s
+    /// checker; the checker refuses a non-zero lse, a value above 0 and a mass that does not sum to one.
+    #[test]
+    fn a_mixture_row_reads_and_checks_per_temperature() {
+        let z1: Vec<f32> = (0..9).map(|j| j as f32 * 0.7 - 2.0).collect();
+        let z2: Vec<f32> = (0..9).map(|j| ((j * 5) % 9) as f32 * 0.9).collect();
+        let temps = [1.0f32, 2.0, 4.0];
+        let r = crate::rank::rank_mixture_row(&[&z1, &z2], &[0.4, 0.6], 3, &temps, None).unwrap();
+        for dtype in [LogitDtype::F16, LogitDtype::F32] {
+            let spec =
+                RowSpec { classes: 9, k: 3, temperatures: temps.to_vec(), tail_samples: 0, aug_dim: 0, logit_dtype: dtype, tail_logit: true, mixture: true };
+            let mut b = RowBatch::new(&spec);
+            b.push_row(0, 0, 1, &r.ranked.idx, &r.ranked.logit, &r.ranked.lse, &r.ranked.log_tail, None);
+            b.push_mixture_values(&r.values);
+            b.check_lengths().unwrap();
+            let row = b.get(0);
+            let (mut scratch, mut out) = (vec![], vec![0f32; 3]);
+            for (ti, &t) in temps.iter().enumerate() {
+                row.log_probs(ti, t as f64, &mut scratch, &mut out);
+                let vals: Vec<f32> = if ti == 0 { r.ranked.logit.clone() } else { r.values[(ti - 1) * 3..ti * 3].to_vec() };
+                for j in 0..3 {
+                    let want = vals[j] as f64 / t as f64;
+                    assert!((row.log_prob(j, ti, t as f64) - want).abs() <= 2.0 * dtype.eps() * want.abs() + 1e-7, "T {t} rank {j}");
+                    assert_eq!(out[j], row.log_prob(j, ti, t as f64) as f32);
+                }
+            }
+            assert_eq!(check_row(row, &spec), Ok(()));
+            // a permutation and a slice keep the values with their rows
+            assert_eq!(b.permuted(&[0]), b);
+            assert_eq!(b.slice(0..1), b);
+            let bad = |f: &dyn Fn(&mut RowBatch)| {
+                let mut c = b.clone();
+                f(&mut c);
+                check_row(c.get(0), &spec).unwrap_err()
+            };
+            assert!(bad(&|c| c.lse[1] = 0.5).contains("lse[1]"));
+            assert!(bad(&|c| c.topk_logit_t = Logits::F32(vec![0.5; 6])).contains("topk_logit_t"));
+            let mut shifted = r.values.clone();
+            shifted.iter_mut().for_each(|v| *v -= 0.5); // every probability at T = 2 and 4 smaller
+            let mut c = RowBatch::new(&spec);
+            c.push_row(0, 0, 1, &r.ranked.idx, &r.ranked.logit, &r.ranked.lse, &r.ranked.log_tail, None);
+            c.push_mixture_values(&shifted);
+            assert!(check_row(c.get(0), &spec).unwrap_err().contains("disagree at T = 2"));
+        }
+        // an ensemble with tail samples is not a valid layout
+        let spec = RowSpec {
+            classes: 9,
+            k: 3,
+            temperatures: temps.to_vec(),
+            tail_samples: 2,
+            aug_dim: 0,
+            logit_dtype: LogitDtype::F16,
+            tail_logit: true,
+            mixture: true,
+        };
+        assert!(spec.validate().unwrap_err().to_string().contains("tail samples"));
+    }
+
     /// The one-pass log-probabilities equal the per-rank formula, for every dtype, base and temperature.
     #[test]
     fn log_probs_equals_log_prob() {

@@ -182,6 +182,9 @@ fn rank_on_host(z: &Tensor, b0: usize, k: usize, temps: &[f32], nan: NanPolicy) 
     Ok(out)
 }
 
+/// Sixteen rows of an ensemble ranked (or the member and class of a non-finite logit), and their prior sum.
+type MixtureTask = (Vec<std::result::Result<crate::rank::MixtureRow, (usize, usize)>>, Vec<f64>);
+
 /// An ensemble's batch, on the host ([`crate::rank::rank_mixture_row`], rows in parallel): the members'
 /// logits `zs` ([B, C] each, any device) mixed with `weights`. The prior is summed over tasks of 16 rows
 /// in order, so the same logits give the same bits whatever the scheduling.
@@ -191,7 +194,7 @@ fn rank_mixture_on_host(zs: &[Tensor], weights: &[f64], b0: usize, k: usize, tem
         zs.iter().map(|z| Vec::<f32>::try_from(&z.f_to_kind(Kind::Float)?.f_contiguous()?.f_flatten(0, -1)?).map_err(Error::from)).collect::<Result<_>>()?;
     let (b, c) = (zs[0].size()[0] as usize, zs[0].size()[1] as usize);
     let (t, n) = (temps.len(), zs.len());
-    let tasks: Vec<(Vec<std::result::Result<crate::rank::MixtureRow, (usize, usize)>>, Vec<f64>)> = (0..b.div_ceil(16))
+    let tasks: Vec<MixtureTask> = (0..b.div_ceil(16))
         .into_par_iter()
         .map(|task| {
             let mut p = vec![0f64; c];

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use kdcache::data::array::{self, ArrayDtype};
 
 use crate::damage::*;
-use crate::fuzz_shape::{BLOCK_ROWS, ROWS, spec};
+use crate::fuzz_shape::{BLOCK_ROWS, ROWS, mixture_spec, spec};
 
 #[test]
 #[ignore = "writes fuzz seeds; run by tools/fuzz.sh"]
@@ -38,6 +38,13 @@ fn write_fuzz_seeds() {
                 put("manifest", &format!("{}-manifest.json", enc.ext()), &std::fs::read(kdcache::format::manifest::manifest_path(&dir)).unwrap());
             }
         }
+        // an ensemble's shard (format 4: topk_logit_t)
+        let dir = tmp.path().join(format!("{target}-mixture"));
+        let spec = mixture_spec();
+        let (b, prior) = random_rows(&spec, ROWS as usize, 7);
+        write_cache(&dir, &spec, enc, BLOCK_ROWS, ROWS as usize, &b, Some(&prior));
+        put(target, "mixture-valid", &std::fs::read(dir.join(format!("shard-00000.{}", enc.ext()))).unwrap());
+        put("manifest", &format!("{}-mixture-manifest.json", enc.ext()), &std::fs::read(kdcache::format::manifest::manifest_path(&dir)).unwrap());
     }
     put("manifest", "newer.json", br#"{"format":"kdcache","format_version":5}"#);
     put("manifest", "not-kdcache.json", br#"{"format":"other","format_version":1}"#);
