@@ -10,6 +10,7 @@
 #[path = "../cachegen/mod.rs"]
 mod cachegen;
 #[path = "../../fuzz/src/shape.rs"]
+#[allow(dead_code)] // `specs` serves the fuzz targets only
 mod fuzz_shape;
 
 mod damage;
