@@ -85,8 +85,8 @@ fn estimate(est: Estimator, tg: &Targets, h: &Tensor, head: &Tensor, temp: f64, 
     let c = head.size()[0] as usize;
     let h = h.detach().set_requires_grad(true);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let out = step_loss(&LossConfig { estimator: est, temperature: temp, alpha }, &h, head, tg, dis, &mut rng).unwrap();
-    out.loss.backward();
+    let mut out = step_loss(&LossConfig { estimator: est, temperature: temp, alpha }, &h, head, tg, dis, &mut rng).unwrap();
+    out.backward().unwrap();
     let g_leaf = out.head_grad().unwrap().to_kind(Kind::Double);
     let g_head = match &out.rows {
         Some(r) => Tensor::zeros([c as i64, D + 1], (Kind::Double, tch::Device::Cpu)).index_add(0, r, &g_leaf),

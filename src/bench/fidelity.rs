@@ -139,8 +139,8 @@ impl Problem {
         let a = self.a.f_detach()?.f_requires_grad_(true)?;
         let h = self.x.f_matmul(&a)?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let out = step_loss(&LossConfig { estimator: est, temperature: self.temp, alpha: 1.0 }, &h, &self.head, tg, dis, &mut rng)?;
-        out.loss.f_backward()?;
+        let mut out = step_loss(&LossConfig { estimator: est, temperature: self.temp, alpha: 1.0 }, &h, &self.head, tg, dis, &mut rng)?;
+        out.backward()?;
         let g = out.head_grad()?;
         let gh = match &out.rows {
             Some(r) => self.head.f_zeros_like()?.f_index_add(0, r, &g)?,

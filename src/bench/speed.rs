@@ -107,8 +107,8 @@ pub fn speed(class_counts: &[usize], fixed: usize, reps: usize) -> Result<Vec<Sp
                 let h = backbone.forward(&x)?;
                 let t1 = Instant::now();
                 let hd = h.f_detach()?.f_requires_grad_(true)?;
-                let o = step_loss(&LossConfig { estimator: r.est, temperature: temp, alpha: 0.9 }, &hd, &r.head, &tg, r.dis.as_mut(), &mut rng)?;
-                o.loss.f_backward()?;
+                let mut o = step_loss(&LossConfig { estimator: r.est, temperature: temp, alpha: 0.9 }, &hd, &r.head, &tg, r.dis.as_mut(), &mut rng)?;
+                o.backward()?;
                 o.update_head(&mut r.head, &mut r.opt, r.dis.as_mut(), &hd, temp)?;
                 let t2 = Instant::now();
                 (&h * hd.grad()).f_sum(Kind::Float)?.f_backward()?;

@@ -106,12 +106,12 @@ pub fn write_fixture(o: &StepOptions) -> Result<usize> {
         let step_seed = o.seed ^ (s as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(step_seed);
         tch::manual_seed(step_seed as i64);
-        let out = loss::step_loss(&cfg, &h, &head, &tg, dis.as_mut(), &mut rng)?;
+        let mut out = loss::step_loss(&cfg, &h, &head, &tg, dis.as_mut(), &mut rng)?;
         let mut gh = h.grad();
         if gh.defined() {
             let _ = gh.f_zero_()?;
         }
-        out.loss.f_backward()?;
+        out.backward()?;
         let g = out.head_grad()?;
         if !g.defined() {
             return Err(Error::Internal("fixture: the head leaf has no gradient".into()));

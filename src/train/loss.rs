@@ -115,6 +115,42 @@ pub struct StepOut {
     pub computed_rows: usize,
     /// The `dis` plan of this step (for the sampler's bookkeeping after the optimizer step).
     pub plan: Option<Plan>,
+    /// A `dis` step whose positives were computed on the host: what [`StepOut::backward`] completes.
+    host: Option<HostPart>,
+    /// The head gradient on `rows` when [`StepOut::backward`] wrote it (host positives).
+    grad: Option<Tensor>,
+}
+
+/// The tensors a host-positives step keeps for its backward.
+struct HostPart {
+    /// Leaf of the positives' scores [B, K+1].
+    s_pos: Tensor,
+    /// Leaf of the shared columns' head rows [n, D].
+    cols: Tensor,
+    /// The features the loss saw: a detached leaf of `h`, and it with the bias column.
+    hd: Tensor,
+    ha: Tensor,
+    /// The caller's features (their gradient is completed here) and the head.
+    h: Tensor,
+    head: Tensor,
+}
+
+/// A CPU f32 contiguous tensor's values (None for any other tensor).
+fn host_f32(t: &Tensor) -> Option<&[f32]> {
+    if t.device() != Device::Cpu || t.kind() != Kind::Float || !t.is_contiguous() {
+        return None;
+    }
+    let n = t.numel();
+    if n == 0 {
+        return Some(&[]);
+    }
+    // SAFETY: a contiguous CPU f32 tensor holds numel f32 values at data_ptr, alive while `t` is
+    Some(unsafe { std::slice::from_raw_parts(t.data_ptr() as *const f32, n) })
+}
+
+/// A step's f32 values as a tensor of `shape`.
+fn host_tensor(v: &[f32], shape: &[i64]) -> Result<Tensor> {
+    Ok(Tensor::f_from_slice(v)?.f_reshape(shape)?)
 }
 
 impl StepOut {
@@ -123,9 +159,54 @@ impl StepOut {
         Ok(self.loss.f_double_value(&[])? + self.constant)
     }
 
-    /// The head gradient on `rows` (clipped weights of sampled rows are applied inside the loss).
+    /// The gradients of the loss: `loss.backward()`, completed for a step whose positives were computed
+    /// on the host (their head rows' and the features' share, from the scores' gradient). The caller's
+    /// features `h` get their gradient as from `loss.backward()`.
+    pub fn backward(&mut self) -> Result<()> {
+        self.loss.f_backward()?;
+        let (Some(hp), Some(plan)) = (self.host.take(), self.plan.as_ref()) else { return Ok(()) };
+        let grad_or_zeros = |t: &Tensor| -> Result<Tensor> {
+            let g = t.grad();
+            Ok(if g.defined() { g.f_contiguous()? } else { t.f_zeros_like()? })
+        };
+        let (g_s, mut g_cols) = (grad_or_zeros(&hp.s_pos)?, grad_or_zeros(&hp.cols)?);
+        if plan.head_scale.iter().any(|&x| x < 1.0) {
+            // a clipped weight scales its column's head gradient (not the features')
+            let hs: Vec<f32> = plan.head_scale.iter().map(|&x| x as f32).collect();
+            g_cols = g_cols.f_mul(&host_tensor(&hs, &[-1, 1])?)?.f_contiguous()?;
+        }
+        let internal = |what: &str| Error::Internal(format!("host positives: {what} is not a CPU f32 contiguous tensor"));
+        let (g, col_grad) =
+            (host_f32(&g_s).ok_or_else(|| internal("the scores' gradient"))?, host_f32(&g_cols).ok_or_else(|| internal("the columns' gradient"))?);
+        let (ha, head) = (host_f32(&hp.ha).ok_or_else(|| internal("the features"))?, host_f32(&hp.head).ok_or_else(|| internal("the head"))?);
+        let d = hp.ha.size()[1] as usize;
+        let mut rows = Tensor::f_empty([plan.union.len() as i64, d as i64], (Kind::Float, Device::Cpu))?;
+        {
+            let n = rows.numel();
+            // SAFETY: a fresh contiguous CPU f32 tensor of n values, written only here
+            let out = if n == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(rows.data_ptr() as *mut f32, n) } };
+            let ug = crate::train::positives::UnionGrad { ha, d, slots: plan.slots, pos_u: &plan.pos_u, g, col_u: &plan.col_u, col_grad };
+            ug.write(out).map_err(Error::Internal)?;
+        }
+        let mut extra = vec![0f32; ha.len()];
+        crate::train::positives::Positives { head, d, ha, pos: &plan.pos, slots: plan.slots }.features_grad(g, &mut extra);
+        if hp.h.requires_grad() {
+            let dh = d as i64 - 1;
+            let total = grad_or_zeros(&hp.hd)?.f_add(&host_tensor(&extra, &[-1, d as i64])?.f_narrow(1, 0, dh)?)?;
+            hp.h.f_mul(&total)?.f_sum(Kind::Float)?.f_backward()?;
+        }
+        rows = rows.f_detach()?;
+        self.grad = Some(rows);
+        Ok(())
+    }
+
+    /// The head gradient on `rows` after [`StepOut::backward`] (clipped weights of sampled rows are
+    /// applied inside the loss).
     pub fn head_grad(&self) -> Result<Tensor> {
-        Ok(self.leaf.grad())
+        Ok(match &self.grad {
+            Some(g) => g.shallow_clone(),
+            None => self.leaf.grad(),
+        })
     }
 
     /// The head's update after `backward`: `opt` on the rows the step touched (every row for a dense
@@ -233,19 +314,19 @@ fn entropy(tg: &Targets, est: Estimator, tail: Tail) -> f64 {
 /// The loss of one batch. `h` are the backbone features [B, d] (with gradient), `head` the table.
 /// `dis` holds the sampler for `--loss dis` (its plan is drawn here with `rng`).
 pub fn step_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, dis: Option<&mut DisState>, rng: &mut impl Rng) -> Result<StepOut> {
-    let ha = crate::train::student::Student::augment(h)?;
+    let augment = crate::train::student::Student::augment;
     let t2a = cfg.alpha * cfg.temperature * cfg.temperature;
     match cfg.estimator {
         Estimator::Full | Estimator::Rs | Estimator::Ghost => {
             if cfg.estimator == Estimator::Rs && tg.m == 0 {
                 return Err(Error::invalid("--loss rs needs tail samples: build the cache with --tail-samples M"));
             }
-            let mut out = dense_loss(cfg, &ha, head, tg)?;
+            let mut out = dense_loss(cfg, &augment(h)?, head, tg)?;
             out.constant = t2a * entropy(tg, cfg.estimator, Tail::Spread);
             Ok(out)
         }
         Estimator::Topk => {
-            let mut out = topk_loss(cfg, &ha, head, tg)?;
+            let mut out = topk_loss(cfg, &augment(h)?, head, tg)?;
             out.constant = t2a * entropy(tg, Estimator::Topk, Tail::Spread);
             Ok(out)
         }
@@ -256,7 +337,9 @@ pub fn step_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, dis:
                 st.resync_total(head)?;
             }
             let tail = st.sampler.cfg.tail;
-            let mut out = dis_loss(cfg, &ha, head, tg, &plan, tail, &st.total)?;
+            // on the CPU the positives are computed on the host (see `positives`)
+            let host = h.device() == Device::Cpu && h.kind() == Kind::Float && host_f32(head).is_some();
+            let mut out = dis_loss(cfg, h, head, tg, &plan, tail, &st.total, host)?;
             out.constant = t2a * entropy(tg, Estimator::Dis, tail);
             out.plan = Some(plan);
             Ok(out)
@@ -304,7 +387,7 @@ fn dense_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Res
     };
     let ce = ce_rows(&s, ce, &t)?;
     let loss = combine(kd.f_mean(Kind::Float)?, ce, cfg)?;
-    Ok(StepOut { loss, constant: 0.0, rows: None, leaf, computed_rows: tg.classes, plan: None })
+    Ok(StepOut { loss, constant: 0.0, rows: None, leaf, computed_rows: tg.classes, plan: None, host: None, grad: None })
 }
 
 /// `topk`: the union of the batch's top-K (and labels) as columns; each row normalised over its own.
@@ -353,15 +436,24 @@ fn topk_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets) -> Resu
     let kd = z.f_logsumexp([1i64], false)?.f_sub(&lin)?.f_mean(Kind::Float)?;
     let ce = ce_rows(&s_u.f_masked_fill(&invalid, f64::NEG_INFINITY)?, ce, &t)?;
     let loss = combine(kd, ce, cfg)?;
-    Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, computed_rows: n as usize, plan: None })
+    Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, computed_rows: n as usize, plan: None, host: None, grad: None })
 }
 
-/// `dis` on a plan (see the module doc). `total` is Σ of all head rows (for the spread tail).
-fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &Plan, tail: Tail, total: &Tensor) -> Result<StepOut> {
+/// `dis` on a plan (see the module doc). `total` is Σ of all head rows (for the spread tail). With
+/// `host` (CPU f32 features and head) each row's own positives — their scores and, for the spread tail,
+/// their sums — are computed by [`crate::train::positives`] from the head itself, and
+/// [`StepOut::backward`] completes the gradients; otherwise by gathering the rows and a batched product.
+#[allow(clippy::too_many_arguments)]
+fn dis_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, plan: &Plan, tail: Tail, total: &Tensor, host: bool) -> Result<StepOut> {
+    let augment = crate::train::student::Student::augment;
     if plan.dense {
         let est = if tail == Tail::Spread { Estimator::Full } else { Estimator::Ghost };
-        return dense_loss(&LossConfig { estimator: est, ..*cfg }, ha, head, tg);
+        return dense_loss(&LossConfig { estimator: est, ..*cfg }, &augment(h)?, head, tg);
     }
+    // the host path's features: a leaf, so that the loss's backward stops there and is completed
+    let hd = if host { h.f_detach()?.f_requires_grad_(true)? } else { h.shallow_clone() };
+    let ha = augment(&hd)?.f_contiguous()?;
+    let ha = &ha;
     let device = ha.device();
     let (b, k, c) = (tg.b as i64, tg.k as i64, tg.classes as i64);
     let (sl, n, nu) = (plan.slots as i64, plan.cols.len() as i64, plan.union.len() as i64);
@@ -390,28 +482,83 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
     let clipped = plan.head_scale.iter().any(|&x| x < 1.0);
     let i_hs = clipped.then(|| up.floats(plan.head_scale.iter().copied(), &[n, 1]));
     let i_ce = ce_slots(&mut up, &plan.label_slot);
+    let i_cols = host.then(|| up.ints(&plan.cols, &[n]));
     let t = up.send(device)?;
     let rows = t[i_union].shallow_clone();
-    let leaf = crate::train::optim::gather_rows(head, &rows)?.f_detach()?.f_requires_grad_(true)?;
-    let d = leaf.size()[1];
-    // each row's own positives: B·(K+1) dot products
-    let pos_rows = crate::train::optim::gather_rows(&leaf, &t[i_pu])?.f_reshape([b, sl, d])?;
-    let s_pos = pos_rows.f_bmm(&ha.f_unsqueeze(2)?)?.f_squeeze_dim(2)?; // [B, K+1]
-    // the shared columns (their head gradient scaled where the weight is clipped)
-    let mut col_rows = crate::train::optim::gather_rows(&leaf, &t[i_cu])?;
-    if let Some(hs) = i_hs {
+    let d = ha.size()[1];
+    // each row's own positives: B·(K+1) dot products, and (spread tail) Σ of its active positive rows and
+    // of its own columns' w_j·H_j [B, 2, D]
+    let spread = tail == Tail::Spread;
+    let (leaf, s_pos, own_sums, mut col_rows, hostpart) = if let Some(i_cols) = i_cols {
+        let internal = || Error::Internal("host positives: the head or features are not CPU f32 contiguous tensors".into());
+        let p = crate::train::positives::Positives {
+            head: host_f32(head).ok_or_else(internal)?,
+            d: d as usize,
+            ha: host_f32(ha).ok_or_else(internal)?,
+            pos: &plan.pos,
+            slots: plan.slots,
+        };
+        p.check().map_err(Error::Internal)?;
+        let mut scores = vec![0f32; plan.pos.len()];
+        let sums = if spread {
+            let wt: Vec<f32> = (0..plan.pos.len())
+                .flat_map(|s| {
+                    [
+                        if plan.active[s] { 1.0 } else { 0.0 },
+                        match plan.own_col[s] {
+                            o if o >= 0 => (plan.logw[o as usize] as f32).exp(),
+                            _ => 0.0,
+                        },
+                    ]
+                })
+                .collect();
+            let mut sums = vec![0f32; tg.b * 2 * d as usize];
+            p.forward(&mut scores, Some((&wt, &mut sums)));
+            Some(host_tensor(&sums, &[b, 2, d])?)
+        } else {
+            p.forward(&mut scores, None);
+            None
+        };
+        let s_pos = host_tensor(&scores, &[b, sl])?.f_requires_grad_(true)?;
+        let cols = crate::train::optim::gather_rows(head, &t[i_cols])?.f_detach()?.f_requires_grad_(true)?;
+        let hp = HostPart {
+            s_pos: s_pos.shallow_clone(),
+            cols: cols.shallow_clone(),
+            hd: hd.shallow_clone(),
+            ha: ha.shallow_clone(),
+            h: h.shallow_clone(),
+            head: head.shallow_clone(),
+        };
+        (cols.shallow_clone(), s_pos, sums, cols, Some(hp))
+    } else {
+        let leaf = crate::train::optim::gather_rows(head, &rows)?.f_detach()?.f_requires_grad_(true)?;
+        let pos_rows = crate::train::optim::gather_rows(&leaf, &t[i_pu])?.f_reshape([b, sl, d])?;
+        let s_pos = pos_rows.f_bmm(&ha.f_unsqueeze(2)?)?.f_squeeze_dim(2)?; // [B, K+1]
+        let sums = if spread {
+            let act_w = t[i_act].f_gt(-1.0)?.f_to_kind(Kind::Float)?; // 1 on active slots
+            let wx = Tensor::f_cat(&[t[i_lw].f_exp()?, Tensor::f_zeros([1], (Kind::Float, device))?], 0)?;
+            let own_w = wx.f_index_select(0, &t[i_own].f_flatten(0, -1)?)?.f_reshape([b, 1, sl])?;
+            Some(Tensor::f_cat(&[act_w.f_unsqueeze(1)?, own_w], 1)?.f_bmm(&pos_rows.f_detach()?)?)
+        } else {
+            None
+        };
+        let col_rows = crate::train::optim::gather_rows(&leaf, &t[i_cu])?;
+        (leaf, s_pos, sums, col_rows, None)
+    };
+    // the shared columns (their head gradient scaled where the weight is clipped: on the host path by
+    // the backward, here by a detached share)
+    if let (Some(hs), None) = (i_hs, &hostpart) {
         let s = &t[hs];
         col_rows = col_rows.f_mul(s)?.f_add(&col_rows.f_mul(&s.f_neg()?.f_add_scalar(1.0)?)?.f_detach()?)?;
     }
-    let s_col = ha.f_matmul(&col_rows.f_tr()?)?; // [B, n]
+    // row i's own positives among the columns, and the columns' log-weights with those masked
+    let is_own = Tensor::f_zeros([b, n + 1], (Kind::Bool, device))?.f_scatter_value(1, &t[i_own], 1.0)?.f_narrow(1, 0, n)?;
     let logw = t[i_lw].f_unsqueeze(0)?;
-    let own_mask = |z: Tensor| -> Result<Tensor> {
-        Ok(Tensor::f_cat(&[z, Tensor::f_full([b, 1], MASKED, (Kind::Float, device))?], 1)?.f_scatter_value(1, &t[i_own], MASKED)?.f_narrow(1, 0, n)?)
-    };
+    let bias = logw.f_expand([b, n], false)?.f_masked_fill(&is_own, MASKED)?;
+    // z_col = s_col/T + log w (masked), s_col = [h,1]·H_colᵀ [B, n]: one product, no pass over [B, n]
+    let z_col = bias.f_addmm(&(ha / temp), &col_rows.f_tr()?)?;
     let act = &t[i_act];
     let z_pos = (&s_pos / temp).f_add(act)?;
-    let act_w = act.f_gt(-1.0)?.f_to_kind(Kind::Float)?; // 1 on active slots
-    let z_col = own_mask((&s_col / temp).f_add(&logw)?)?;
     let lse_col = z_col.f_logsumexp([1i64], false)?;
     let lse = Tensor::f_stack(&[z_pos.f_logsumexp([1i64], false)?, lse_col.shallow_clone()], 1)?.f_logsumexp([1i64], false)?;
     let lin = (&t[i_pt] * &s_pos).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? / temp;
@@ -431,18 +578,18 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
             // (Horvitz–Thompson), added with no value and no features' gradient as
             // Σ_j A_ij·s_ij − h_i·(A·H_detached)_i, A_ij = fill_i·w_j·[j not own].
             let f = &t[i_fill];
-            let pos_d = pos_rows.f_detach()?;
-            // Σ active own rows and Σ own columns' w_j·H_j [B, D], in one pass over the rows
             let w = t[i_lw].f_exp()?;
-            let wx = Tensor::f_cat(&[w.shallow_clone(), Tensor::f_zeros([1], (Kind::Float, device))?], 0)?;
-            let own_w = wx.f_index_select(0, &t[i_own].f_flatten(0, -1)?)?.f_reshape([b, 1, sl])?;
-            let sums = Tensor::f_cat(&[act_w.f_unsqueeze(1)?, own_w], 1)?.f_bmm(&pos_d)?; // [B, 2, D]
+            let sums = own_sums.ok_or_else(|| Error::Internal("dis: the spread tail's sums are missing".into()))?;
             let (own_sum, own_cols) = (sums.f_select(1, 0)?, sums.f_select(1, 1)?);
             let rest = total.f_to_kind(Kind::Float)?.f_unsqueeze(0)?.f_sub(&own_sum)?;
             let exact = (ha * rest).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_mul(&f.f_squeeze_dim(1)?)? / temp;
-            let a = own_mask(f.f_mul(&w.f_unsqueeze(0)?)?)?; // [B, n], own entries → −inf
-            let a = a.f_clamp_min(0.0)?;
-            let head_part = (&a * &s_col).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? / temp;
+            let a = f.f_mul(&w.f_unsqueeze(0)?)?.f_masked_fill(&is_own, 0.0)?; // [B, n]
+            // Σ_j A_ij·s_ij/T = Σ_j A_ij·(z_ij − log w_j), A zero where z is masked
+            let head_part = (&a * &z_col).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_sub(&(&a * &logw).f_sum_dim_intlist(
+                [1i64].as_slice(),
+                false,
+                Kind::Float,
+            )?)?;
             // A·H_detached = fill_i·(Σ_j w_j H_j − Σ_{own columns} w_j H_j)
             let col_d = col_rows.f_detach()?;
             let u = w.f_unsqueeze(0)?.f_matmul(&col_d)?; // [1, D]
@@ -454,13 +601,70 @@ fn dis_loss(cfg: &LossConfig, ha: &Tensor, head: &Tensor, tg: &Targets, plan: &P
     let ce = match i_ce {
         Some((r, sl_t)) => {
             // CE at T = 1 over the same classes
-            let lse1 = Tensor::f_stack(&[s_pos.f_add(act)?.f_logsumexp([1i64], false)?, own_mask(s_col.f_add(&logw)?)?.f_logsumexp([1i64], false)?], 1)?
-                .f_logsumexp([1i64], false)?;
+            // s_col + log w (masked) = T·z_col − (T − 1)·bias (masked entries stay about MASKED)
+            let z1 = if temp == 1.0 { z_col.shallow_clone() } else { z_col.f_mul_scalar(temp)?.f_sub(&bias.f_mul_scalar(temp - 1.0)?)? };
+            let lse1 = Tensor::f_stack(&[s_pos.f_add(act)?.f_logsumexp([1i64], false)?, z1.f_logsumexp([1i64], false)?], 1)?.f_logsumexp([1i64], false)?;
             let picked = s_pos.f_index_select(0, &t[r])?.f_gather(1, &t[sl_t], false)?.f_squeeze_dim(1)?;
             Some(lse1.f_index_select(0, &t[r])?.f_sub(&picked)?.f_mean(Kind::Float)?)
         }
         None => None,
     };
     let loss = combine(kd.f_mean(Kind::Float)?, ce, cfg)?;
-    Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, computed_rows: nu as usize, plan: None })
+    Ok(StepOut { loss, constant: 0.0, rows: Some(rows), leaf, computed_rows: nu as usize, plan: None, host: hostpart, grad: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::DisConfig;
+    use rand::SeedableRng;
+
+    /// The host positives and the gathered ones give the same loss and gradients (head rows and the
+    /// features, through a backbone) on the same plan, for both tails, with clipped weights and labels
+    /// absent, among the ranks and outside them.
+    #[test]
+    fn host_positives_equal_the_gathered_ones() {
+        let (b, c, d, k) = (7usize, 400usize, 6i64, 5usize);
+        let opts = (Kind::Float, Device::Cpu);
+        tch::manual_seed(3);
+        let mut tg = Targets { b, k, m: 0, classes: c, idx: vec![], p: vec![], tau: vec![], label: vec![], tail_idx: vec![], tail_w: vec![] };
+        for i in 0..b {
+            let ids: Vec<i64> = (0..k as i64).map(|r| (i as i64 * 37 + r * 11) % c as i64).collect();
+            tg.p.extend((0..k).map(|r| 0.9 / (k as f64) * (1.0 + 0.1 * r as f64) / 1.2));
+            tg.tau.push(0.1);
+            tg.label.push(match i % 3 {
+                0 => -1,
+                1 => ids[2],
+                _ => (i as i64 * 53 + 200) % c as i64,
+            });
+            tg.idx.extend(ids);
+        }
+        let x = Tensor::randn([b as i64, 4], opts);
+        let a0 = Tensor::randn([4, d], opts);
+        let head = Tensor::randn([c as i64, d + 1], opts) * 0.5;
+        for tail in [Tail::Spread, Tail::Bucket] {
+            let cfg = LossConfig { estimator: Estimator::Dis, temperature: 2.0, alpha: 0.7 };
+            let dcfg = DisConfig { head_rows: 60, clip: 3.0, tail, ..Default::default() };
+            let st = DisState::new(dcfg, &head, 5, None).unwrap();
+            let mut st = st;
+            let plan = st.sampler.plan(&tg.rows_view(), &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
+            assert!(!plan.dense && plan.head_scale.iter().any(|&s| s < 1.0), "the case must be sampled and clipped");
+            st.resync_total(&head).unwrap();
+            let run = |host: bool| {
+                let a = a0.detach().set_requires_grad(true);
+                let h = x.matmul(&a);
+                let mut out = dis_loss(&cfg, &h, &head, &tg, &plan, tail, &st.total, host).unwrap();
+                assert_eq!(out.host.is_some(), host);
+                out.plan = Some(plan.clone());
+                out.backward().unwrap();
+                (out.loss.double_value(&[]), out.head_grad().unwrap(), a.grad())
+            };
+            let (l0, g0, a_0) = run(false);
+            let (l1, g1, a_1) = run(true);
+            assert!((l0 - l1).abs() < 1e-5 * l0.abs().max(1.0), "{tail:?}: loss {l0} vs {l1}");
+            let close = |x: &Tensor, y: &Tensor| (x - y).abs().max().double_value(&[]) <= 1e-5 * y.abs().max().double_value(&[]).max(1.0);
+            assert!(close(&g1, &g0), "{tail:?}: head gradient");
+            assert!(close(&a_1, &a_0), "{tail:?}: backbone gradient");
+        }
+    }
 }

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod fixture;
 pub mod loss;
 pub mod optim;
+pub mod positives;
 pub mod student;
 
 use std::collections::BTreeMap;
@@ -605,14 +606,14 @@ fn step(st: &mut State, o: &TrainOptions, inp: &Inputs, batch: &RowBatch, cache:
     tch::manual_seed(step_seed as i64);
     let cfg = LossConfig { estimator: o.loss, temperature: o.temperature, alpha: o.alpha };
     let h = st.student.features(&x)?;
-    let out = loss::step_loss(&cfg, &h, &st.student.head, &tg, st.dis.as_mut(), &mut rng)?;
+    let mut out = loss::step_loss(&cfg, &h, &st.student.head, &tg, st.dis.as_mut(), &mut rng)?;
     for p in st.params.iter_mut() {
         let mut g = p.grad();
         if g.defined() {
             let _ = g.f_zero_()?;
         }
     }
-    out.loss.f_backward()?;
+    out.backward()?;
     out.update_head(&mut st.student.head, &mut st.hopt, st.dis.as_mut(), &h, o.temperature)?;
     st.bopt.step(&mut st.params)?;
     Ok(out)
