@@ -575,7 +575,7 @@ fn dis_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, plan: &Pl
             // fill_i = τ_i/(C−K) on every class outside the top-K. Value and features' gradient exact:
             // fill_i·h_i·(Σ all rows − Σ own positive rows), the head detached (the label slot carries its
             // own fill above). Head gradient: fill_i·w_j on the columns outside row i's positives
-            // (Horvitz–Thompson), added with no value and no features' gradient as
+            // (Horvitz–Thompson), added with no value and no features' gradient through
             // Σ_j A_ij·s_ij − h_i·(A·H_detached)_i, A_ij = fill_i·w_j·[j not own].
             let f = &t[i_fill];
             let w = t[i_lw].f_exp()?;
@@ -584,18 +584,17 @@ fn dis_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, plan: &Pl
             let rest = total.f_to_kind(Kind::Float)?.f_unsqueeze(0)?.f_sub(&own_sum)?;
             let exact = (ha * rest).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_mul(&f.f_squeeze_dim(1)?)? / temp;
             let a = f.f_mul(&w.f_unsqueeze(0)?)?.f_masked_fill(&is_own, 0.0)?; // [B, n]
-            // Σ_j A_ij·s_ij/T = Σ_j A_ij·(z_ij − log w_j), A zero where z is masked
-            let head_part = (&a * &z_col).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?.f_sub(&(&a * &logw).f_sum_dim_intlist(
-                [1i64].as_slice(),
-                false,
-                Kind::Float,
-            )?)?;
+            // Σ_j A_ij·s_ij/T through z = s/T + log w (A is zero where z is masked)
+            let head_part = (&a * &z_col).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
             // A·H_detached = fill_i·(Σ_j w_j H_j − Σ_{own columns} w_j H_j)
             let col_d = col_rows.f_detach()?;
             let u = w.f_unsqueeze(0)?.f_matmul(&col_d)?; // [1, D]
             let ah = u.f_sub(&own_cols)?.f_mul(f)?;
             let cancel = (ha * ah).f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)? / temp;
-            lse.f_sub(&lin)?.f_sub(&exact)?.f_sub(&head_part.f_sub(&cancel)?)?
+            // the two terms' gradients only: their values are equal, and x − x.detach() is exactly zero
+            let grads = head_part.f_sub(&cancel)?;
+            let grads = grads.f_sub(&grads.f_detach()?)?;
+            lse.f_sub(&lin)?.f_sub(&exact)?.f_sub(&grads)?
         }
     };
     let ce = match i_ce {

@@ -4,8 +4,32 @@
 //! sampled columns, set the step's cost on the CPU. Plain slices, no torch: the loss wraps them.
 use rayon::prelude::*;
 
-/// Rows handled by one task.
+/// Rows handled by one task (at least).
 const CHUNK: usize = 16;
+
+/// Evaluates a call to an `#[inline(always)]` kernel compiled for AVX2 where the CPU has it (8 lanes
+/// instead of SSE2's 4; no fused multiply-add, so the same arithmetic and the same bits either way).
+macro_rules! simd {
+    ($call:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2 (checked above)
+                unsafe { avx2(|| $call) }
+            } else {
+                $call
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $call
+        }
+    }};
+}
 
 /// One step's positives: `pos[i*slots + r]` is the class of row i's slot r (rows of `head`, [C, d]),
 /// `ha` the rows' features [B, d].
@@ -62,52 +86,68 @@ impl Positives<'_> {
         &self.head[j * self.d..(j + 1) * self.d]
     }
 
+    /// Row i's scores and (with `weights`) its two sums `out` [2, d].
+    #[inline(always)]
+    fn forward_row(&self, i: usize, s_row: &mut [f32], sums: Option<(&[f32], &mut [f32])>) {
+        let (d, sl) = (self.d, self.slots);
+        let h = &self.ha[i * d..(i + 1) * d];
+        match sums {
+            Some((wt, o)) => {
+                let (o_a, o_w) = o.split_at_mut(d);
+                for (r, s) in s_row.iter_mut().enumerate() {
+                    let w = self.row(i * sl + r);
+                    *s = dot(w, h);
+                    let (a, b) = (wt[2 * (i * sl + r)], wt[2 * (i * sl + r) + 1]);
+                    if a != 0.0 {
+                        axpy(o_a, a, w);
+                    }
+                    if b != 0.0 {
+                        axpy(o_w, b, w);
+                    }
+                }
+            }
+            None => {
+                for (r, s) in s_row.iter_mut().enumerate() {
+                    *s = dot(self.row(i * sl + r), h);
+                }
+            }
+        }
+    }
+
+    /// Row i's features' gradient `o` [d].
+    #[inline(always)]
+    fn features_row(&self, i: usize, g: &[f32], o: &mut [f32]) {
+        o.fill(0.0);
+        for r in 0..self.slots {
+            let gi = g[i * self.slots + r];
+            if gi != 0.0 {
+                axpy(o, gi, self.row(i * self.slots + r));
+            }
+        }
+    }
+
     /// The scores s[i*slots + r] = head[pos]·ha[i] into `scores`, and, with `weights` (two per slot,
     /// a then w), the sums Σ_r a_ir·head[pos_ir] and Σ_r w_ir·head[pos_ir] into `sums` [B, 2, d]: one
     /// read of each positive row for both.
     pub fn forward(&self, scores: &mut [f32], weights: Option<(&[f32], &mut [f32])>) {
         let (d, sl) = (self.d, self.slots);
-        let rows = |(i0, s_chunk): (usize, &mut [f32]), mut sums: Option<(&[f32], &mut [f32])>| {
-            for (di, s_row) in s_chunk.chunks_mut(sl).enumerate() {
-                let i = i0 * CHUNK + di;
-                let h = &self.ha[i * d..(i + 1) * d];
-                for (r, s) in s_row.iter_mut().enumerate() {
-                    let w = self.row(i * sl + r);
-                    *s = dot(w, h);
-                    if let Some((wt, out)) = sums.as_mut() {
-                        let (a, b) = (wt[2 * (i * sl + r)], wt[2 * (i * sl + r) + 1]);
-                        let o = &mut out[di * 2 * d..(di + 1) * 2 * d];
-                        if a != 0.0 {
-                            axpy(&mut o[..d], a, w);
-                        }
-                        if b != 0.0 {
-                            axpy(&mut o[d..], b, w);
-                        }
-                    }
-                }
-            }
-        };
         match weights {
             Some((wt, sums)) => {
                 sums.fill(0.0);
-                scores.par_chunks_mut(CHUNK * sl).zip(sums.par_chunks_mut(CHUNK * 2 * d)).enumerate().for_each(|(c, (s, o))| rows((c, s), Some((wt, o))));
+                scores
+                    .par_chunks_mut(sl)
+                    .zip(sums.par_chunks_mut(2 * d))
+                    .enumerate()
+                    .with_min_len(CHUNK)
+                    .for_each(|(i, (s, o))| simd!(self.forward_row(i, s, Some((wt, o)))));
             }
-            None => scores.par_chunks_mut(CHUNK * sl).enumerate().for_each(|x| rows(x, None)),
+            None => scores.par_chunks_mut(sl).enumerate().with_min_len(CHUNK).for_each(|(i, s)| simd!(self.forward_row(i, s, None))),
         }
     }
 
     /// The features' gradient through the scores, Σ_r g[i*slots + r]·head[pos_ir], into `out` [B, d].
     pub fn features_grad(&self, g: &[f32], out: &mut [f32]) {
-        let (d, sl) = (self.d, self.slots);
-        out.par_chunks_mut(d).enumerate().for_each(|(i, o)| {
-            o.fill(0.0);
-            for r in 0..sl {
-                let gi = g[i * sl + r];
-                if gi != 0.0 {
-                    axpy(o, gi, self.row(i * sl + r));
-                }
-            }
-        });
+        out.par_chunks_mut(self.d).enumerate().with_min_len(CHUNK).for_each(|(i, o)| simd!(self.features_row(i, g, o)));
     }
 }
 
@@ -155,22 +195,30 @@ impl UnionGrad<'_> {
         for (c, &u) in self.col_u.iter().enumerate() {
             col_at[u as usize] = c as u32;
         }
-        out.par_chunks_mut(CHUNK * d).enumerate().for_each(|(ci, chunk)| {
-            for (du, o) in chunk.chunks_mut(d).enumerate() {
-                let u = ci * CHUNK + du;
-                match col_at[u] {
-                    u32::MAX => o.fill(0.0),
-                    c => o.copy_from_slice(&self.col_grad[c as usize * d..(c as usize + 1) * d]),
-                }
-                for &s in &order[start[u] as usize..start[u + 1] as usize] {
-                    let (s, i) = (s as usize, s as usize / self.slots);
-                    if self.g[s] != 0.0 {
-                        axpy(o, self.g[s], &self.ha[i * d..(i + 1) * d]);
-                    }
-                }
-            }
+        out.par_chunks_mut(d).enumerate().with_min_len(CHUNK).for_each(|(u, o)| {
+            let col = match col_at[u] {
+                u32::MAX => None,
+                c => Some(&self.col_grad[c as usize * d..(c as usize + 1) * d]),
+            };
+            simd!(self.row(o, col, &order[start[u] as usize..start[u + 1] as usize]))
         });
         Ok(())
+    }
+
+    /// One row: its column's gradient (or zeros) plus its slots' terms.
+    #[inline(always)]
+    fn row(&self, o: &mut [f32], col: Option<&[f32]>, slots: &[u32]) {
+        let d = self.d;
+        match col {
+            None => o.fill(0.0),
+            Some(c) => o.copy_from_slice(c),
+        }
+        for &s in slots {
+            let (s, i) = (s as usize, s as usize / self.slots);
+            if self.g[s] != 0.0 {
+                axpy(o, self.g[s], &self.ha[i * d..(i + 1) * d]);
+            }
+        }
     }
 }
 
