@@ -203,6 +203,9 @@ impl StepOut {
     /// The head gradient on `rows` after [`StepOut::backward`] (clipped weights of sampled rows are
     /// applied inside the loss).
     pub fn head_grad(&self) -> Result<Tensor> {
+        if self.host.is_some() {
+            return Err(Error::Internal("the head gradient of a host-positives step needs StepOut::backward, not loss.backward".into()));
+        }
         Ok(match &self.grad {
             Some(g) => g.shallow_clone(),
             None => self.leaf.grad(),
