@@ -603,8 +603,8 @@ fn dis_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, plan: &Pl
     let ce = match i_ce {
         Some((r, sl_t)) => {
             // CE at T = 1 over the same classes
-            // s_col + log w (masked) = T·z_col − (T − 1)·bias (masked entries stay about MASKED)
-            let z1 = if temp == 1.0 { z_col.shallow_clone() } else { z_col.f_mul_scalar(temp)?.f_sub(&bias.f_mul_scalar(temp - 1.0)?)? };
+            // s_col + log w (masked) = bias + T·(z_col − bias), one pass (masked entries: MASKED + s_col)
+            let z1 = if temp == 1.0 { z_col.shallow_clone() } else { bias.f_lerp(&z_col, temp)? };
             let lse1 = Tensor::f_stack(&[s_pos.f_add(act)?.f_logsumexp([1i64], false)?, z1.f_logsumexp([1i64], false)?], 1)?.f_logsumexp([1i64], false)?;
             let picked = s_pos.f_index_select(0, &t[r])?.f_gather(1, &t[sl_t], false)?.f_squeeze_dim(1)?;
             Some(lse1.f_index_select(0, &t[r])?.f_sub(&picked)?.f_mean(Kind::Float)?)
