@@ -153,8 +153,8 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "adam")]
     pub head_opt: kdcache::train::optim::OptKind,
     /// Head learning rate (row-wise). Default 5e-3 for dis, which updates a head row only on the steps
-    /// that compute it, 3e-3 for full (each the best measured after one epoch on the demo and the
-    /// power-law worlds), 1e-3 otherwise.
+    /// that compute it, 3e-3 for full (each the best measured on the demo and the power-law
+    /// worlds), 1e-3 otherwise.
     #[arg(long)]
     pub head_lr: Option<f64>,
     /// Run directory (locked while the run trains: a second train on it is refused).

@@ -74,8 +74,8 @@ _INIT_CHUNK = 65536
 
 def default_head_lr(loss: str) -> float:
     """`kdcache train`'s default head learning rate: 5e-3 for `dis` (it moves a row only on the steps
-    that compute it), 3e-3 for `full` (each the best measured after one epoch on the demo and the
-    power-law worlds), 1e-3 for the other estimators."""
+    that compute it), 3e-3 for `full` (each the best measured on the demo and the power-law worlds),
+    1e-3 for the other estimators."""
     return {"dis": 5e-3, "full": 3e-3}.get(loss, 1e-3)
 
 

@@ -123,9 +123,9 @@ pub(crate) fn gather(ds: &Dataset, batch: &RowBatch, cache: &Path, device: Devic
     Ok(Tensor::f_from_slice(&x)?.f_reshape(&shape)?.f_to_device(device)?)
 }
 
-/// The head's default learning rate, the best of {1e-3, 3e-3, 5e-3, 1e-2} after one epoch on the demo
-/// and the power-law worlds: 5e-3 for `dis` (it moves a head row only on the steps that compute it),
-/// 3e-3 for `full`, 1e-3 for the others (not measured).
+/// The head's default learning rate, the best of those measured on the demo and the power-law worlds
+/// (README, "When `dis` pays off"): 5e-3 for `dis` (it moves a head row only on the steps that compute
+/// it), 3e-3 for `full`, 1e-3 for the others (not measured).
 pub fn default_head_lr(loss: Estimator) -> f64 {
     match loss {
         Estimator::Dis => 5e-3,
