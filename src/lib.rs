@@ -1,5 +1,7 @@
 //! kdcache: cache a teacher's ranked logits once, then distill students from the cache with
 //! dynamically importance-sampled classes. See `schemas/FORMAT.md` for the cache format.
+#[macro_use]
+mod simd;
 #[cfg(feature = "torch")]
 pub mod bench;
 pub mod data;

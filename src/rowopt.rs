@@ -96,7 +96,7 @@ pub fn step(cfg: &OptConfig, tab: &mut HostTable, rows: Option<&[i64]>, g: &[f32
                     let bc1 = 1.0 - cfg.beta1.powf(*t as f32 as f64) as f32;
                     let bc2 = 1.0 - cfg.beta2.powf(*t as f32 as f64) as f32;
                     let (step, eps) = (cfg.lr as f32 / bc1, cfg.eps as f32);
-                    adam_row(w, m, v, gr, &mut acc, [b1, b2, bc2, step, eps]);
+                    simd!(adam_row(w, m, v, gr, &mut acc, [b1, b2, bc2, step, eps]));
                 } else {
                     let (mu, lr) = (cfg.momentum as f32, cfg.lr as f32);
                     for (((w, m), &gj), a) in w.iter_mut().zip(m.iter_mut()).zip(gr).zip(acc.iter_mut()) {
@@ -119,25 +119,8 @@ pub fn step(cfg: &OptConfig, tab: &mut HostTable, rows: Option<&[i64]>, g: &[f32
 
 /// One row of the Adam rule (see the module doc), adding each weight's exact change to `acc` (f64);
 /// `c` = [β1, β2, 1 − β2^t, lr/(1 − β1^t), ε].
-fn adam_row(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], acc: &mut [f64], c: [f32; 5]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked above)
-        return unsafe { adam_row_avx2(w, m, v, g, acc, c) };
-    }
-    adam_row_plain(w, m, v, g, acc, c)
-}
-
-/// The same loop compiled for AVX2 (8 lanes instead of SSE2's 4); the arithmetic and its order are the
-/// plain loop's, so the results are the same bits.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn adam_row_avx2(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], acc: &mut [f64], c: [f32; 5]) {
-    adam_row_plain(w, m, v, g, acc, c)
-}
-
 #[inline(always)]
-fn adam_row_plain(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], acc: &mut [f64], [b1, b2, bc2, step, eps]: [f32; 5]) {
+fn adam_row(w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], acc: &mut [f64], [b1, b2, bc2, step, eps]: [f32; 5]) {
     for ((((w, m), v), &gj), a) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g).zip(acc.iter_mut()) {
         let old = *w;
         *m = gj + b1 * (*m - gj);

@@ -180,7 +180,7 @@ impl StepOut {
             (host_f32(&g_s).ok_or_else(|| internal("the scores' gradient"))?, host_f32(&g_cols).ok_or_else(|| internal("the columns' gradient"))?);
         let (ha, head) = (host_f32(&hp.ha).ok_or_else(|| internal("the features"))?, host_f32(&hp.head).ok_or_else(|| internal("the head"))?);
         let d = hp.ha.size()[1] as usize;
-        let mut rows = Tensor::f_empty([plan.union.len() as i64, d as i64], (Kind::Float, Device::Cpu))?;
+        let rows = Tensor::f_empty([plan.union.len() as i64, d as i64], (Kind::Float, Device::Cpu))?;
         {
             let n = rows.numel();
             // SAFETY: a fresh contiguous CPU f32 tensor of n values, written only here
@@ -195,7 +195,6 @@ impl StepOut {
             let total = grad_or_zeros(&hp.hd)?.f_add(&host_tensor(&extra, &[-1, d as i64])?.f_narrow(1, 0, dh)?)?;
             hp.h.f_mul(&total)?.f_sum(Kind::Float)?.f_backward()?;
         }
-        rows = rows.f_detach()?;
         self.grad = Some(rows);
         Ok(())
     }
@@ -464,8 +463,10 @@ fn dis_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, plan: &Pl
     let fill: Vec<f64> = tg.tau.iter().map(|&t| if c > k && tail == Tail::Spread { t / (c - k) as f64 } else { 0.0 }).collect();
     let mut up = Upload::default();
     let i_union = up.ints(&plan.union, &[nu]);
-    let i_pu = up.ints(&plan.pos_u, &[b * sl]);
-    let i_cu = up.ints(&plan.col_u, &[n]);
+    // the head rows' source: the head itself on the host path (the columns' classes), else the union's
+    // leaf (where each slot and each column sits in it)
+    let i_cols = host.then(|| up.ints(&plan.cols, &[n]));
+    let i_gather = (!host).then(|| (up.ints(&plan.pos_u, &[b * sl]), up.ints(&plan.col_u, &[n])));
     // own positives among the columns, masked per row (−1 → a spare column)
     let own: Vec<i64> = plan.own_col.iter().map(|&o| if o >= 0 { o } else { n }).collect();
     let i_own = up.ints(&own, &[b, sl]);
@@ -482,10 +483,10 @@ fn dis_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, plan: &Pl
     let i_fill = up.floats(fill.iter().copied(), &[b, 1]);
     // the exact mass of each row's target (Σ_r p_ir + τ_i): the coefficient of log Ẑ_i with the bucket
     let i_mass = up.floats((0..tg.b).map(|i| tg.p[i * tg.k..(i + 1) * tg.k].iter().sum::<f64>() + tg.tau[i]), &[b]);
-    let clipped = plan.head_scale.iter().any(|&x| x < 1.0);
+    // clipped weights scale their columns' head gradient: on the host path in the backward
+    let clipped = !host && plan.head_scale.iter().any(|&x| x < 1.0);
     let i_hs = clipped.then(|| up.floats(plan.head_scale.iter().copied(), &[n, 1]));
     let i_ce = ce_slots(&mut up, &plan.label_slot);
-    let i_cols = host.then(|| up.ints(&plan.cols, &[n]));
     let t = up.send(device)?;
     let rows = t[i_union].shallow_clone();
     let d = ha.size()[1];
@@ -534,6 +535,7 @@ fn dis_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, plan: &Pl
         };
         (cols.shallow_clone(), s_pos, sums, cols, Some(hp))
     } else {
+        let (i_pu, i_cu) = i_gather.ok_or_else(|| Error::Internal("dis: the gathered path's indices are missing".into()))?;
         let leaf = crate::train::optim::gather_rows(head, &rows)?.f_detach()?.f_requires_grad_(true)?;
         let pos_rows = crate::train::optim::gather_rows(&leaf, &t[i_pu])?.f_reshape([b, sl, d])?;
         let s_pos = pos_rows.f_bmm(&ha.f_unsqueeze(2)?)?.f_squeeze_dim(2)?; // [B, K+1]
@@ -548,9 +550,8 @@ fn dis_loss(cfg: &LossConfig, h: &Tensor, head: &Tensor, tg: &Targets, plan: &Pl
         let col_rows = crate::train::optim::gather_rows(&leaf, &t[i_cu])?;
         (leaf, s_pos, sums, col_rows, None)
     };
-    // the shared columns (their head gradient scaled where the weight is clipped: on the host path by
-    // the backward, here by a detached share)
-    if let (Some(hs), None) = (i_hs, &hostpart) {
+    // the shared columns' head gradient scaled where the weight is clipped, by a detached share
+    if let Some(hs) = i_hs {
         let s = &t[hs];
         col_rows = col_rows.f_mul(s)?.f_add(&col_rows.f_mul(&s.f_neg()?.f_add_scalar(1.0)?)?.f_detach()?)?;
     }
@@ -647,8 +648,7 @@ mod tests {
         for tail in [Tail::Spread, Tail::Bucket] {
             let cfg = LossConfig { estimator: Estimator::Dis, temperature: 2.0, alpha: 0.7 };
             let dcfg = DisConfig { head_rows: 60, clip: 3.0, tail, ..Default::default() };
-            let st = DisState::new(dcfg, &head, 5, None).unwrap();
-            let mut st = st;
+            let mut st = DisState::new(dcfg, &head, 5, None).unwrap();
             let plan = st.sampler.plan(&tg.rows_view(), &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
             assert!(!plan.dense && plan.head_scale.iter().any(|&s| s < 1.0), "the case must be sampled and clipped");
             st.resync_total(&head).unwrap();

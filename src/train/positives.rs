@@ -7,30 +7,6 @@ use rayon::prelude::*;
 /// Rows handled by one task (at least).
 const CHUNK: usize = 16;
 
-/// Evaluates a call to an `#[inline(always)]` kernel compiled for AVX2 where the CPU has it (8 lanes
-/// instead of SSE2's 4; no fused multiply-add, so the same arithmetic and the same bits either way).
-macro_rules! simd {
-    ($call:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked above)
-                unsafe { avx2(|| $call) }
-            } else {
-                $call
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $call
-        }
-    }};
-}
-
 /// One step's positives: `pos[i*slots + r]` is the class of row i's slot r (rows of `head`, [C, d]),
 /// `ha` the rows' features [B, d].
 pub struct Positives<'a> {
